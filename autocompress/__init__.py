@@ -1,0 +1,41 @@
+"""autocompress: search for compressed networks that deploy on edge NPUs.
+
+The public Python API (imported lazily, so ``import autocompress`` stays cheap):
+
+- :func:`estimate_cost` — simulated NPU cost of a model on a chip.
+- :func:`list_chips`, :func:`get_chip` — the chips installed plugins provide.
+- :func:`train_teacher` — train the baseline model.
+- :func:`search` — the budget-constrained multi-objective search.
+- :func:`load_report` — the Pareto front of a run directory.
+- :func:`export` — a chosen trial as ONNX + PyTorch + deploy card.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+try:
+    __version__ = version("autocompress")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+_LAZY: dict[str, str] = {
+    "estimate_cost": "autocompress.hardware.estimate",
+    "list_chips": "autocompress.hardware.plugins",
+    "get_chip": "autocompress.hardware.plugins",
+    "train_teacher": "autocompress.compress.teacher",
+    "search": "autocompress.search.api",
+    "load_report": "autocompress.report.api",
+    "export": "autocompress.export.api",
+}
+
+__all__ = ["__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'autocompress' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

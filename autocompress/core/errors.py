@@ -1,0 +1,70 @@
+"""Errors a user can act on.
+
+Every error raised for bad input derives from :class:`AutocompressError`. The CLI
+prints ``str(error)`` (what was wrong, where, and what would be right) and exits
+with ``error.exit_code`` — never a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class AutocompressError(Exception):
+    """Base class for errors caused by user input or environment, not by a bug.
+
+    ``hint`` is an optional second sentence that tells the user what to do.
+    """
+
+    exit_code: int = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n{self.hint}"
+
+
+class ConfigError(AutocompressError):
+    """A configuration value (CLI flag, YAML field, Python argument) is invalid."""
+
+
+class UnknownNameError(ConfigError):
+    """A name (chip, model, dataset, sampler, search space …) is not known.
+
+    The message lists the closest known names and how to list them all.
+    """
+
+    def __init__(self, kind: str, name: str, known: Iterable[str], *, list_hint: str) -> None:
+        known = sorted(known)
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.4)
+        message = f"unknown {kind} {name!r}"
+        if close:
+            message += f"; did you mean {', '.join(repr(c) for c in close)}?"
+        super().__init__(message, hint=list_hint)
+        self.kind = kind
+        self.name = name
+        self.known = known
+
+
+class PluginError(AutocompressError):
+    """A plugin failed to load, raised inside a hook, or returned invalid data."""
+
+
+class CheckpointError(AutocompressError):
+    """A checkpoint is missing, corrupt, or does not match the architecture."""
+
+
+class BudgetError(ConfigError):
+    """A budget is malformed or cannot be met by any configuration."""
+
+
+class RunDirectoryError(AutocompressError):
+    """A run directory is missing, incomplete, or from an incompatible version."""
+
+
+class ExportError(AutocompressError):
+    """An export failed its checks (ONNX checker, onnxruntime, output agreement)."""

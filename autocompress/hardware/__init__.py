@@ -1,0 +1,1 @@
+"""hardware layer (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""Built-in search spaces (YAML), installed as ``autocompress.builtin_spaces``."""
