@@ -24,9 +24,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cost": ("autocompress.cli.cost", "Simulated NPU cost of a model on a chip."),
     "train": ("autocompress.cli.train", "Train the baseline (teacher) model."),
     "spaces": ("autocompress.cli.spaces", "List and check search spaces."),
-    "search": ("autocompress.cli.search", "Search for compressed models under a chip's budgets."),
-    "report": ("autocompress.cli.report", "Show the Pareto front of a run (table, HTML, JSON, CSV)."),
-    "export": ("autocompress.cli.export", "Export a chosen trial: ONNX, PyTorch and a deploy card."),
+    "search": ("autocompress.cli.search", "Search for compressed models under budgets."),
+    "report": ("autocompress.cli.report", "Show the Pareto front of a run (table, HTML, CSV)."),
+    "export": (
+        "autocompress.cli.export",
+        "Export a chosen trial: ONNX, PyTorch and a deploy card.",
+    ),
 }
 
 

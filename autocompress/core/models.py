@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -24,7 +25,12 @@ from typing import Any
 
 from torch import nn
 
-from autocompress.core.errors import ConfigError, UnknownNameError
+from autocompress.core.errors import (
+    AutocompressError,
+    CheckpointError,
+    ConfigError,
+    UnknownNameError,
+)
 
 _LOCAL_MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -167,7 +173,7 @@ def _replace_first_conv(
 
 def _use_small_input_stem(model: nn.Module) -> None:
     """CIFAR-style stem: a 3×3 stride-1 first conv and no early max-pool."""
-    parent, child, conv = _first_conv(model)
+    _parent, _child, conv = _first_conv(model)
     if conv.kernel_size[0] >= 7:  # ResNet-like: 7×7/2 conv then 3×3/2 max-pool
         _replace_first_conv(model, in_channels=conv.in_channels, stride=1, kernel_size=3)
         if isinstance(getattr(model, "maxpool", None), nn.MaxPool2d):
@@ -211,11 +217,122 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+CHECKPOINT_FORMAT = "autocompress-model"
+CHECKPOINT_VERSION = 1
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str], model: nn.Module, spec: ModelSpec, extra: dict | None = None
+) -> Path:
+    """Save ``model``'s weights with the :class:`ModelSpec` that rebuilds it (atomic write).
+
+    ``extra`` holds plain data only (numbers, strings, lists, dicts, tensors), e.g.
+    accuracy, dataset name, normalisation; it must load with ``weights_only=True``.
+    """
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "spec": spec.to_dict(),
+        "extra": dict(extra or {}),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, ModelSpec, dict]:
+    """Rebuild the model saved by :func:`save_checkpoint` (``weights_only=True``).
+
+    Returns ``(model, spec, extra)`` with the model in eval mode on the CPU.
+
+    Raises:
+        CheckpointError: the file is missing or corrupt, is not an autocompress
+            checkpoint, or its weights do not match the architecture (names the
+            missing / unexpected keys or the mismatched shapes).
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} cannot be read (corrupt or not a PyTorch file): "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{str(path)!r} is not an autocompress model checkpoint (no format tag "
+            f"{CHECKPOINT_FORMAT!r}); save one with `autocompress train --out`"
+        )
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} has version {payload.get('version')}, "
+            f"this autocompress reads version {CHECKPOINT_VERSION}"
+        )
+    try:
+        spec = ModelSpec.from_dict(payload["spec"])
+        state = payload["state_dict"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {str(path)!r} is incomplete: {exc}") from None
+    try:
+        model = spec.build()
+    except AutocompressError as exc:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} names model {spec.name!r} that cannot be built: {exc}"
+        ) from None
+    load_state_dict_checked(model, state, source=str(path))
+    model.eval()
+    return model, spec, dict(payload.get("extra") or {})
+
+
+def load_state_dict_checked(model: nn.Module, state: dict, *, source: str) -> None:
+    """``model.load_state_dict(state)`` with a :class:`CheckpointError` that says what differs."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state
+        and hasattr(state[k], "shape")
+        and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {_few(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {_few(unexpected)}")
+    if shapes:
+        problems.append(f"shape mismatches {_few(shapes)}")
+    if problems:
+        raise CheckpointError(
+            f"checkpoint {source!r} does not match the architecture: " + "; ".join(problems)
+        )
+    model.load_state_dict(state)
+
+
+def _few(items: list[str], n: int = 4) -> str:
+    shown = ", ".join(items[:n])
+    return f"[{shown}{f', … ({len(items) - n} more)' if len(items) > n else ''}]"
+
+
 __all__ = [
     "ModelSpec",
     "build_model",
     "count_parameters",
     "known_model_names",
+    "load_checkpoint",
+    "load_state_dict_checked",
     "register_model",
+    "save_checkpoint",
     "small_cnn",
 ]

@@ -8,6 +8,7 @@
       teacher.pt      the baseline model (weights_only checkpoint)
       trials.jsonl    one TrialRecord per finished trial (append-only)
       pareto.json     the current front (rewritten atomically as trials finish)
+      students/trial-0017.pt  trained student weights of completed trials
       report.html     written by ``autocompress report --html``
       models/trial-0017/{model.onnx, model.pt, card.json, card.md}
 
@@ -133,13 +134,22 @@ class RunDirectory:
     def model_dir(self, trial_number: int) -> Path:
         return self.models_dir / f"trial-{trial_number:04d}"
 
+    @property
+    def students_dir(self) -> Path:
+        return self.path / "students"
+
+    def student_pt(self, trial_number: int) -> Path:
+        """Trained student weights of a completed trial (written by the search)."""
+        return self.students_dir / f"trial-{trial_number:04d}.pt"
+
     # -- checks ----------------------------------------------------------------
     def require(self) -> RunDirectory:
         """Raise a clear error unless this looks like a run directory."""
         if not self.path.is_dir():
             raise RunDirectoryError(
                 f"run directory {str(self.path)!r} does not exist",
-                hint="Pass the folder a search wrote, e.g. runs/<name> (see `autocompress search --out`).",
+                hint="Pass the folder a search wrote, e.g. runs/<name> "
+                "(see `autocompress search --out`).",
             )
         if not self.run_yaml.is_file():
             raise RunDirectoryError(

@@ -51,6 +51,9 @@ class LayerDescriptor:
         weight_bits / activation_bits: bit-widths (32 = float32).
         sparsity_pattern: e.g. ``"2:4"``, or None for dense weights.
         fused_ops: operators folded into this one.
+        live_elements: activation elements alive while this layer runs (its
+            inputs, its output and tensors kept for later layers, e.g. residual
+            branches); 0 = unknown, the cost model then uses inputs + output.
     """
 
     name: str
@@ -73,6 +76,7 @@ class LayerDescriptor:
     activation_bits: int = 32
     sparsity_pattern: str | None = None
     fused_ops: tuple[str, ...] = ()
+    live_elements: int = 0
 
     @property
     def is_depthwise(self) -> bool:
@@ -95,5 +99,7 @@ class LayerDescriptor:
             self,
             weight_bits=self.weight_bits if weight_bits is None else weight_bits,
             activation_bits=self.activation_bits if activation_bits is None else activation_bits,
-            sparsity_pattern=self.sparsity_pattern if sparsity_pattern is None else sparsity_pattern,
+            sparsity_pattern=(
+                self.sparsity_pattern if sparsity_pattern is None else sparsity_pattern
+            ),
         )

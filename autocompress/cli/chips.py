@@ -1,0 +1,163 @@
+"""``autocompress chips``: the chips installed plugins provide.
+
+``autocompress chips`` prints a table, ``autocompress chips show ID`` one chip
+with the source of every figure; both take ``--json``. Plugins that failed to
+load are listed as warnings on stderr (the other chips still show).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from enum import Enum
+from typing import Any
+
+import click
+from rich.table import Table
+
+from autocompress.cli.console import print_json, print_warning, stdout
+from autocompress.hardware.plugins import ChipRegistry, default_registry
+from autocompress.hardware.spec import ChipSpec
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def chip_to_dict(chip: ChipSpec, *, plugin: str | None = None) -> dict[str, Any]:
+    """Every field of ``chip`` in JSON-ready form (bit-width keys become strings)."""
+    data = {f.name: _jsonable(getattr(chip, f.name)) for f in dataclasses.fields(chip)}
+    data["quantization"] = _jsonable(dataclasses.asdict(chip.quantization))
+    data["budgets"] = dataclasses.asdict(chip.budgets)
+    if plugin is not None:
+        data["plugin"] = plugin
+    return data
+
+
+def _precisions(chip: ChipSpec) -> str:
+    weights = "/".join(map(str, chip.weight_bits_supported))
+    activations = "/".join(map(str, chip.activation_bits_supported))
+    text = f"w{weights} a{activations}"
+    if chip.sparsity_patterns:
+        text += " " + ",".join(chip.sparsity_patterns)
+    return text
+
+
+def _first_sentence(text: str, limit: int = 60) -> str:
+    sentence = text.split(". ")[0].strip().rstrip(".")
+    return sentence if len(sentence) <= limit else sentence[: limit - 1] + "…"
+
+
+def _warn_problems(registry: ChipRegistry) -> None:
+    for problem in registry.problems():
+        print_warning(str(problem))
+
+
+def _chips_table(registry: ChipRegistry, *, width: int) -> Table:
+    # The notes column only fits a wide terminal; narrow ones keep the figures readable.
+    with_notes = width >= 120
+    table = Table(title="Installed chips", title_justify="left")
+    table.add_column(
+        "id",
+        style="bold",
+        no_wrap=True,
+        min_width=max((len(c.chip_id) for c in registry.chips()), default=2),
+    )
+    table.add_column("vendor")
+    table.add_column("int8 TOPS", justify="right")
+    table.add_column("precisions", no_wrap=True)
+    table.add_column("DRAM GB/s", justify="right")
+    table.add_column("power mW", justify="right")
+    if with_notes:
+        table.add_column("notes", overflow="ellipsis", no_wrap=True, ratio=1)
+    for chip in registry.chips():
+        int8 = chip.peak_tops_by_bits.get(8)
+        marker = "*" if "peak_tops_by_bits" in chip.unverified else ""
+        row = [
+            chip.chip_id,
+            chip.vendor,
+            "—" if int8 is None else f"{int8:g}{marker}",
+            _precisions(chip),
+            f"{chip.dram_bandwidth_gbps:g}",
+            f"{chip.budgets.power_mw:g}",
+        ]
+        if with_notes:
+            row.append(_first_sentence(chip.notes))
+        table.add_row(*row)
+    table.caption = "* unverified figure; `autocompress chips show ID` gives every source"
+    return table
+
+
+def _show_chip(chip: ChipSpec, plugin: str | None) -> None:
+    table = Table(title=f"{chip.chip_id} — {chip.display_name}", title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    table.add_column("source")
+    data = chip_to_dict(chip)
+    for name in (f.name for f in dataclasses.fields(chip)):
+        if name in {"sources", "unverified", "notes"}:
+            continue
+        value = data[name]
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}: {v}" for k, v in value.items())
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value)) or "—"
+        source = chip.sources.get(name, "")
+        if name in chip.unverified:
+            source = f"[yellow]unverified[/] {source}"
+        table.add_row(name, str(value), source)
+    extra = {k: v for k, v in chip.sources.items() if k not in data}
+    for key, source in extra.items():
+        table.add_row(key, "", source)
+    stdout.print(table)
+    if plugin:
+        stdout.print(f"plugin: {plugin}")
+    if chip.notes:
+        stdout.print(f"notes: {chip.notes}")
+
+
+@click.group(name="chips", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def command(ctx: click.Context, as_json: bool) -> None:
+    """List the chips installed plugins provide.
+
+    \b
+    autocompress chips                      # table of every chip
+    autocompress chips --json               # the same as JSON
+    autocompress chips show rockchip/rv1126 # one chip, with sources
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    registry = default_registry()
+    _warn_problems(registry)
+    if as_json:
+        print_json(
+            [
+                chip_to_dict(chip, plugin=registry.plugin_of(chip.chip_id))
+                for chip in registry.chips()
+            ]
+        )
+        return
+    stdout.print(_chips_table(registry, width=stdout.width))
+
+
+@command.command(name="show")
+@click.argument("chip_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def show(chip_id: str, as_json: bool) -> None:
+    """Every figure of one chip, with its source."""
+    registry = default_registry()
+    _warn_problems(registry)
+    chip = registry.get_chip(chip_id)
+    plugin = registry.plugin_of(chip.chip_id)
+    if as_json:
+        print_json(chip_to_dict(chip, plugin=plugin))
+        return
+    _show_chip(chip, plugin)

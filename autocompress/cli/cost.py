@@ -1,0 +1,288 @@
+"""``autocompress cost``: the simulated NPU cost of a model on a chip, per layer and in total."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import click
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from autocompress.cli.console import print_json, print_warning, stdout
+from autocompress.core.errors import ConfigError
+from autocompress.hardware.cost import Cost
+from autocompress.hardware.layers import LayerDescriptor
+from autocompress.hardware.spec import ChipSpec
+
+_SIZE_PATTERN = re.compile(r"^\d+(x\d+){0,3}$")
+
+
+def parse_input_size(text: str) -> tuple[int, ...]:
+    """``224`` -> (3, 224, 224); ``HxW`` -> (3, H, W); ``CxHxW``; ``NxCxHxW``."""
+    cleaned = text.strip().lower().replace("×", "x").replace(",", "x")
+    if not _SIZE_PATTERN.match(cleaned):
+        raise ConfigError(
+            f"--input-size {text!r} is malformed",
+            hint="Give one size (224 = 3x224x224), HxW, CxHxW (1x28x28) or NxCxHxW.",
+        )
+    sizes = tuple(int(part) for part in cleaned.split("x"))
+    if any(size <= 0 for size in sizes):
+        raise ConfigError(f"--input-size {text!r}: every size must be positive")
+    if len(sizes) == 1:
+        return (3, sizes[0], sizes[0])
+    if len(sizes) == 2:
+        return (3, *sizes)
+    return sizes
+
+
+def _shape_text(layer: LayerDescriptor | None) -> str:
+    if layer is None:
+        return ""
+    h, w = layer.output_hw
+    if layer.kind.value in ("conv", "pool"):
+        kh, kw = layer.kernel_size
+        text = f"{layer.in_channels}→{layer.out_channels} {kh}x{kw}"
+        if layer.stride != (1, 1):
+            text += f"/{layer.stride[0]}"
+        if layer.groups > 1:
+            text += " dw" if layer.is_depthwise else f" g{layer.groups}"
+        return f"{text} @{h}x{w}"
+    if layer.kind.value == "linear":
+        return f"{layer.in_channels}→{layer.out_channels}"
+    return f"{layer.out_channels}@{h}x{w}"
+
+
+def _macs_text(macs: int) -> str:
+    if macs >= 1e9:
+        return f"{macs / 1e9:.2f} G"
+    if macs >= 1e6:
+        return f"{macs / 1e6:.2f} M"
+    if macs >= 1e3:
+        return f"{macs / 1e3:.1f} k"
+    return str(macs)
+
+
+def _layer_table(cost: Cost, layers: dict[str, LayerDescriptor]) -> Table:
+    table = Table(title=f"per-layer cost on {cost.chip_id}", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("layer", overflow="fold", ratio=3)
+    table.add_column("kind", overflow="fold", ratio=1)
+    table.add_column("shape", overflow="fold", ratio=2)
+    for column in ("MACs", "bits w/a", "fused"):
+        table.add_column(column, overflow="fold")
+    for column in ("compute ms", "memory ms", "latency ms", "energy mJ"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("bound", no_wrap=True)
+    for item in cost.layers:
+        layer = layers.get(item.name)
+        bits = f"{item.weight_bits}/{item.activation_bits}"
+        if item.sparsity_pattern:
+            bits += f" {item.sparsity_pattern}"
+        table.add_row(
+            item.name,
+            item.kind,
+            _shape_text(layer),
+            _macs_text(item.macs),
+            bits,
+            "+".join(layer.fused_ops) if layer else "",
+            f"{item.compute_ms:.3g}",
+            f"{item.memory_ms:.3g}",
+            f"{item.latency_ms:.3g}",
+            f"{item.energy_mj:.3g}",
+            "mem" if item.bound == "memory" else "comp",
+        )
+    return table
+
+
+def _budget_check(value: float, limit: float) -> str:
+    return "[green]within[/]" if value <= limit else "[red]over[/]"
+
+
+def _totals_table(cost: Cost, chip: ChipSpec) -> Table:
+    budgets = chip.budgets
+    table = Table(title="totals", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column(f"{chip.chip_id} default budget", justify="right")
+    table.add_column("")
+    rows = (
+        ("latency_ms", cost.latency_ms, budgets.latency_ms),
+        ("energy_mj", cost.energy_mj, None),
+        ("power_mw", cost.power_mw, budgets.power_mw),
+        ("peak_memory_kb", cost.peak_memory_kb, budgets.memory_kb),
+        ("model_size_kb", cost.model_size_kb, None),
+    )
+    for name, value, limit in rows:
+        table.add_row(
+            name,
+            f"{value:.4g}" if value < 1000 else f"{value:,.0f}",
+            "" if limit is None else f"{limit:,.0f}" if limit >= 1000 else f"{limit:g}",
+            "" if limit is None else _budget_check(value, limit),
+        )
+    table.add_row("MACs", _macs_text(cost.macs), "", "")
+    return table
+
+
+def _precision_note(chip: ChipSpec, layers: list[LayerDescriptor]) -> str | None:
+    requested = {(layer.weight_bits, layer.activation_bits) for layer in layers}
+    unsupported = sorted(
+        {
+            bits
+            for pair in requested
+            for bits in pair
+            if bits not in chip.weight_bits_supported + chip.activation_bits_supported
+        }
+    )
+    if not unsupported:
+        return None
+    widths = sorted(set(chip.weight_bits_supported) | set(chip.activation_bits_supported))
+    return (
+        f"{chip.chip_id} does not run {', '.join(map(str, unsupported))}-bit layers; they are "
+        f"costed at the next width it has (it runs {', '.join(map(str, widths))}). "
+        f"Pass --weight-bits/--activation-bits for a quantized deployment."
+    )
+
+
+def _sparsity_block(pattern: str) -> int:
+    """M of an ``N:M`` pattern; ConfigError naming ``--sparsity`` when malformed."""
+    match = re.fullmatch(r"(\d+):(\d+)", pattern.strip())
+    if not match or not 0 < int(match[1]) < int(match[2]):
+        raise ConfigError(f"--sparsity {pattern!r} is malformed; give N:M with N < M, e.g. 2:4")
+    return int(match[2])
+
+
+def _sparsifiable(layer: LayerDescriptor, block: int) -> bool:
+    """A conv/linear layer whose input channels per group split into whole blocks of M."""
+    if layer.kind.value not in ("conv", "linear") or layer.is_depthwise:
+        return False
+    return (layer.in_channels // layer.groups) % block == 0
+
+
+def _json(model: str, shape: tuple[int, ...], cost: Cost, layers: list[LayerDescriptor]) -> Any:
+    by_name = {layer.name: layer for layer in layers}
+    rows = []
+    for item in cost.to_dict()["layers"]:
+        layer = by_name.get(item["name"])
+        if layer is not None:
+            item.update(
+                in_channels=layer.in_channels,
+                out_channels=layer.out_channels,
+                kernel_size=list(layer.kernel_size),
+                stride=list(layer.stride),
+                groups=layer.groups,
+                output_hw=list(layer.output_hw),
+                fused_ops=list(layer.fused_ops),
+            )
+        rows.append(item)
+    return {
+        "model": model,
+        "input_shape": list(shape),
+        "chip_id": cost.chip_id,
+        "totals": cost.to_dict(with_layers=False),
+        "layers": rows,
+    }
+
+
+@click.command("cost")
+@click.option(
+    "--model",
+    "model_name",
+    required=True,
+    help="torchvision name, small_cnn, or path/file.py:function.",
+)
+@click.option(
+    "--input-size",
+    default="224",
+    show_default=True,
+    help="224 (=3x224x224), HxW, CxHxW (e.g. 1x28x28) or NxCxHxW.",
+)
+@click.option(
+    "--chip",
+    "chip_id",
+    required=True,
+    help="Chip id, e.g. rockchip/rv1126 (see `autocompress chips`).",
+)
+@click.option(
+    "--weight-bits", type=int, default=None, help="Weight bit-width of every conv/linear layer."
+)
+@click.option(
+    "--activation-bits", type=int, default=None, help="Activation bit-width of every layer."
+)
+@click.option(
+    "--num-classes", type=int, default=1000, show_default=True, help="Classifier outputs."
+)
+@click.option(
+    "--small-input", is_flag=True, help="CIFAR-style stem for 32x32 inputs (torchvision models)."
+)
+@click.option(
+    "--sparsity",
+    default=None,
+    metavar="N:M",
+    help="Semi-structured sparsity (e.g. 2:4) on every conv/linear layer whose input "
+    "channels per group are a multiple of M; the chip must support the pattern.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+def command(
+    model_name: str,
+    input_size: str,
+    chip_id: str,
+    weight_bits: int | None,
+    activation_bits: int | None,
+    num_classes: int,
+    small_input: bool,
+    sparsity: str | None,
+    as_json: bool,
+) -> None:
+    """Simulated NPU cost of a model on a chip: per-layer table and totals.
+
+    \b
+    Examples:
+      autocompress cost --model mobilenet_v2 --chip rockchip/rv1126
+      autocompress cost --model resnet18 --input-size 224 --chip rockchip/rv1126 \\
+          --weight-bits 8 --activation-bits 8
+      autocompress cost --model small_cnn --input-size 1x8x8 --num-classes 10 \\
+          --chip rockchip/rv1126 --weight-bits 8 --activation-bits 8 --json
+      autocompress cost --model resnet18 --chip nvidia/orin-nano --weight-bits 8 \
+          --activation-bits 8 --sparsity 2:4
+    """
+    from autocompress.hardware.estimate import cost_on_chip, estimate_with_layers, resolve_chip
+
+    shape = parse_input_size(input_size)
+    if num_classes <= 0:
+        raise ConfigError(f"--num-classes must be positive, got {num_classes}")
+    chip = resolve_chip(chip_id)
+    layers, cost = estimate_with_layers(
+        model_name,
+        shape,
+        chip,
+        weight_bits=weight_bits,
+        activation_bits=activation_bits,
+        num_classes=num_classes,
+        small_input=small_input,
+    )
+    if sparsity:
+        block = _sparsity_block(sparsity)
+        if sparsity not in chip.sparsity_patterns:
+            listed = ", ".join(chip.sparsity_patterns) or "none"
+            raise ConfigError(
+                f"--sparsity {sparsity}: {chip.chip_id} does not accelerate this pattern "
+                f"(patterns it supports: {listed})"
+            )
+        layers = [
+            layer.with_precision(sparsity_pattern=sparsity)
+            if _sparsifiable(layer, block)
+            else layer
+            for layer in layers
+        ]
+        cost = cost_on_chip(layers, chip)
+    if as_json:
+        print_json(_json(model_name, shape, cost, layers))
+        return
+    # Piped output is not limited to a terminal's width: keep rows on one line.
+    console = stdout if stdout.is_terminal else Console(highlight=False, width=170)
+    console.print(_layer_table(cost, {layer.name: layer for layer in layers}))
+    console.print(_totals_table(cost, chip))
+    note = _precision_note(chip, layers)
+    if note:
+        print_warning(note)

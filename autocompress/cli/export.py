@@ -1,0 +1,71 @@
+"""``autocompress export RUN (--trial N | --pick RULE)``: ONNX + PyTorch + deploy card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from autocompress.cli.console import print_json, stdout
+
+
+@click.command("export")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--trial", type=int, help="Trial number to export.")
+@click.option(
+    "--pick",
+    metavar="RULE",
+    help='Choose by rule, e.g. "max accuracy where latency_ms <= 3 and peak_memory_kb <= 2048".',
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Output directory (default RUN/models/trial-NNNN).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def command(
+    run_dir: Path, trial: int | None, pick: str | None, out: Path | None, as_json: bool
+) -> None:
+    """Export one trial of RUN: model.onnx (Q/DQ per layer), model.pt, card.json, card.md.
+
+    \b
+    Examples:
+      autocompress export runs/NAME --trial 17
+      autocompress export runs/NAME --pick "max accuracy where latency_ms <= 3"
+      autocompress export runs/NAME --pick "min latency_ms where accuracy >= 0.9" --out deploy/
+    """
+    from autocompress.core.errors import ConfigError
+    from autocompress.export.api import export
+
+    if (trial is None) == (pick is None):
+        raise ConfigError("give exactly one of --trial N or --pick RULE")
+    result = export(run_dir, trial=trial, pick=pick, out=out)
+    check = result.check
+    if as_json:
+        print_json(
+            {
+                "trial": result.trial,
+                "directory": str(result.directory),
+                "files": [
+                    str(p)
+                    for p in (result.onnx_path, result.pt_path, result.card_json, result.card_md)
+                ]
+                + [str(p) for p in result.chip_files],
+                "check": check.to_dict(),
+            }
+        )
+        return
+    stdout.print(f"exported trial {result.trial} to {result.directory}")
+    for path in (
+        result.onnx_path,
+        result.pt_path,
+        result.card_json,
+        result.card_md,
+        *result.chip_files,
+    ):
+        stdout.print(f"  {path}")
+    stdout.print(
+        f"ONNX vs PyTorch on {check.images} test images: top-1 agreement "
+        f"{check.top1_agreement:.2%}, "
+        f"max logit error {check.max_abs_error:.3g}"
+    )

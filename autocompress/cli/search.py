@@ -1,0 +1,201 @@
+"""``autocompress search``: the budget-constrained search, printed as a Pareto table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from autocompress.cli.console import print_json, stderr, stdout
+
+
+def _bits_summary(bits: dict[str, int]) -> str:
+    values = sorted(set(bits.values()))
+    return "/".join(str(v) for v in values) if values else "fp"
+
+
+def front_table(result: Any, chip: str | None = None) -> Table:
+    """The feasible front of ``chip`` (default: main chip) as a rich table."""
+    chip = chip or result.chip
+    table = Table(title=f"Pareto front on {chip} ({len(result.fronts.get(chip, []))} models)")
+    for column, justify in (
+        ("trial", "right"),
+        ("val acc", "right"),
+        ("test acc", "right"),
+        ("latency ms", "right"),
+        ("energy mJ", "right"),
+        ("peak mem KB", "right"),
+        ("size KB", "right"),
+        ("width", "right"),
+        ("pruned layers", "right"),
+        ("w bits", "left"),
+        ("a bits", "left"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for record in result.front(chip):
+        cost = record.costs.get(chip, {})
+        config = record.config
+        table.add_row(
+            str(record.number),
+            f"{record.metrics.get('accuracy', 0):.3f}",
+            f"{record.metrics.get('test_accuracy', 0):.3f}",
+            f"{cost.get('latency_ms', 0):.4g}",
+            f"{cost.get('energy_mj', 0):.4g}",
+            f"{cost.get('peak_memory_kb', 0):.4g}",
+            f"{cost.get('model_size_kb', 0):.4g}",
+            f"{config.get('width_multiplier', 1.0):g}",
+            str(sum(1 for v in config.get("prune_ratios", {}).values() if v > 0)),
+            _bits_summary(config.get("weight_bits", {})),
+            _bits_summary(config.get("activation_bits", {})),
+        )
+    return table
+
+
+def _summary_dict(result: Any) -> dict[str, Any]:
+    return {
+        "run_dir": str(result.run_dir),
+        "chip": result.chip,
+        "objectives": result.objectives,
+        "counts": result.counts,
+        "fronts": result.fronts,
+        "budget": result.budget,
+        "teacher": result.teacher,
+        "interrupted": result.interrupted,
+        "elapsed_s": round(result.elapsed_s, 2),
+    }
+
+
+@click.command(name="search")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="YAML config (or a previous run.yaml).",
+)
+@click.option("--model", help="small_cnn (default), a torchvision name, or path/file.py:function.")
+@click.option("--dataset", help="digits (default), cifar10, imagefolder:PATH.")
+@click.option(
+    "--chip", "chips", multiple=True, help="Chip id; repeat for more (the first is the main chip)."
+)
+@click.option(
+    "--latency-ms", help="Latency budget on the main chip (ms, or NN% of the teacher at int8)."
+)
+@click.option("--memory-kb", help="Peak memory budget (KB, or NN%).")
+@click.option("--power-mw", help="Average power budget (mW, or NN%).")
+@click.option("--energy-mj", help="Energy per inference budget (mJ, or NN%).")
+@click.option("--model-size-kb", help="Weight storage budget (KB, or NN%).")
+@click.option(
+    "--min-accuracy", type=float, help="Minimum validation accuracy (fraction, e.g. 0.9)."
+)
+@click.option(
+    "--objective",
+    "objectives",
+    multiple=True,
+    help="Objective metric; repeat (default accuracy, latency_ms).",
+)
+@click.option(
+    "--space", help="Search space: a built-in name (see `autocompress spaces`) or a YAML file."
+)
+@click.option("--trials", type=int, help="Planned trials for the run (default 60).")
+@click.option(
+    "--timeout", "timeout_s", type=float, help="Stop starting trials after this many seconds."
+)
+@click.option("--sampler", help="nsga2 (default), tpe, random, qmc, gp, nsga3.")
+@click.option("--backend", type=click.Choice(["optuna", "ray"]), help="optuna (default) or ray.")
+@click.option("--workers", type=int, help="Parallel trials (processes, or Ray concurrent trials).")
+@click.option("--address", help="Ray cluster address (default: start a local Ray runtime).")
+@click.option("--cpus-per-trial", type=float, help="Ray: CPUs per trial (default 1).")
+@click.option("--gpus-per-trial", type=float, help="Ray: GPUs per trial (default 0).")
+@click.option(
+    "--out", type=click.Path(file_okay=False), help="Run directory (default runs/<name>)."
+)
+@click.option("--name", help="Run name (default <dataset>-<chip>-<UTC time>).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out.")
+@click.option("--seed", type=int, help="Seed of data split, teacher and sampler (default 0).")
+@click.option(
+    "--teacher",
+    type=click.Path(dir_okay=False),
+    help="Teacher checkpoint (from `autocompress train`).",
+)
+@click.option("--epochs", type=float, help="Fine-tune epochs per trial (default: 2 on digits).")
+@click.option("--teacher-epochs", type=int, help="Teacher training epochs when none is given.")
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Training device (default auto)."
+)
+@click.option("--no-progress", is_flag=True, help="No live progress line.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the table.")
+def command(
+    config_path: str | None,
+    chips: tuple[str, ...],
+    objectives: tuple[str, ...],
+    no_progress: bool,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """Search for compressed models that meet a chip's budgets.
+
+    \b
+    With no arguments: the digits, a small CNN, rockchip/rv1126, 60 trials and
+    a latency budget halfway between the cheapest configuration of the space and
+    the teacher at int8 (plus the chip's own budgets).
+    \b
+    Examples:
+      autocompress search
+      autocompress search --chip rockchip/rv1126 --chip nvidia/orin-nano --trials 60
+      autocompress search --model resnet18 --dataset cifar10 --latency-ms 4 \
+          --memory-kb 2048 --power-mw 1500
+      autocompress search --resume --out runs/<name> --trials 80
+    """
+    from autocompress.search.api import search
+
+    embedded = (
+        config_path is None
+        and not options.get("resume")
+        and options.get("model") is None
+        and options.get("dataset") is None
+        and options.get("latency_ms") is None
+    )
+    result = search(
+        config_path,
+        chip=list(chips) or None,
+        objectives=list(objectives) or None,
+        show_progress=not no_progress and not as_json,
+        embedded_default=embedded,
+        **options,
+    )
+    if as_json:
+        print_json(_summary_dict(result))
+        return
+    counts = result.counts
+    # A pipe or a log gets the full table, not one cut to 80 columns.
+    wide = stdout if stdout.is_terminal else Console(highlight=False, width=max(stdout.width, 132))
+    wide.print(front_table(result))
+    for chip in result.chips[1:]:
+        wide.print(front_table(result, chip))
+    teacher = result.teacher
+    if teacher.get("val_accuracy") is not None:
+        stdout.print(
+            f"teacher ({teacher.get('source')}): val {teacher['val_accuracy']:.3f}"
+            f" · test {teacher['test_accuracy']:.3f}"
+        )
+    budget = ", ".join(
+        f"{k} ≤ {v:g}" if k != "min_accuracy" else f"accuracy ≥ {v:g}"
+        for k, v in result.budget.items()
+        if v is not None
+    )
+    stdout.print(f"budget on {result.chip}: {budget}")
+    stdout.print(
+        f"trials: {counts.get('complete', 0)} trained, "
+        f"{counts.get('infeasible', 0)} infeasible (not trained), "
+        f"{counts.get('failed', 0)} failed · {result.elapsed_s:.0f} s"
+        + (" · [yellow]stopped early[/]" if result.interrupted else "")
+    )
+    stdout.print(f"run directory: {result.run_dir}")
+    stdout.print(
+        f"next: autocompress report {result.run_dir}   ·   "
+        f"autocompress export {result.run_dir} --trial N"
+    )
+    if result.interrupted:
+        stderr.print(f"resume with: autocompress search --resume --out {result.run_dir}")

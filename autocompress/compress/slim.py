@@ -1,0 +1,220 @@
+"""Physical channel pruning: a width multiplier and per-layer ratios, with Torch-Pruning.
+
+Channels are removed for real (the tensors shrink). Torch-Pruning's
+dependency graph couples every layer whose channels must change together —
+residual adds, depthwise convolutions, concatenations, flatten into a linear
+layer — into one *group*; a group is pruned as a unit, keeping the channels
+with the largest L2 magnitude over all the group's weights (convolutions, BN
+scales, the consuming layers' input slices), so the student inherits the
+teacher's most important channels.
+
+Each group is named by its *representative*: the first conv/linear layer (in
+``named_modules()`` order) whose output channels belong to the group. The
+group holding the model's output layer is never pruned (its width is the
+number of classes), and neither is a group holding a ``protect``-ed layer.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from autocompress.core.errors import ConfigError
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    """Output channels that are pruned together.
+
+    Attributes:
+        name: the representative layer (first in ``named_modules()`` order).
+        members: every conv/linear layer whose output channels are in the group.
+        channels: the group's channel count.
+        prunable: False for the output layer's group and protected groups.
+    """
+
+    name: str
+    members: tuple[str, ...]
+    channels: int
+    prunable: bool
+
+
+def aligned_channels(channels: int, keep_fraction: float, alignment: int) -> int:
+    """Channels kept when keeping ``keep_fraction`` of ``channels``, rounded to ``alignment``.
+
+    Rounds to the nearest multiple of ``alignment``, never below one multiple
+    (or one channel) and never above the original count.
+    """
+    alignment = max(1, int(alignment))
+    target = channels * keep_fraction
+    keep = max(alignment, round(target / alignment) * alignment)
+    return max(1, min(channels, keep))
+
+
+def _layer_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+
+
+def output_layer_name(model: nn.Module, example_input: torch.Tensor) -> str | None:
+    """The last conv/linear layer to run in a forward pass (the classifier)."""
+    order: list[str] = []
+    handles = [
+        m.register_forward_hook(lambda *_args, name=n: order.append(name))
+        for n, m in _layer_modules(model)
+    ]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(example_input)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return order[-1] if order else None
+
+
+def _pruning_fn(module: nn.Module):
+    import torch_pruning as tp
+
+    return (
+        tp.prune_conv_out_channels
+        if isinstance(module, nn.Conv2d)
+        else tp.prune_linear_out_channels
+    )
+
+
+def _out_channels(module: nn.Module) -> int:
+    return module.out_channels if isinstance(module, nn.Conv2d) else module.out_features  # type: ignore[return-value]
+
+
+class _Graph:
+    """Torch-Pruning's dependency graph of a model, with its channel groups."""
+
+    def __init__(
+        self, model: nn.Module, example_input: torch.Tensor, protect: Sequence[str]
+    ) -> None:
+        import torch_pruning as tp
+
+        self.model = model
+        self.names = {m: n for n, m in model.named_modules()}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.graph = tp.DependencyGraph().build_dependency(
+                model, example_inputs=example_input, verbose=False
+            )
+        output = output_layer_name(model, example_input)
+        known = {n for n, _ in _layer_modules(model)}
+        for name in protect:
+            if name not in known:
+                raise ConfigError(
+                    f"protected layer {name!r} is not a conv/linear layer of the model"
+                )
+        self.groups: list[ChannelGroup] = []
+        covered: set[str] = set()
+        for name, module in _layer_modules(model):
+            if name in covered:
+                continue
+            channels = _out_channels(module)
+            group = self.graph.get_pruning_group(
+                module, _pruning_fn(module), idxs=list(range(channels))
+            )
+            members = [name]
+            for dep, _idxs in group:
+                target = dep.target.module
+                if (
+                    isinstance(target, nn.Conv2d | nn.Linear)
+                    and self.graph.is_out_channel_pruning_fn(dep.handler)
+                    and target in self.names
+                    and self.names[target] not in members
+                ):
+                    members.append(self.names[target])
+            covered.update(members)
+            prunable = output not in members and not set(protect) & set(members)
+            self.groups.append(ChannelGroup(name, tuple(members), channels, prunable))
+
+    def prune(self, group: ChannelGroup, keep: int) -> None:
+        """Prune ``group`` down to its ``keep`` most important channels."""
+        import torch_pruning as tp
+
+        module = self.model.get_submodule(group.name)
+        channels = _out_channels(module)
+        if keep >= channels:
+            return
+        fn = _pruning_fn(module)
+        full = self.graph.get_pruning_group(module, fn, idxs=list(range(channels)))
+        importance = tp.importance.GroupMagnitudeImportance(p=2)(full)
+        if importance is None:  # no weights to rank: keep the first channels
+            order = torch.arange(channels)
+        else:
+            order = torch.argsort(importance.detach().float().cpu(), descending=True, stable=True)
+        remove = sorted(order[keep:].tolist())
+        self.graph.get_pruning_group(module, fn, idxs=remove).prune()
+
+
+def channel_groups(
+    model: nn.Module, example_input: torch.Tensor, protect: Sequence[str] = ()
+) -> list[ChannelGroup]:
+    """The model's channel groups (see the module docstring)."""
+    return _Graph(model, example_input, protect).groups
+
+
+def slim(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    *,
+    width_multiplier: float,
+    prune_ratios: Mapping[str, float],
+    channel_alignment: int,
+    protect: Sequence[str] = (),
+    keep_channels: Mapping[str, int] | None = None,
+) -> dict[str, int]:
+    """Prune ``model`` in place; returns representative layer name -> channels kept.
+
+    ``keep_channels`` (representative name -> count), when given, sets the
+    counts directly (used to rebuild a saved student's structure).
+
+    A prunable group with ``C`` channels keeps ``C · width_multiplier ·
+    (1 - ratio)`` channels rounded to ``channel_alignment``, where ``ratio`` is
+    the ratio given for the group's representative (or, failing that, the
+    largest ratio given for any member).
+    """
+    if not 0.0 < width_multiplier <= 1.0:
+        raise ConfigError(f"width_multiplier must be in (0, 1], got {width_multiplier}")
+    for name, ratio in prune_ratios.items():
+        if not 0.0 <= float(ratio) < 1.0:
+            raise ConfigError(f"prune ratio for layer {name!r} must be in [0, 1), got {ratio}")
+    graph = _Graph(model, example_input, protect)
+    member_of = {m: g for g in graph.groups for m in g.members}
+    unknown = [n for n in prune_ratios if n not in member_of]
+    if unknown:
+        raise ConfigError(
+            f"prune ratio given for {unknown[0]!r}, which is not a conv/linear layer of the "
+            f"teacher; prunable layers are: {', '.join(g.name for g in graph.groups if g.prunable)}"
+        )
+    kept: dict[str, int] = {}
+    for group in graph.groups:
+        if not group.prunable:
+            continue
+        if group.name in prune_ratios:
+            ratio = float(prune_ratios[group.name])
+        else:
+            ratio = max(
+                (float(prune_ratios[m]) for m in group.members if m in prune_ratios), default=0.0
+            )
+        keep = aligned_channels(group.channels, width_multiplier * (1.0 - ratio), channel_alignment)
+        if keep_channels is not None:
+            keep = int(keep_channels.get(group.name, group.channels))
+        graph.prune(group, keep)
+        kept[group.name] = keep
+    return kept
+
+
+__all__ = ["ChannelGroup", "aligned_channels", "channel_groups", "output_layer_name", "slim"]

@@ -1,0 +1,444 @@
+"""The compression API the search and the export call: a trial's student, end to end.
+
+``build_student(teacher, config, chip, input_shape)`` deep-copies the teacher
+and, in this order: slims it (width multiplier and per-layer prune ratios,
+channel counts aligned to ``chip.channel_alignment``; :mod:`.slim`), replaces
+every conv/linear by a fake-quantized twin with the trial's per-layer bits in
+the chip's scheme (:mod:`.quantize`), folds batch-norms into them
+(:mod:`.fold`), and applies 2:4 sparsity where the trial asks and the chip
+supports it (:mod:`.sparsity`). Layer names stay the teacher's, so the cost
+model's ``extract_layers`` sees the student's real channels, bits and sparsity.
+
+``finetune`` distills the teacher into the student; ``evaluate`` scores it;
+``save_student`` / ``load_student`` store it with what rebuilds its structure.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from collections.abc import Callable, Collection, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from autocompress.compress.distill import kd_loss, teacher_logits
+from autocompress.compress.evaluate import evaluate
+from autocompress.compress.fold import fold_batch_norms
+from autocompress.compress.quantize import (
+    FLOAT_BITS,
+    calibrate_activations,
+    check_bits,
+    fake_quantize,
+    quantized_layers,
+    recalibrate_batch_norms,
+)
+from autocompress.compress.slim import channel_groups, slim
+from autocompress.compress.sparsity import apply_sparsity
+from autocompress.compress.training import TrainingSchedule, resolve_device, train
+from autocompress.core.data import DatasetSplits
+from autocompress.core.errors import CheckpointError, ConfigError
+from autocompress.core.models import ModelSpec, load_state_dict_checked
+from autocompress.core.trial_config import TrialConfig
+from autocompress.hardware.spec import ChipSpec, QuantGranularity, QuantizationScheme
+
+STUDENT_FORMAT = "autocompress-student"
+STUDENT_VERSION = 1
+
+
+def _example_input(model: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:
+    device = next(iter(model.parameters())).device
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(1, *input_shape, generator=generator).to(device)
+
+
+def prunable_layers(teacher: nn.Module, input_shape: Sequence[int]) -> list[str]:
+    """Names of the layers whose output channels the search may prune.
+
+    One name per dependency group (layers whose channels must change
+    together, e.g. every conv feeding the same residual add): the group's
+    first conv/linear layer in ``named_modules()`` order. The output layer's
+    group is never listed. A ratio given for any member of a group applies to
+    the whole group.
+    """
+    example = _example_input(teacher, input_shape)
+    was_training = teacher.training
+    teacher.eval()
+    try:
+        groups = channel_groups(copy.deepcopy(teacher), example)
+    finally:
+        teacher.train(was_training)
+    return [g.name for g in groups if g.prunable]
+
+
+def quantizable_layers(teacher: nn.Module) -> list[str]:
+    """Names of every Conv2d and Linear layer (each gets its own weight/activation bits)."""
+    return [n for n, m in teacher.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+
+
+def _check_config(teacher: nn.Module, config: TrialConfig) -> None:
+    layers = set(quantizable_layers(teacher))
+    for field_name in ("prune_ratios", "weight_bits", "activation_bits", "sparsity"):
+        for name in getattr(config, field_name):
+            if name not in layers:
+                import difflib
+
+                close = difflib.get_close_matches(name, sorted(layers), n=3)
+                hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+                raise ConfigError(
+                    f"TrialConfig.{field_name} names layer {name!r}, which is not a conv/linear "
+                    f"layer of the teacher{hint}"
+                )
+    for name, bits in config.weight_bits.items():
+        check_bits(bits, layer=name, what="weight")
+    for name, bits in config.activation_bits.items():
+        check_bits(bits, layer=name, what="activation")
+
+
+def _build(
+    teacher: nn.Module,
+    config: TrialConfig,
+    *,
+    channel_alignment: int,
+    scheme: QuantizationScheme,
+    sparsity_patterns: Collection[str],
+    input_shape: Sequence[int],
+    protect: Sequence[str],
+    keep_channels: Mapping[str, int] | None = None,
+) -> nn.Module:
+    _check_config(teacher, config)
+    was_training = teacher.training
+    teacher.eval()
+    try:
+        student = copy.deepcopy(teacher)
+    finally:
+        teacher.train(was_training)
+    for p in student.parameters():
+        p.requires_grad_(True)
+    example = _example_input(student, input_shape)
+    slim(
+        student,
+        example,
+        width_multiplier=config.width_multiplier,
+        prune_ratios=config.prune_ratios,
+        channel_alignment=channel_alignment,
+        protect=protect,
+        keep_channels=keep_channels,
+    )
+    fake_quantize(student, scheme, config.weight_bits, config.activation_bits)
+    fold_batch_norms(student, example)
+    apply_sparsity(student, config.sparsity, sparsity_patterns)
+    return student.eval()
+
+
+def build_student(
+    teacher: nn.Module,
+    config: TrialConfig,
+    chip: ChipSpec,
+    input_shape: Sequence[int],
+    *,
+    protect: Sequence[str] = (),
+) -> nn.Module:
+    """The trial's student: slimmed, pruned, BN-folded, fake-quantized, sparsified.
+
+    Deterministic (same teacher, config and chip give the same architecture and
+    weights); the teacher is not modified. The student is on the teacher's
+    device, in eval mode; its activation ranges are uncalibrated until
+    :func:`finetune` (or ``quantize.calibrate_activations``) runs.
+
+    Args:
+        teacher: the trained teacher (its layer names are the config's keys).
+        config: width multiplier, prune ratios, bits, sparsity of the trial.
+        chip: gives ``channel_alignment``, the quantization scheme and the
+            sparsity patterns it accelerates.
+        input_shape: (C, H, W) of one input image.
+        protect: layer names whose channel group is never pruned.
+
+    Raises:
+        ConfigError: the config names an unknown layer or an invalid value.
+    """
+    return _build(
+        teacher,
+        config,
+        channel_alignment=chip.channel_alignment,
+        scheme=chip.quantization,
+        sparsity_patterns=chip.sparsity_patterns,
+        input_shape=input_shape,
+        protect=protect,
+    )
+
+
+def calibrate(student: nn.Module, images: torch.Tensor, *, batch_size: int = 256) -> None:
+    """Re-estimate folded batch-norm statistics, then activation ranges, from ``images``.
+
+    :func:`finetune` does this first; call it yourself to evaluate a student
+    without fine-tuning.
+    """
+    recalibrate_batch_norms(student, images, batch_size=batch_size)
+    calibrate_activations(student, images, batch_size=batch_size)
+
+
+def finetune(
+    student: nn.Module,
+    teacher: nn.Module,
+    data: DatasetSplits,
+    config: TrialConfig,
+    *,
+    epochs: float = 3.0,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    device: str | torch.device = "cpu",
+    teacher_logits: torch.Tensor | None = None,
+    progress: Callable[[str, float], None] | None = None,
+    steps: int | None = None,
+    augment: bool = False,
+    seed: int = 0,
+    optimizer: str = "adamw",
+    weight_decay: float = 5e-5,
+    warmup_fraction: float = 0.1,
+    compile: bool = False,
+) -> dict[str, float]:
+    """Distill ``teacher`` into ``student`` on ``data.train`` (in place).
+
+    The loss is :func:`~autocompress.compress.distill.kd_loss` with the config's
+    ``kd_temperature`` and ``kd_alpha``. Without augmentation the teacher's
+    logits on the training split are computed once (or taken from
+    ``teacher_logits``, which must be in ``data.train`` order) and indexed per
+    batch; with ``augment`` (random crop + flip on the device) the teacher runs
+    on every augmented batch. Activation ranges are calibrated on a few
+    batches first, after the folded batch-norm statistics are re-estimated
+    (see :func:`calibrate`). Budget: ``epochs`` (fractions allowed) or ``steps``.
+
+    Defaults (AdamW, lr 1e-3, 10 % warm-up then cosine, batch 64, 3 epochs)
+    suit the folded, fake-quantized students: AdamW is insensitive to the
+    large per-channel gradient scales that folding frozen batch-norm
+    statistics produces, where SGD at the teacher's learning rate diverges.
+
+    ``compile`` runs the student through ``torch.compile`` (worth it on a GPU for
+    runs of several epochs; the first steps pay the compilation).
+
+    Returns ``seconds``, ``steps``, ``epochs``, ``images_per_s``, ``final_loss``.
+    """
+    dev = resolve_device(device)
+    teacher.eval().to(dev)
+    student.to(dev)
+    train_images = data.train.images.to(dev)
+    cached: torch.Tensor | None = None
+    if not augment:
+        cached = (
+            teacher_logits
+            if teacher_logits is not None
+            else _teacher_logits(teacher, train_images, dev)
+        )
+        cached = cached.to(dev)
+        if len(cached) != len(train_images):
+            raise ConfigError(
+                f"teacher_logits has {len(cached)} rows but the training split has "
+                f"{len(train_images)} images"
+            )
+    calibrate(student, train_images)
+    temperature, alpha = config.kd_temperature, config.kd_alpha
+
+    def loss_fn(
+        model: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor
+    ) -> torch.Tensor:
+        if cached is not None:
+            target = cached[idx]
+        else:
+            with torch.no_grad():
+                target = teacher(x)
+        return kd_loss(model(x), target, y, temperature=temperature, alpha=alpha)
+
+    schedule = TrainingSchedule(
+        epochs=epochs,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        optimizer=optimizer,
+        weight_decay=weight_decay,
+        augment_padding=4 if augment else 0,
+        warmup_fraction=warmup_fraction,
+        seed=seed,
+    )
+    split = dataclasses.replace(data.train, images=train_images)
+    model = torch.compile(student) if compile else student
+    return train(model, split, loss_fn, schedule, device=dev, progress=progress, stage="finetune")
+
+
+_teacher_logits = (
+    teacher_logits  # the module-level name is part of the API, the argument shadows it
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# save / load
+
+
+def _scheme_to_dict(scheme: QuantizationScheme) -> dict[str, Any]:
+    data = dataclasses.asdict(scheme)
+    data["weight_granularity"] = scheme.weight_granularity.value
+    return data
+
+
+def _scheme_from_dict(data: Mapping[str, Any]) -> QuantizationScheme:
+    return QuantizationScheme(
+        weight_symmetric=bool(data["weight_symmetric"]),
+        activation_symmetric=bool(data["activation_symmetric"]),
+        weight_granularity=QuantGranularity(data["weight_granularity"]),
+        logarithmic=bool(data["logarithmic"]),
+        log_steps_per_octave=int(data["log_steps_per_octave"]),
+    )
+
+
+def _structure_of(student: nn.Module, teacher_spec: ModelSpec, input_shape, protect) -> dict:
+    """What rebuilds the student's structure, read from the student itself."""
+    layers = dict(quantized_layers(student))
+    if not layers:
+        raise ConfigError("save_student expects a module made by build_student")
+    first = next(iter(layers.values()))
+    scheme = QuantizationScheme(
+        weight_symmetric=first.weight_symmetric,
+        activation_symmetric=first.activation_symmetric,
+        weight_granularity=(
+            QuantGranularity.PER_CHANNEL if first.per_channel else QuantGranularity.PER_TENSOR
+        ),
+        logarithmic=first.logarithmic,
+        log_steps_per_octave=first.log_steps_per_octave,
+    )
+    reference = teacher_spec.build().eval()
+    groups = channel_groups(reference, _example_input(reference, input_shape), protect)
+    keep = {}
+    for group in groups:
+        module = layers.get(group.name)
+        if module is None:
+            raise ConfigError(f"student has no layer {group.name!r} of its teacher")
+        keep[group.name] = int(
+            module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
+        )
+    patterns = sorted({m.sparsity_pattern for m in layers.values() if m.sparsity_pattern})
+    return {
+        "quantization": _scheme_to_dict(scheme),
+        "sparsity_patterns": patterns,
+        "keep_channels": keep,
+    }
+
+
+def save_student(
+    path: str | os.PathLike[str],
+    student: nn.Module,
+    *,
+    teacher_spec: ModelSpec,
+    config: TrialConfig,
+    chip_id: str,
+    input_shape: Sequence[int],
+    protect: Sequence[str] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Save a student made by :func:`build_student` with what rebuilds it (atomic write).
+
+    Stored: the teacher's :class:`ModelSpec`, the trial config, ``chip_id``,
+    the input shape, the protected layers, the structure read from the student
+    (channels kept per group, quantization scheme, sparsity patterns — so
+    :func:`load_student` needs no chip plugin), ``extra`` (plain data) and the
+    state dict. Loads with ``weights_only=True``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": STUDENT_FORMAT,
+        "version": STUDENT_VERSION,
+        "teacher_spec": teacher_spec.to_dict(),
+        "config": config.to_dict(),
+        "chip_id": str(chip_id),
+        "structure": _structure_of(student, teacher_spec, input_shape, protect),
+        "input_shape": [int(v) for v in input_shape],
+        "protect": list(protect),
+        "extra": dict(extra or {}),
+        "state_dict": {k: v.detach().cpu() for k, v in student.state_dict().items()},
+    }
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_student_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The raw contents of a student file (``weights_only=True``), validated.
+
+    Keys: ``teacher_spec`` (ModelSpec), ``config`` (TrialConfig), ``chip_id``,
+    ``structure`` (channels kept, quantization scheme, sparsity patterns), ``input_shape``,
+    ``protect``, ``extra``, ``state_dict``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"student file {str(path)!r} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"student file {str(path)!r} cannot be read (corrupt or not a PyTorch file): "
+            f"{type(exc).__name__}"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != STUDENT_FORMAT:
+        raise CheckpointError(f"{str(path)!r} is not an autocompress student file")
+    if payload.get("version") != STUDENT_VERSION:
+        raise CheckpointError(
+            f"student file {str(path)!r} has version {payload.get('version')}, "
+            f"this autocompress reads version {STUDENT_VERSION}"
+        )
+    try:
+        payload["teacher_spec"] = ModelSpec.from_dict(payload["teacher_spec"])
+        payload["config"] = TrialConfig.from_dict(payload["config"])
+        payload["input_shape"] = tuple(payload["input_shape"])
+        _scheme_from_dict(payload["structure"]["quantization"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"student file {str(path)!r} is incomplete: {exc}") from None
+    return payload
+
+
+def load_student(path: str | os.PathLike[str]) -> nn.Module:
+    """Rebuild a student saved by :func:`save_student` (CPU, eval mode, calibrated).
+
+    The structure is re-derived from the teacher spec, trial config and chip
+    facts on a freshly built teacher architecture, then the saved state dict is
+    loaded (a mismatch is a :class:`CheckpointError`).
+    """
+    payload = read_student_file(path)
+    spec: ModelSpec = payload["teacher_spec"]
+    try:
+        fresh = spec.build()
+    except Exception as exc:
+        raise CheckpointError(
+            f"student file {str(path)!r}: its teacher model {spec.name!r} cannot be built: {exc}"
+        ) from None
+    structure = payload["structure"]
+    student = _build(
+        fresh,
+        payload["config"],
+        channel_alignment=1,
+        scheme=_scheme_from_dict(structure["quantization"]),
+        sparsity_patterns=tuple(structure["sparsity_patterns"]),
+        input_shape=payload["input_shape"],
+        protect=tuple(payload["protect"]),
+        keep_channels=structure["keep_channels"],
+    )
+    load_state_dict_checked(student, payload["state_dict"], source=str(path))
+    return student.eval()
+
+
+__all__ = [
+    "FLOAT_BITS",
+    "build_student",
+    "calibrate",
+    "evaluate",
+    "finetune",
+    "load_student",
+    "prunable_layers",
+    "quantizable_layers",
+    "read_student_file",
+    "save_student",
+    "teacher_logits",
+]

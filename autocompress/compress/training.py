@@ -1,0 +1,192 @@
+"""One training loop for teachers and students: tensors in memory, batches by index.
+
+The whole split sits on the training device; each epoch draws a seeded
+permutation there and slices batches out of it, so no ``DataLoader`` and no
+per-sample Python work runs. On CUDA the forward/backward run under bf16
+autocast with channels-last tensors; on the CPU everything is float32 and,
+for a given seed and thread count, deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from autocompress.core.data import Split
+from autocompress.core.errors import ConfigError
+
+Progress = Callable[[str, float], None]
+"""``progress(stage, fraction_done)``, called a few times per epoch."""
+
+BatchLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""``loss(model, images, labels, indices) -> scalar loss`` for one batch."""
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``"auto"``/None -> CUDA when available, else CPU; validates the rest."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda[:N]") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but CUDA is not available here")
+    return resolved
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; a no-op elsewhere."""
+    return torch.autocast(
+        device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"
+    )
+
+
+@torch.no_grad()
+def random_crop_flip(
+    images: torch.Tensor, *, padding: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Random ``padding``-pixel shifted crop + horizontal flip, batched on the images' device."""
+    n, _c, h, w = images.shape
+    device = images.device
+    padded = nn.functional.pad(images, (padding, padding, padding, padding))
+    dy = torch.randint(0, 2 * padding + 1, (n,), device=device, generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (n,), device=device, generator=generator)
+    rows = (dy[:, None] + torch.arange(h, device=device)[None, :])[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=device)[None, :])[:, None, None, :]
+    batch = torch.arange(n, device=device)[:, None, None, None]
+    chan = torch.arange(_c, device=device)[None, :, None, None]
+    out = padded[batch, chan, rows, cols]
+    flip = torch.rand(n, device=device, generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], out.flip(3), out)
+
+
+@dataclass(frozen=True)
+class TrainingSchedule:
+    """What to train for and how.
+
+    Attributes:
+        epochs: passes over the data (fractions allowed); ignored when ``steps`` is set.
+        steps: optimizer steps (overrides ``epochs``).
+        batch_size: images per step.
+        lr: peak learning rate (cosine decay to 0, short linear warm-up).
+        optimizer: ``"sgd"`` (momentum 0.9, Nesterov) or ``"adamw"``.
+        weight_decay: decoupled (AdamW) or L2 (SGD) weight decay.
+        warmup_fraction: fraction of the steps spent warming up linearly.
+        augment_padding: random crop (pixels of padding) + flip when > 0.
+        seed: seeds the batch order and augmentation.
+    """
+
+    epochs: float = 1.0
+    steps: int | None = None
+    batch_size: int = 128
+    lr: float = 0.01
+    optimizer: str = "sgd"
+    weight_decay: float = 5e-4
+    warmup_fraction: float = 0.0
+    augment_padding: int = 0
+    seed: int = 0
+
+    def total_steps(self, n_images: int) -> int:
+        if self.steps is not None:
+            return max(1, int(self.steps))
+        per_epoch = max(1, n_images // self.batch_size)
+        return max(1, math.ceil(self.epochs * per_epoch))
+
+
+def make_optimizer(model: nn.Module, schedule: TrainingSchedule) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() > 1]
+    no_decay = [p for p in params if p.dim() <= 1]
+    groups = [
+        {"params": decay, "weight_decay": schedule.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    fused = bool(params) and all(p.is_cuda for p in params)  # one kernel per step on CUDA
+    if schedule.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=schedule.lr, momentum=0.9, nesterov=True, fused=fused)
+    if schedule.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=schedule.lr, fused=fused)
+    raise ConfigError(f"unknown optimizer {schedule.optimizer!r}; use sgd or adamw")
+
+
+def train(
+    model: nn.Module,
+    split: Split,
+    loss_fn: BatchLoss,
+    schedule: TrainingSchedule,
+    *,
+    device: torch.device,
+    progress: Progress | None = None,
+    stage: str = "train",
+) -> dict[str, float]:
+    """Train ``model`` on ``split`` (moved to ``device`` if needed) with ``loss_fn``.
+
+    Returns ``steps``, ``epochs``, ``seconds``, ``images_per_s`` and
+    ``final_loss`` (mean over the last tenth of the steps).
+    """
+    images, labels = split.images.to(device), split.labels.to(device)
+    n = len(labels)
+    if n == 0:
+        raise ConfigError("cannot train on an empty split")
+    batch_size = min(schedule.batch_size, n)
+    total = schedule.total_steps(n)  # an epoch is n // batch_size full batches
+    if device.type == "cuda":
+        images = images.contiguous(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    model.to(device).train()
+    optimizer = make_optimizer(model, schedule)
+    warmup = int(total * schedule.warmup_fraction)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * t))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    generator = torch.Generator(device=device).manual_seed(schedule.seed)
+    losses: list[torch.Tensor] = []
+    started = time.perf_counter()
+    step = 0
+    report_every = max(1, total // 20)
+    while step < total:
+        order = torch.randperm(n, device=device, generator=generator)
+        for start in range(0, n - batch_size + 1, batch_size):
+            if step >= total:
+                break
+            idx = order[start : start + batch_size]
+            x, y = images[idx], labels[idx]
+            if schedule.augment_padding > 0:
+                x = random_crop_flip(x, padding=schedule.augment_padding, generator=generator)
+            with autocast(device):
+                loss = loss_fn(model, x, y, idx)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            if step >= total - max(1, total // 10):
+                losses.append(loss.detach())
+            step += 1
+            if progress is not None and (step % report_every == 0 or step == total):
+                progress(stage, step / total)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    seconds = time.perf_counter() - started
+    model.eval()
+    return {
+        "steps": float(total),
+        "epochs": total * batch_size / n,
+        "seconds": seconds,
+        "images_per_s": total * batch_size / max(seconds, 1e-9),
+        "final_loss": float(torch.stack(losses).float().mean()) if losses else float("nan"),
+    }
+
+
+__all__ = ["TrainingSchedule", "autocast", "random_crop_flip", "resolve_device", "train"]

@@ -1,0 +1,517 @@
+"""Datasets as tensors in memory: ``load_dataset(name) -> DatasetSplits``.
+
+Small image datasets live whole in memory (on the GPU when training there) as
+normalised float tensors; training batches are index slices, so no
+``DataLoader`` and no per-sample Python work runs in a training loop.
+
+Names:
+
+- ``digits`` — scikit-learn's 8×8 handwritten digits (1 channel, 10 classes);
+  ships inside scikit-learn, the embedded default.
+- ``cifar10`` — CIFAR-10 (3×32×32): torchvision's copy if one is already under
+  ``root``, else the JPEG ImageFolder archive ``cifar10-jpeg.tar.gz`` (or its
+  extracted ``cifar10/`` folder) found in ``root``, ``$AUTOCOMPRESS_DATA``,
+  ``../shared/datasets`` (relative to the working directory and to the
+  repository), else a torchvision download where the network allows.
+- ``imagefolder:PATH`` — a folder (or ``.tar``/``.tar.gz`` archive) in
+  torchvision's ImageFolder layout: ``PATH/train/<class>/*`` and
+  ``PATH/test/<class>/*`` (``val/`` is read as the test split when ``test/``
+  is missing), or just ``PATH/<class>/*`` (test carved out, seeded). Images are
+  resized to the size of the first one when sizes differ.
+- ``synthetic`` — random, learnable 3×16×16 images; for unit tests only.
+
+Image folders are decoded once (a thread pool running PIL) and cached as uint8
+tensors under ``$AUTOCOMPRESS_CACHE`` or ``~/.cache/autocompress/datasets/``,
+keyed on the source path, its size and modification time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from autocompress.core.errors import ConfigError, UnknownNameError
+
+DATASET_NAMES = ("digits", "cifar10", "imagefolder:PATH", "synthetic")
+CIFAR10_ARCHIVE = "cifar10-jpeg.tar.gz"
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+_CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split: ``images`` (N×C×H×W float, normalised) and ``labels`` (N, int64)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def to(self, device: str | torch.device) -> Split:
+        """The same split on ``device``."""
+        return Split(self.images.to(device), self.labels.to(device))
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    """Train / validation / test splits of one dataset, plus what describes it.
+
+    Attributes:
+        name: the dataset name as given to :func:`load_dataset`.
+        train / val / test: the splits (validation is carved from training, seeded).
+        num_classes: number of classes.
+        input_shape: (C, H, W) of one image.
+        class_names: class names in label order.
+        mean / std: per-channel normalisation applied to the images
+            (``x_normalised = (x_in_0_1 - mean) / std``); export needs it.
+    """
+
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    class_names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def to(self, device: str | torch.device) -> DatasetSplits:
+        """The same splits with every tensor on ``device``."""
+        return replace(
+            self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device)
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.train.images.device
+
+
+def load_dataset(
+    name: str,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    root: str | os.PathLike[str] | None = None,
+    device: str | torch.device = "cpu",
+    limit: int | None = None,
+) -> DatasetSplits:
+    """Load a dataset by name as normalised tensors split into train/val/test.
+
+    Args:
+        name: ``digits``, ``cifar10``, ``imagefolder:PATH`` or ``synthetic``.
+        seed: seeds the validation split (and any subset taken for ``limit``).
+        val_fraction: fraction of the training images held out for validation.
+        root: a folder to look for dataset files in first.
+        device: where the tensors are placed.
+        limit: keep at most this many images per source split (train, test),
+            chosen by a seeded shuffle; for quick tests.
+
+    Raises:
+        UnknownNameError: the name is not one of the above.
+        ConfigError: the dataset cannot be found or read, or an argument is invalid.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ConfigError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    if limit is not None and limit < 10:
+        raise ConfigError(f"limit must be at least 10 images, got {limit}")
+    if name == "digits":
+        splits = _load_digits(seed=seed, val_fraction=val_fraction, limit=limit)
+    elif name == "synthetic":
+        splits = _load_synthetic(seed=seed, val_fraction=val_fraction, limit=limit)
+    elif name == "cifar10":
+        splits = _load_cifar10(root, seed=seed, val_fraction=val_fraction, limit=limit)
+    elif name.startswith("imagefolder:"):
+        path = Path(name.split(":", 1)[1]).expanduser()
+        if not path.exists():
+            raise ConfigError(f"image folder {str(path)!r} does not exist (from dataset {name!r})")
+        raw = _read_image_source(path, limit=limit, seed=seed)
+        splits = _splits_from_raw(name, raw, seed=seed, val_fraction=val_fraction)
+    else:
+        raise UnknownNameError(
+            "dataset",
+            name,
+            ["digits", "cifar10", "synthetic", "imagefolder:"],
+            list_hint="Known datasets: digits (embedded default), cifar10, imagefolder:PATH "
+            "(an ImageFolder directory or .tar.gz archive), synthetic (tests only).",
+        )
+    return splits.to(device) if torch.device(device) != torch.device("cpu") else splits
+
+
+# ----------------------------------------------------------------------------------------------
+# splitting and normalisation
+
+
+def _seeded_permutation(n: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=generator)
+
+
+def _carve_validation(
+    images: torch.Tensor, labels: torch.Tensor, *, seed: int, val_fraction: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    order = _seeded_permutation(len(labels), seed)
+    n_val = max(1, round(len(labels) * val_fraction))
+    val_idx, train_idx = order[:n_val].sort().values, order[n_val:].sort().values
+    return images[train_idx], labels[train_idx], images[val_idx], labels[val_idx]
+
+
+def _normalised(
+    name: str,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    val_x: torch.Tensor,
+    val_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    *,
+    class_names: Sequence[str],
+) -> DatasetSplits:
+    """Inputs are floats in [0, 1]; normalise with the training split's per-channel statistics."""
+    mean = train_x.mean(dim=(0, 2, 3))
+    std = train_x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+
+    def norm(x: torch.Tensor) -> torch.Tensor:
+        return ((x - mean[None, :, None, None]) / std[None, :, None, None]).contiguous()
+
+    return DatasetSplits(
+        name=name,
+        train=Split(norm(train_x), train_y.long()),
+        val=Split(norm(val_x), val_y.long()),
+        test=Split(norm(test_x), test_y.long()),
+        num_classes=len(class_names),
+        input_shape=tuple(train_x.shape[1:]),  # type: ignore[arg-type]
+        class_names=tuple(class_names),
+        mean=tuple(float(m) for m in mean),
+        std=tuple(float(s) for s in std),
+    )
+
+
+def _subset(x: torch.Tensor, y: torch.Tensor, limit: int | None, seed: int):
+    if limit is None or limit >= len(y):
+        return x, y
+    idx = _seeded_permutation(len(y), seed + 7919)[:limit].sort().values
+    return x[idx], y[idx]
+
+
+# ----------------------------------------------------------------------------------------------
+# digits and synthetic
+
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """(images N×8×8 in 0..16, labels) of scikit-learn's digits.
+
+    Read straight from the CSV that ships inside scikit-learn (importing
+    ``sklearn.datasets`` costs seconds); ``load_digits`` is the fallback.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is not None and spec.origin is not None:
+        csv = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+        if csv.is_file():
+            table = np.loadtxt(csv, delimiter=",", dtype=np.float32)
+            return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return bunch.images.astype(np.float32), bunch.target.astype(np.int64)
+
+
+def _load_digits(*, seed: int, val_fraction: float, limit: int | None) -> DatasetSplits:
+    pixels, targets = _digits_arrays()
+    images = torch.from_numpy(pixels / 16.0).unsqueeze(1)
+    labels = torch.from_numpy(targets)
+    order = _seeded_permutation(len(labels), 1_000_003)  # fixed test split, whatever the seed
+    n_test = round(len(labels) * 0.2)
+    test_idx, rest_idx = order[:n_test].sort().values, order[n_test:].sort().values
+    test_x, test_y = _subset(images[test_idx], labels[test_idx], limit, seed)
+    rest_x, rest_y = _subset(images[rest_idx], labels[rest_idx], limit, seed)
+    train_x, train_y, val_x, val_y = _carve_validation(
+        rest_x, rest_y, seed=seed, val_fraction=val_fraction
+    )
+    names = [str(i) for i in range(10)]
+    return _normalised("digits", train_x, train_y, val_x, val_y, test_x, test_y, class_names=names)
+
+
+def _load_synthetic(*, seed: int, val_fraction: float, limit: int | None) -> DatasetSplits:
+    """Four classes of noisy class-specific patterns (learnable in a few steps)."""
+    generator = torch.Generator().manual_seed(12345)
+    prototypes = torch.rand(4, 3, 16, 16, generator=generator)
+    n = limit or 400
+
+    def make(count: int, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(seed * 1000 + offset)
+        labels = torch.randint(0, 4, (count,), generator=g)
+        noise = 0.35 * torch.randn(count, 3, 16, 16, generator=g)
+        return (prototypes[labels] + noise).clamp(0, 1), labels
+
+    x, y = make(n, 1)
+    test_x, test_y = make(max(10, n // 4), 2)
+    train_x, train_y, val_x, val_y = _carve_validation(x, y, seed=seed, val_fraction=val_fraction)
+    names = ["a", "b", "c", "d"]
+    return _normalised(
+        "synthetic", train_x, train_y, val_x, val_y, test_x, test_y, class_names=names
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# CIFAR-10
+
+
+def _candidate_dirs(root: str | os.PathLike[str] | None) -> list[Path]:
+    dirs: list[Path] = []
+    if root is not None:
+        dirs.append(Path(root).expanduser())
+    if os.environ.get("AUTOCOMPRESS_DATA"):
+        dirs.append(Path(os.environ["AUTOCOMPRESS_DATA"]).expanduser())
+    dirs.append(Path.cwd() / ".data")
+    dirs.append(Path.cwd().parent / "shared" / "datasets")
+    repo = Path(__file__).resolve().parents[2]
+    dirs.append(repo / ".data")
+    dirs.append(repo.parent / "shared" / "datasets")
+    seen: list[Path] = []
+    for d in dirs:
+        if d not in seen:
+            seen.append(d)
+    return seen
+
+
+def _load_cifar10(
+    root: str | os.PathLike[str] | None, *, seed: int, val_fraction: float, limit: int | None
+) -> DatasetSplits:
+    dirs = _candidate_dirs(root)
+    for d in dirs:
+        if (d / "cifar-10-batches-py").is_dir():
+            return _load_cifar10_torchvision(d, seed=seed, val_fraction=val_fraction, limit=limit)
+    for d in dirs:
+        for candidate in (d / "cifar10", d / CIFAR10_ARCHIVE):
+            if candidate.exists():
+                raw = _read_image_source(candidate, limit=limit, seed=seed)
+                return _splits_from_raw("cifar10", raw, seed=seed, val_fraction=val_fraction)
+    download_root = Path(root) if root is not None else _cache_dir()
+    try:
+        import torchvision
+
+        torchvision.datasets.CIFAR10(str(download_root), train=True, download=True)
+        torchvision.datasets.CIFAR10(str(download_root), train=False, download=True)
+    except Exception as exc:  # no network: say where we looked
+        looked = ", ".join(str(d) for d in dirs)
+        raise ConfigError(
+            f"CIFAR-10 not found (looked for cifar-10-batches-py/, cifar10/ and {CIFAR10_ARCHIVE} "
+            f"in {looked}) and the download failed: {type(exc).__name__}: {exc}",
+            hint="Pass root=... / set AUTOCOMPRESS_DATA to a folder holding cifar10-jpeg.tar.gz.",
+        ) from None
+    return _load_cifar10_torchvision(
+        download_root, seed=seed, val_fraction=val_fraction, limit=limit
+    )
+
+
+def _load_cifar10_torchvision(
+    root: Path, *, seed: int, val_fraction: float, limit: int | None
+) -> DatasetSplits:
+    import torchvision
+
+    parts = []
+    for train in (True, False):
+        ds = torchvision.datasets.CIFAR10(str(root), train=train, download=False)
+        x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+        y = torch.tensor(ds.targets, dtype=torch.int64)
+        parts.append(_subset(x, y, limit, seed))
+    raw = _RawImages(parts[0][0], parts[0][1], parts[1][0], parts[1][1], tuple(ds.classes))
+    return _splits_from_raw("cifar10", raw, seed=seed, val_fraction=val_fraction)
+
+
+# ----------------------------------------------------------------------------------------------
+# image folders and archives
+
+
+@dataclass(frozen=True)
+class _RawImages:
+    train_images: torch.Tensor  # uint8 N×C×H×W
+    train_labels: torch.Tensor
+    test_images: torch.Tensor | None
+    test_labels: torch.Tensor | None
+    class_names: tuple[str, ...]
+
+
+def _splits_from_raw(
+    name: str, raw: _RawImages, *, seed: int, val_fraction: float
+) -> DatasetSplits:
+    x = raw.train_images.float().div_(255.0)
+    y = raw.train_labels
+    if raw.test_images is None or raw.test_labels is None:
+        order = _seeded_permutation(len(y), 1_000_003)
+        n_test = max(1, round(len(y) * 0.2))
+        test_idx, rest_idx = order[:n_test].sort().values, order[n_test:].sort().values
+        test_x, test_y, x, y = x[test_idx], y[test_idx], x[rest_idx], y[rest_idx]
+    else:
+        test_x, test_y = raw.test_images.float().div_(255.0), raw.test_labels
+    train_x, train_y, val_x, val_y = _carve_validation(x, y, seed=seed, val_fraction=val_fraction)
+    return _normalised(
+        name, train_x, train_y, val_x, val_y, test_x, test_y, class_names=raw.class_names
+    )
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("AUTOCOMPRESS_CACHE")
+    path = Path(base).expanduser() if base else Path.home() / ".cache" / "autocompress"
+    return path / "datasets"
+
+
+def _source_fingerprint(path: Path) -> str:
+    path = path.resolve()
+    if path.is_file():
+        stat = path.stat()
+        key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+    else:
+        count, size, newest = 0, 0, 0
+        for dirpath, _dirs, files in os.walk(path):
+            for f in files:
+                st = os.stat(os.path.join(dirpath, f))
+                count, size, newest = count + 1, size + st.st_size, max(newest, st.st_mtime_ns)
+        key = f"{path}|{count}|{size}|{newest}"
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def _read_image_source(path: Path, *, limit: int | None, seed: int) -> _RawImages:
+    """Decoded uint8 images of an ImageFolder directory or archive, cached on disk."""
+    tag = f"v{_CACHE_VERSION}-{_source_fingerprint(path)}-limit{limit}-seed{seed if limit else 0}"
+    cache_file = _cache_dir() / f"{path.name.replace('.', '_')}-{tag}.pt"
+    if cache_file.is_file():
+        try:
+            data = torch.load(cache_file, weights_only=True)
+            return _RawImages(
+                data["train_images"],
+                data["train_labels"],
+                data.get("test_images"),
+                data.get("test_labels"),
+                tuple(data["class_names"]),
+            )
+        except Exception:  # a broken cache file is rebuilt
+            cache_file.unlink(missing_ok=True)
+    raw = _decode_image_source(path, limit=limit, seed=seed)
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
+    payload = {
+        "train_images": raw.train_images,
+        "train_labels": raw.train_labels,
+        "class_names": list(raw.class_names),
+    }
+    if raw.test_images is not None:
+        payload["test_images"] = raw.test_images
+        payload["test_labels"] = raw.test_labels
+    torch.save(payload, tmp)
+    os.replace(tmp, cache_file)
+    return raw
+
+
+def _list_members(path: Path) -> tuple[dict[str, bytes] | None, list[str]]:
+    """Image member paths (relative, '/'-separated) and, for archives, their bytes."""
+    if path.is_dir():
+        members = [
+            str(p.relative_to(path)).replace(os.sep, "/")
+            for p in path.rglob("*")
+            if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file()
+        ]
+        return None, sorted(members)
+    if not tarfile.is_tarfile(path):
+        raise ConfigError(f"{str(path)!r} is neither a folder nor a .tar/.tar.gz archive")
+    blobs: dict[str, bytes] = {}
+    with tarfile.open(path, "r:*") as tar:
+        for member in tar:
+            if member.isfile() and Path(member.name).suffix.lower() in _IMAGE_SUFFIXES:
+                handle = tar.extractfile(member)
+                if handle is not None:
+                    blobs[member.name] = handle.read()
+    return blobs, sorted(blobs)
+
+
+def _layout(members: list[str], source: Path) -> tuple[dict[str, list[tuple[str, str]]], list[str]]:
+    """Group members as split -> [(member, class)]; returns the class names too."""
+    if not members:
+        raise ConfigError(f"no images found in {str(source)!r} (expected <split>/<class>/<image>)")
+    parts = [m.split("/") for m in members]
+    depth = min(len(p) for p in parts)
+    # strip a common leading folder (e.g. "cifar10/") while it is not a split name
+    while depth >= 3 and len({p[0] for p in parts}) == 1 and parts[0][0] not in ("train", "test"):
+        parts = [p[1:] for p in parts]
+        depth -= 1
+    splits: dict[str, list[tuple[str, str]]] = {}
+    if depth >= 3 and {p[-3] for p in parts} & {"train", "test", "val"}:
+        for member, p in zip(members, parts, strict=True):
+            splits.setdefault(p[-3], []).append((member, p[-2]))
+        if "test" not in splits and "val" in splits:
+            splits["test"] = splits.pop("val")
+        splits.pop("val", None)
+        if "train" not in splits:
+            raise ConfigError(f"{str(source)!r} has no train/ folder")
+    elif depth >= 2:
+        splits["train"] = [(m, p[-2]) for m, p in zip(members, parts, strict=True)]
+    else:
+        raise ConfigError(f"images in {str(source)!r} are not in <class>/ folders")
+    classes = sorted({c for items in splits.values() for _, c in items})
+    return splits, classes
+
+
+def _decode_image_source(path: Path, *, limit: int | None, seed: int) -> _RawImages:
+    from PIL import Image
+
+    blobs, members = _list_members(path)
+    splits, classes = _layout(members, path)
+    class_index = {c: i for i, c in enumerate(classes)}
+
+    def read(member: str) -> np.ndarray:
+        data = blobs[member] if blobs is not None else (path / member).read_bytes()
+        with Image.open(io.BytesIO(data)) as image:
+            image = image.convert("RGB") if image.mode not in ("L", "RGB") else image
+            image.load()
+            return np.asarray(image)
+
+    decoded: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for split, items in splits.items():
+        if limit is not None and limit < len(items):
+            keep = _seeded_permutation(len(items), seed + 7919)[:limit].sort().values.tolist()
+            items = [items[i] for i in keep]
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+            arrays = list(pool.map(read, [m for m, _ in items], chunksize=256))
+        shape = arrays[0].shape
+        if any(a.shape != shape for a in arrays):
+            size = (shape[1], shape[0])
+            channels = 1 if len(shape) == 2 else 3
+            arrays = [_resize(a, size, channels) for a in arrays]
+        stacked = np.stack(arrays)
+        if stacked.ndim == 3:
+            stacked = stacked[:, :, :, None]
+        images = torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
+        labels = torch.tensor([class_index[c] for _, c in items], dtype=torch.int64)
+        decoded[split] = (images, labels)
+    train_images, train_labels = decoded["train"]
+    test = decoded.get("test")
+    return _RawImages(
+        train_images,
+        train_labels,
+        test[0] if test else None,
+        test[1] if test else None,
+        tuple(classes),
+    )
+
+
+def _resize(array: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarray:
+    from PIL import Image
+
+    image = Image.fromarray(array).convert("L" if channels == 1 else "RGB")
+    return np.asarray(image.resize(size, Image.BILINEAR))
+
+
+__all__ = ["DATASET_NAMES", "DatasetSplits", "Split", "load_dataset"]

@@ -1,0 +1,322 @@
+"""``export``: write a chosen trial as a deployable model, checked before it is declared done.
+
+``models/trial-NNNN/`` receives ``model.onnx`` (pruned, Q/DQ per layer, opset
+21), ``model.pt`` (weights_only-loadable student + what rebuilds it),
+``card.json`` / ``card.md`` and whatever files the chip's plugin adds.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autocompress import __version__
+from autocompress.core.errors import ConfigError, RunDirectoryError
+from autocompress.core.workspace import TrialRecord
+from autocompress.export.card import layer_entries, sha256_of, write_card
+from autocompress.export.onnx_model import write_onnx
+from autocompress.export.rule import PickRule, parse_rule
+from autocompress.export.verify import (
+    DEFAULT_MIN_AGREEMENT,
+    ExportCheck,
+    check_onnx_file,
+    compare_with_torch,
+)
+from autocompress.report.run_data import RunData, load_run
+
+DEFAULT_CHECK_IMAGES = 2000
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote.
+
+    Attributes:
+        trial: the exported trial number.
+        directory: ``models/trial-NNNN`` (or ``out``).
+        onnx_path / pt_path / card_json / card_md: the files.
+        chip_files: files the chip plugin's export step wrote.
+        check: ONNX vs PyTorch comparison on held-out images.
+        card: the card as written.
+    """
+
+    trial: int
+    directory: Path
+    onnx_path: Path
+    pt_path: Path
+    card_json: Path
+    card_md: Path
+    check: ExportCheck
+    chip_files: tuple[Path, ...] = ()
+    card: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def candidate_rows(run: RunData) -> list:
+    """Report rows an export may take: trained, within the run's budget, on the main chip."""
+    from autocompress.report.api import load_report
+
+    report = load_report(run.path)
+    return [r for r in report.rows if r.trained and r.feasible]
+
+
+def pick_trial(run: RunData, rule: str | PickRule) -> int:
+    """The trial number ``rule`` chooses among trained feasible trials (ConfigError if none)."""
+    parsed = parse_rule(rule) if isinstance(rule, str) else rule
+    rows = candidate_rows(run)
+    index = parsed.choose([{m: r.value(m) for m in _rule_metrics(parsed)} for r in rows])
+    if index is None:
+        raise ConfigError(
+            f"no trial of {run.path} satisfies --pick {str(parsed)!r} "
+            f"({len(rows)} trained trials meet the run's budget)",
+            hint=f"Loosen the rule; `autocompress report {run.path}` shows the candidates.",
+        )
+    return rows[index].number
+
+
+def _rule_metrics(rule: PickRule) -> set[str]:
+    return {rule.metric, *(c.metric for c in rule.conditions)}
+
+
+def check_exportable(run: RunData, number: int) -> TrialRecord:
+    """The trial's record if it was trained and its student saved; a clear error otherwise."""
+    record = run.record(number)
+    if record.state == "infeasible":
+        over = ", ".join(f"{k} {v:+.0%}" for k, v in record.violations.items() if v > 0)
+        raise ConfigError(
+            f"trial {number} broke a cost budget on {run.main_chip} ({over or 'see report'}) and "
+            "was "
+            "never trained; there is no model to export",
+            hint=f"Export a trial of the front: `autocompress report {run.path}`.",
+        )
+    if record.state != "complete":
+        raise ConfigError(
+            f"trial {number} {record.state}: {record.error or 'no model'}; there is no model to "
+            "export",
+            hint=f"Export a trial of the front: `autocompress report {run.path}`.",
+        )
+    if not record.feasible:
+        over = ", ".join(f"{k} {v:+.0%}" for k, v in record.violations.items() if v > 0)
+        raise ConfigError(
+            f"trial {number} does not meet the run's budget on {run.main_chip} ({over})",
+            hint=f"Export a feasible trial: `autocompress report {run.path}`.",
+        )
+    if not run.directory.student_pt(number).is_file():
+        raise RunDirectoryError(
+            f"{run.directory.student_pt(number)} is missing: the trained student of trial {number}"
+        )
+    return record
+
+
+def export(
+    run_dir: str | Path,
+    *,
+    trial: int | None = None,
+    pick: str | None = None,
+    out: str | Path | None = None,
+    min_agreement: float = DEFAULT_MIN_AGREEMENT,
+    check_images: int = DEFAULT_CHECK_IMAGES,
+) -> ExportResult:
+    """Export one trial of ``run_dir`` (by number or by a ``--pick`` rule).
+
+    Args:
+        run_dir: a run directory (finished or still running).
+        trial: trial number; exactly one of ``trial`` / ``pick``.
+        pick: a rule such as ``"max accuracy where latency_ms <= 3"`` (docs/report-and-export.md).
+        out: directory to write (default ``RUN/models/trial-NNNN``).
+        min_agreement: top-1 agreement ONNX vs PyTorch required on held-out images.
+        check_images: at most this many test-split images are compared.
+
+    Raises:
+        ConfigError: bad rule, both/neither of trial and pick, a trial with no model.
+        RunDirectoryError: not a run directory, unknown trial, missing student.
+        ExportError: the ONNX checker, onnxruntime or the agreement check failed.
+    """
+    if (trial is None) == (pick is None):
+        raise ConfigError("give exactly one of trial (--trial N) or pick (--pick RULE)")
+    run = load_run(run_dir)
+    rule = parse_rule(pick) if pick is not None else None
+    number = trial if trial is not None else pick_trial(run, rule)  # type: ignore[arg-type]
+    record = check_exportable(run, number)
+    directory = Path(out) if out is not None else run.directory.model_dir(number)
+    staging = directory.with_name(f".{directory.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        result = _export_into(
+            run,
+            record,
+            staging,
+            picked_by=str(rule) if rule else f"--trial {number}",
+            min_agreement=min_agreement,
+            check_images=check_images,
+        )
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if directory.exists():
+        shutil.rmtree(directory)
+    staging.rename(directory)
+    return _relocate(result, staging, directory)
+
+
+def _relocate(result: ExportResult, old: Path, new: Path) -> ExportResult:
+    def move(path: Path) -> Path:
+        return new / path.relative_to(old)
+
+    return ExportResult(
+        trial=result.trial,
+        directory=new,
+        onnx_path=move(result.onnx_path),
+        pt_path=move(result.pt_path),
+        card_json=move(result.card_json),
+        card_md=move(result.card_md),
+        check=result.check,
+        chip_files=tuple(move(p) for p in result.chip_files),
+        card=result.card,
+    )
+
+
+def _export_into(
+    run: RunData,
+    record: TrialRecord,
+    directory: Path,
+    *,
+    picked_by: str,
+    min_agreement: float,
+    check_images: int,
+) -> ExportResult:
+    import torch
+
+    from autocompress.compress.student import load_student, save_student
+    from autocompress.core.data import load_dataset
+    from autocompress.core.models import ModelSpec
+    from autocompress.hardware.extract import extract_layers
+    from autocompress.hardware.plugins import get_chip, plugin_versions, run_export_steps
+    from autocompress.report.rescore import cost_model_on_chip
+
+    number = record.number
+    chip = get_chip(run.main_chip)
+    input_shape = run.input_shape
+    student = load_student(run.directory.student_pt(number)).eval().cpu()
+
+    onnx_path, pt_path = directory / "model.onnx", directory / "model.pt"
+    notes, raw = write_onnx(
+        student,
+        input_shape,
+        onnx_path,
+        doc=f"autocompress {run.name} trial {number} for {chip.chip_id}",
+    )
+    check_onnx_file(onnx_path)
+
+    dataset = run.config.get("dataset") or {}
+    data = load_dataset(
+        str(dataset.get("name", "digits")),
+        seed=int(dataset.get("seed", 0)),
+        val_fraction=float(dataset.get("val_fraction", 0.1)),
+        root=dataset.get("root"),
+    )
+    images, labels = data.test.images[:check_images], data.test.labels[:check_images]
+    check = compare_with_torch(onnx_path, student, images, labels, min_agreement=min_agreement)
+
+    spec = ModelSpec.from_dict(dict(run.config.get("model") or {}))
+    config = RunData.trial_config(record)
+    save_student(
+        pt_path,
+        student,
+        teacher_spec=spec,
+        config=config,
+        chip_id=chip.chip_id,
+        input_shape=input_shape,
+        protect=run.protect,
+    )
+    torch.load(pt_path, weights_only=True)  # the promise: loadable without unpickling code
+
+    descriptors = extract_layers(student, input_shape)
+    cost = cost_model_on_chip(student, input_shape, chip.chip_id)
+    teacher_channels: dict[str, int] = {}
+    if run.directory.teacher_pt.is_file():
+        from autocompress.core.models import load_checkpoint
+
+        teacher, _, _ = load_checkpoint(run.directory.teacher_pt)
+        teacher_channels = {d.name: d.out_channels for d in extract_layers(teacher, input_shape)}
+    layers = layer_entries(descriptors, cost.layers, notes, raw, teacher_channels)
+    representation = sorted(
+        {n[k] for n in notes for k in ("weight_note", "activation_note") if k in n}
+    )
+
+    normalization = dict(
+        run.config.get("normalization") or {"mean": list(data.mean), "std": list(data.std)}
+    )
+    card: dict[str, Any] = {
+        "format_version": 1,
+        "run": {"name": run.name, "path": str(run.path)},
+        "trial": number,
+        "picked_by": picked_by,
+        "chip_id": chip.chip_id,
+        "chip": {"vendor": chip.vendor, "display_name": chip.display_name},
+        "input_shape": list(input_shape),
+        "normalization": normalization,
+        "class_names": list(getattr(data, "class_names", []) or []),
+        "accuracy": {
+            "validation": record.metrics.get("accuracy"),
+            "test": record.metrics.get("test_accuracy"),
+            "teacher_agreement": record.metrics.get("teacher_agreement"),
+            "onnx_on_check_images": check.onnx_accuracy,
+        },
+        "onnx_check": check.to_dict() | {"min_agreement": min_agreement, "opset": 21},
+        "predicted_cost": dict(record.costs.get(chip.chip_id, {})),
+        "predicted_cost_recomputed": cost.metrics() | {"macs": cost.macs},
+        "costs_all_chips": {k: dict(v) for k, v in record.costs.items()},
+        "feasible": record.feasible,
+        "violations": dict(record.violations),
+        "budget": run.budget().active(),
+        "layers": layers,
+        "representation_notes": representation,
+        "config": dict(record.config),
+        "width_multiplier": config.width_multiplier,
+        "seeds": {
+            "run": run.config.get("seed"),
+            "dataset": dataset.get("seed"),
+            "sampler": (run.config.get("sampler") or {}).get("seed"),
+        },
+        "teacher": dict(run.teacher),
+        "versions": {
+            "autocompress": __version__,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "onnx": _version("onnx"),
+            "onnxruntime": check.onnxruntime_version,
+            "plugins": plugin_versions(),
+            "run": dict(run.config.get("versions") or {}),
+        },
+    }
+    chip_files = tuple(run_export_steps(chip, directory, onnx_path, card))
+    card["chip_files"] = [
+        str(p.relative_to(directory)) if p.is_relative_to(directory) else str(p) for p in chip_files
+    ]
+    card["files"] = {p.name: sha256_of(p) for p in (onnx_path, pt_path, *chip_files) if p.is_file()}
+    card_json, card_md = write_card(directory, card)
+    return ExportResult(
+        trial=number,
+        directory=directory,
+        onnx_path=onnx_path,
+        pt_path=pt_path,
+        card_json=card_json,
+        card_md=card_md,
+        check=check,
+        chip_files=chip_files,
+        card=card,
+    )
+
+
+def _version(module: str) -> str | None:
+    try:
+        return __import__(module).__version__
+    except (ImportError, AttributeError):
+        return None
+
+
+__all__ = ["ExportResult", "check_exportable", "export", "pick_trial"]

@@ -1,0 +1,155 @@
+"""Write a student as ONNX (opset 21) with per-layer Q/DQ nodes.
+
+Route: copy the student, replace every quantized conv/linear (anything with
+``quant_params()``) by a plain ``nn.Conv2d`` / ``nn.Linear`` holding the
+weights it computes with (BN folded, masked, on the b-bit grid), export that
+float graph with ``torch.onnx.export``, then rewrite it with
+:func:`autocompress.export.qdq.insert_qdq` so the file carries each layer's
+bit-widths, scales and zero points.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from autocompress.core.errors import ExportError
+from autocompress.export.qdq import ONNX_OPSET, LayerQuantization, insert_qdq
+
+INPUT_NAME, OUTPUT_NAME = "input", "logits"
+
+
+def _plain_layer(module: nn.Module, params: Mapping[str, Any]) -> nn.Module:
+    weight = torch.as_tensor(params["weight"], dtype=torch.float32)
+    bias = params.get("bias")
+    if isinstance(module, nn.Conv2d):
+        plain: nn.Module = nn.Conv2d(
+            module.in_channels,
+            module.out_channels,
+            module.kernel_size,  # type: ignore[arg-type]
+            stride=module.stride,  # type: ignore[arg-type]
+            padding=module.padding,  # type: ignore[arg-type]
+            dilation=module.dilation,  # type: ignore[arg-type]
+            groups=module.groups,
+            bias=bias is not None,
+            padding_mode=module.padding_mode,
+        )
+    elif isinstance(module, nn.Linear):
+        plain = nn.Linear(module.in_features, module.out_features, bias=bias is not None)
+    else:
+        raise ExportError(f"cannot export quantized module of type {type(module).__name__}")
+    with torch.no_grad():
+        plain.weight.copy_(weight)
+        if bias is not None:
+            plain.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))  # type: ignore[union-attr]
+    return plain
+
+
+def _layer_quantization(name: str, params: Mapping[str, Any]) -> LayerQuantization:
+    weight_bits = int(params.get("weight_bits", 32))
+    activation_bits = int(params.get("activation_bits", 32))
+    quant_weights = weight_bits < 32
+    quant_inputs = activation_bits < 32
+    scale = params.get("weight_scale")
+    zero = params.get("weight_zero_point")
+    return LayerQuantization(
+        name=name,
+        weight_bits=weight_bits if quant_weights else None,
+        weight_scale=np.asarray(scale if scale is not None else [1.0], dtype=np.float64),
+        weight_zero_point=np.asarray(zero if zero is not None else [0], dtype=np.int64),
+        weight_logarithmic=params.get("weight_scheme") == "logarithmic",
+        weight_signed=(int(params["weight_qmin"]) < 0) if "weight_qmin" in params else None,
+        activation_bits=activation_bits if quant_inputs else None,
+        activation_scale=float(params.get("activation_scale", 1.0)),
+        activation_zero_point=int(params.get("activation_zero_point", 0)),
+        activation_qmin=int(params.get("activation_qmin", -128)),
+        activation_qmax=int(params.get("activation_qmax", 127)),
+        activation_logarithmic=params.get("activation_scheme") == "logarithmic",
+        log_steps_per_octave=int(params.get("log_steps_per_octave") or 16),
+    )
+
+
+def deploy_copy(
+    student: nn.Module,
+) -> tuple[nn.Module, dict[str, LayerQuantization], dict[str, dict]]:
+    """A float copy of ``student`` plus each quantized layer's parameters.
+
+    Returns (float model, name -> LayerQuantization for quantized layers,
+    name -> raw ``quant_params()`` for every quant-capable layer).
+    """
+    model = copy.deepcopy(student).eval().cpu()
+    layers: dict[str, LayerQuantization] = {}
+    raw: dict[str, dict] = {}
+    targets = [
+        (n, m) for n, m in model.named_modules() if callable(getattr(m, "quant_params", None))
+    ]
+    for name, module in targets:
+        params = module.quant_params()
+        raw[name] = params
+        plain = _plain_layer(module, params)
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, plain)
+        quant = _layer_quantization(name, params)
+        if quant.weight_bits is not None or quant.activation_bits is not None:
+            layers[name] = quant
+    return model, layers, raw
+
+
+def _torch_to_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> onnx.ModelProto:
+    example = torch.zeros((1, *input_shape), dtype=torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(
+                model,
+                (example,),
+                str(path),
+                dynamo=False,
+                opset_version=min(ONNX_OPSET, 20),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                do_constant_folding=True,
+            )
+        except TypeError:  # a torch without the TorchScript exporter: use torch.export
+            program = torch.onnx.export(
+                model,
+                (example,),
+                dynamo=True,
+                opset_version=ONNX_OPSET,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+            )
+            program.save(str(path))
+    proto = onnx.load(str(path))
+    version = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if version < ONNX_OPSET:
+        from onnx import version_converter
+
+        proto = version_converter.convert_version(proto, ONNX_OPSET)
+    return proto
+
+
+def write_onnx(
+    student: nn.Module, input_shape: tuple[int, ...], path: Path, *, doc: str = ""
+) -> tuple[list[dict], dict[str, dict]]:
+    """Export ``student`` to ``path`` with Q/DQ nodes; return (layer notes, raw quant params)."""
+    model, layers, raw = deploy_copy(student)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    proto = _torch_to_onnx(model, tuple(input_shape), path)
+    notes = insert_qdq(proto, layers)
+    proto.producer_name = "autocompress"
+    if doc:
+        proto.doc_string = doc
+    onnx.save(proto, str(path))
+    return notes, raw

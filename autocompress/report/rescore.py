@@ -1,0 +1,85 @@
+"""Cost recorded trials on a chip the search did not cost them on — no retraining.
+
+A trial's architecture is rebuilt from the teacher and its ``TrialConfig`` with
+``build_student`` using the run's MAIN chip (its channel alignment decided the
+architecture that was trained), then extracted and costed on the other chip.
+The teacher itself is costed the same way (float32) as the report's
+reference point.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from torch import nn
+
+from autocompress.core.errors import RunDirectoryError
+from autocompress.core.workspace import TrialRecord
+from autocompress.hardware.cost import Cost
+from autocompress.report.run_data import RunData
+
+
+def cost_model_on_chip(model: nn.Module, input_shape: tuple[int, ...], chip_id: str) -> Cost:
+    """Extract ``model``'s layers and cost them on ``chip_id`` (a plugin's override first)."""
+    from autocompress.hardware.extract import extract_layers
+    from autocompress.hardware.plugins import get_chip
+
+    chip = get_chip(chip_id)
+    layers = extract_layers(model, input_shape)
+    try:
+        from autocompress.hardware.estimate import estimate_costs
+    except ImportError:  # pragma: no cover - estimate.py is part of the package
+        from autocompress.hardware.cost_model import cost_layers
+
+        return cost_layers(layers, chip)
+    return estimate_costs(layers, [chip])[chip.chip_id]
+
+
+class Rescorer:
+    """Rebuilds students of one run and costs them on any installed chip (teacher loaded once)."""
+
+    def __init__(self, run: RunData) -> None:
+        self.run = run
+        self._costs: dict[tuple[int, str], Cost] = {}
+
+    @cached_property
+    def teacher(self) -> nn.Module:
+        from autocompress.core.models import load_checkpoint
+
+        path = self.run.directory.teacher_pt
+        if not path.is_file():
+            raise RunDirectoryError(
+                f"{path} is missing: the teacher is needed to rebuild trial architectures",
+                hint="Wait until the search has trained its teacher, or use a chip the run costed.",
+            )
+        model, _spec, _extra = load_checkpoint(path)
+        return model.eval()
+
+    def student(self, record: TrialRecord) -> nn.Module:
+        """The trial's architecture as trained (main chip's alignment), weights from the teacher."""
+        from autocompress.compress.student import build_student
+        from autocompress.hardware.plugins import get_chip
+
+        return build_student(
+            self.teacher,
+            RunData.trial_config(record),
+            get_chip(self.run.main_chip),
+            self.run.input_shape,
+            protect=self.run.protect,
+        ).eval()
+
+    def trial_cost(self, record: TrialRecord, chip_id: str) -> Cost:
+        """Full cost (with per-layer breakdown) of a trial's architecture on ``chip_id``."""
+        key = (record.number, chip_id)
+        if key not in self._costs:
+            self._costs[key] = cost_model_on_chip(
+                self.student(record), self.run.input_shape, chip_id
+            )
+        return self._costs[key]
+
+    def teacher_cost(self, chip_id: str) -> Cost:
+        """Cost of the float32 teacher on ``chip_id``."""
+        key = (-1, chip_id)
+        if key not in self._costs:
+            self._costs[key] = cost_model_on_chip(self.teacher, self.run.input_shape, chip_id)
+        return self._costs[key]

@@ -1,0 +1,97 @@
+"""The report as a rich table (terminal) and as CSV text (scripts)."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from rich import box
+from rich.table import Table
+
+from autocompress.report.api import Report
+from autocompress.report.rows import TrialRow
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "trial",
+    "state",
+    "feasible",
+    "on_front",
+    "accuracy",
+    "test_accuracy",
+    "latency_ms",
+    "energy_mj",
+    "power_mw",
+    "peak_memory_kb",
+    "model_size_kb",
+    "width_multiplier",
+    "bits",
+    "pruning",
+)
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if abs(value) >= 10 ** (digits - 1):
+        return f"{value:.0f}"
+    return f"{value:.{digits}g}"
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def front_table(report: Report, *, all_trials: bool = False) -> Table:
+    """The front (or every trial): accuracy, costs on the chip, width, bits, pruning."""
+    rows: list[TrialRow] = list(report.rows) if all_trials else report.front_rows
+    what = "trials" if all_trials else "Pareto front"
+    chip = report.chip_id + (" (re-scored)" if report.rescored else "")
+    table = Table(
+        title=f"{report.run.name}: {what} on {chip}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        caption="acc: validation top-1 %; lat: latency ms; mJ: energy; mW: power; "
+        "mem: peak memory KB; KB: model size",
+        caption_justify="left",
+    )
+    table.add_column("trial", justify="right", no_wrap=True)
+    if all_trials:
+        table.add_column("status", no_wrap=True)
+    for header in ("acc", "lat ms", "mJ", "mW", "mem", "KB", "width"):
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("bits", ratio=2, min_width=7)
+    table.add_column("pruning", ratio=1, min_width=7)
+    for row in rows:
+        cells = [
+            _percent(row.value("accuracy")),
+            _num(row.value("latency_ms"), 3),
+            _num(row.value("energy_mj"), 3),
+            _num(row.value("power_mw"), 3),
+            _num(row.value("peak_memory_kb"), 3),
+            _num(row.value("model_size_kb"), 3),
+            f"{row.width_multiplier:g}",
+            row.bits,
+            row.pruning,
+        ]
+        if all_trials:
+            status = "front" if row.on_front else ("feasible" if row.feasible else row.state)
+            if row.state == "infeasible":
+                status = "untrained"
+            elif row.state == "complete" and not row.feasible:
+                status = "over budget"
+            cells.insert(0, status)
+        cells.insert(0, str(row.number))
+        table.add_row(*cells, style="bold" if row.on_front and all_trials else None)
+    return table
+
+
+def report_csv(report: Report) -> str:
+    """Every trial, one line each, columns :data:`CSV_COLUMNS`."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in report.rows:
+        data = row.to_dict()
+        writer.writerow(["" if data.get(c) is None else data.get(c) for c in CSV_COLUMNS])
+    return buffer.getvalue()

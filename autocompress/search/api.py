@@ -1,0 +1,418 @@
+"""``autocompress.search(...)``: the budget-constrained multi-objective search, from Python.
+
+Same reach as ``autocompress search``: every CLI flag is a keyword argument
+(``chip`` may be a list; budgets are ``latency_ms=``, ``memory_kb=`` …, numbers
+or ``"60%"`` of the teacher's int8 cost). Returns a :class:`SearchResult`.
+
+Example::
+
+    import autocompress
+    result = autocompress.search(trials=20, latency_ms=0.05, out="runs/demo")
+    for record in result.front():
+        print(record.number, record.metrics["accuracy"], record.costs[result.chip]["latency_ms"])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autocompress.core.errors import RunDirectoryError
+from autocompress.core.models import ModelSpec
+from autocompress.core.workspace import RunDirectory, TrialRecord
+from autocompress.search.settings import BUDGET_FIELDS, SearchSettings, settings_from_file
+
+
+@dataclass
+class SearchResult:
+    """What a search produced (everything is also on disk in ``run_dir``).
+
+    Attributes:
+        run_dir: the run directory.
+        chip: the main chip; ``chips`` every chip costed.
+        objectives: the objective metric names.
+        trials: one record per finished trial (latest per number).
+        fronts: chip id -> trial numbers on its feasible Pareto front.
+        interrupted: stopped by Ctrl-C (or a timeout) before the plan was done.
+        elapsed_s: wall-clock seconds of this call.
+        teacher: run.yaml's teacher entry (accuracy, source).
+        budget: the resolved budget.
+    """
+
+    run_dir: Path
+    chip: str
+    chips: list[str]
+    objectives: list[str]
+    trials: list[TrialRecord]
+    fronts: dict[str, list[int]]
+    interrupted: bool = False
+    elapsed_s: float = 0.0
+    teacher: dict[str, Any] = field(default_factory=dict)
+    budget: dict[str, Any] = field(default_factory=dict)
+    budget_sources: dict[str, str] = field(default_factory=dict)
+
+    def front(self, chip: str | None = None) -> list[TrialRecord]:
+        """Records on the feasible front of ``chip`` (default: the main chip), by accuracy."""
+        numbers = set(self.fronts.get(chip or self.chip, []))
+        records = [r for r in self.trials if r.number in numbers]
+        return sorted(records, key=lambda r: -r.metrics.get("accuracy", 0.0))
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for record in self.trials:
+            out[record.state] = out.get(record.state, 0) + 1
+        return out
+
+
+def _settings_from_arguments(
+    config: str | Path | None, arguments: dict[str, Any]
+) -> SearchSettings:
+    chip = arguments.pop("chip", None)
+    if chip is not None:
+        arguments["chips"] = (chip,) if isinstance(chip, str) else tuple(chip)
+    budget = {k: arguments.pop(k) for k in BUDGET_FIELDS if k in arguments}
+    budget = {k: v for k, v in budget.items() if v is not None}
+    objectives = arguments.pop("objectives", None)
+    if objectives is not None:
+        arguments["objectives"] = tuple(objectives)
+    settings = SearchSettings()
+    file_values: dict[str, Any] = {}
+    if config is not None:
+        file_values = settings_from_file(config)
+        file_budget = dict(file_values.pop("budget", {}) or {})
+        settings = settings.with_overrides(**file_values, budget=file_budget)
+    if budget:
+        settings = settings.with_overrides(budget={**dict(settings.budget), **budget})
+    settings = settings.with_overrides(**arguments)
+    return settings.validate()
+
+
+def search(
+    config: str | Path | None = None,
+    *,
+    model: str | None = None,
+    dataset: str | None = None,
+    chip: str | Sequence[str] | None = None,
+    latency_ms: float | str | None = None,
+    memory_kb: float | str | None = None,
+    power_mw: float | str | None = None,
+    energy_mj: float | str | None = None,
+    model_size_kb: float | str | None = None,
+    min_accuracy: float | None = None,
+    objectives: Sequence[str] | None = None,
+    space: str | None = None,
+    trials: int | None = None,
+    timeout_s: float | None = None,
+    sampler: str | None = None,
+    backend: str | None = None,
+    workers: int | None = None,
+    address: str | None = None,
+    cpus_per_trial: float | None = None,
+    gpus_per_trial: float | None = None,
+    out: str | Path | None = None,
+    name: str | None = None,
+    resume: bool = False,
+    seed: int | None = None,
+    teacher: str | Path | None = None,
+    teacher_epochs: int | None = None,
+    epochs: float | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    device: str | None = None,
+    small_input: bool | None = None,
+    data_root: str | None = None,
+    data_limit: int | None = None,
+    show_progress: bool = False,
+    embedded_default: bool = False,
+) -> SearchResult:
+    """Run (or resume) a search and return its result.
+
+    Args:
+        config: a YAML config (or a previous run.yaml); keyword arguments override it.
+        model / dataset: what to compress and on which data (default small_cnn on digits).
+        chip: main chip id, or a list (main first); every trial is costed on all of them.
+        latency_ms, memory_kb, power_mw, energy_mj, model_size_kb: upper budgets on the
+            main chip, numbers or "NN%" of the teacher's int8 cost; unset ones default to
+            the chip's declared budgets (latency, memory, power).
+        min_accuracy: lower bound on validation accuracy (fraction).
+        objectives: metric names, accuracy first by convention (default accuracy, latency_ms).
+        space: built-in space name or path of a space file.
+        trials: planned trials for the whole run (resumes count earlier ones).
+        timeout_s: stop starting new trials after this many seconds.
+        sampler: nsga2 (default), tpe, random, qmc, gp, nsga3.
+        backend: ``optuna`` (processes on this machine) or ``ray`` (Ray Tune).
+        workers: parallel trials (processes, or Ray concurrent trials).
+        address: Ray cluster address (default: a local Ray runtime).
+        cpus_per_trial / gpus_per_trial: Ray resources per trial.
+        out: run directory (default runs/<name>); resume=True continues it.
+        seed: seeds data split, teacher and sampler.
+        teacher: a checkpoint from ``autocompress train`` (else trained once and cached).
+        epochs: fine-tune epochs per trial; teacher_epochs: teacher training epochs.
+        show_progress: draw a rich progress line on stderr.
+    """
+    started = time.perf_counter()
+    arguments = {
+        "model": model,
+        "dataset": dataset,
+        "chip": chip,
+        "latency_ms": latency_ms,
+        "memory_kb": memory_kb,
+        "power_mw": power_mw,
+        "energy_mj": energy_mj,
+        "model_size_kb": model_size_kb,
+        "min_accuracy": min_accuracy,
+        "objectives": objectives,
+        "space": space,
+        "trials": trials,
+        "timeout_s": timeout_s,
+        "sampler": sampler,
+        "backend": backend,
+        "workers": workers,
+        "address": address,
+        "cpus_per_trial": cpus_per_trial,
+        "gpus_per_trial": gpus_per_trial,
+        "out": str(out) if out is not None else None,
+        "name": name,
+        "seed": seed,
+        "teacher": str(teacher) if teacher is not None else None,
+        "teacher_epochs": teacher_epochs,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "device": device,
+        "small_input": small_input,
+        "data_root": data_root,
+        "data_limit": data_limit,
+    }
+    if resume:
+        return _resume(arguments, started=started, show_progress=show_progress)
+    settings = _settings_from_arguments(config, arguments)
+    if embedded_default:
+        settings = dataclasses.replace(settings, embedded_default=True)
+    run = _create_run(settings, show_progress=show_progress)
+    return _run_backend(
+        run, settings, planned=settings.trials, started=started, show_progress=show_progress
+    )
+
+
+def _resume(arguments: dict[str, Any], *, started: float, show_progress: bool) -> SearchResult:
+    out = arguments.get("out")
+    if out is None:
+        raise RunDirectoryError("--resume needs the run directory", hint="Pass --out runs/<name>.")
+    run = RunDirectory(out).require()
+    config = run.read_run_config()
+    if not run.teacher_pt.is_file() or config.get("teacher", {}).get("source") == "pending":
+        raise RunDirectoryError(
+            f"{run.path} has no teacher yet: the run never started; start it again without --resume"
+        )
+    planned = int(arguments["trials"] or config["trials"])
+    settings = SearchSettings(
+        trials=planned,
+        timeout_s=arguments.get("timeout_s") or None,
+        sampler=config["sampler"]["name"],
+        backend=arguments.get("backend") or config.get("backend", "optuna"),
+        workers=int(arguments.get("workers") or config.get("workers", 1)),
+        address=arguments.get("address") or config.get("address"),
+        cpus_per_trial=float(
+            arguments.get("cpus_per_trial") or config.get("resources", {}).get("cpus_per_trial", 1)
+        ),
+        gpus_per_trial=float(
+            arguments.get("gpus_per_trial") or config.get("resources", {}).get("gpus_per_trial", 0)
+        ),
+        chips=tuple(config["chips"]),
+        objectives=tuple(config["objectives"]),
+    ).validate()
+    if planned != config["trials"] or settings.backend != config.get("backend"):
+        config = {k: v for k, v in config.items() if k != "format_version"}
+        config["trials"] = planned
+        config["backend"] = settings.backend
+        run.write_run_config(config)
+    return _run_backend(
+        run, settings, planned=planned, started=started, show_progress=show_progress
+    )
+
+
+def _create_run(settings: SearchSettings, *, show_progress: bool) -> RunDirectory:
+    """Validate everything, then create the run directory, write run.yaml, get the teacher."""
+    from autocompress.compress.student import quantizable_layers
+    from autocompress.core.data import load_dataset
+    from autocompress.hardware.plugins import get_chip
+    from autocompress.search import prepare
+    from autocompress.search.context import model_layers, pick_device
+    from autocompress.search.resolve import resolve_space
+    from autocompress.search.space_catalog import load_space
+    from autocompress.search.teacher_source import obtain_teacher
+
+    chips = {chip_id: get_chip(chip_id) for chip_id in settings.chips}
+    main_chip = chips[settings.chips[0]]
+    space = load_space(settings.space)
+    if settings.teacher is not None and not Path(settings.teacher).is_file():
+        from autocompress.core.errors import CheckpointError
+
+        raise CheckpointError(f"teacher checkpoint {settings.teacher!r} does not exist (--teacher)")
+    device = pick_device(settings.device)
+    data = load_dataset(
+        settings.dataset,
+        seed=settings.seed,
+        val_fraction=settings.val_fraction,
+        root=settings.data_root,
+        limit=settings.data_limit,
+    )
+    c, h, _w = data.input_shape
+    small_input = settings.small_input
+    if small_input is None:
+        small_input = settings.model != "small_cnn" and h <= 64 and ":" not in settings.model
+    spec = ModelSpec(
+        settings.model, num_classes=data.num_classes, in_channels=c, small_input=small_input
+    )
+    architecture = spec.build().eval()
+    input_shape = tuple(data.input_shape)
+    quantizable, prunable, out_channels = model_layers(architecture, input_shape)
+    resolved = resolve_space(
+        space, main_chip, quantizable=quantizable, prunable=prunable, out_channels=out_channels
+    )
+    reference = prepare.cost_of(
+        architecture,
+        prepare.uniform_config(resolved, list(quantizable_layers(architecture)), 8),
+        main_chip,
+        input_shape,
+        resolved.protect,
+    )
+    smallest = prepare.cost_of(
+        architecture, prepare.smallest_config(resolved), main_chip, input_shape, resolved.protect
+    )
+    budget, sources = prepare.resolve_budget(settings, main_chip, reference, smallest)
+    prepare.check_budget_reachable(budget, smallest, space.name)
+
+    name = settings.name or prepare.default_run_name(settings)
+    out_dir = prepare.resolve_out_dir(settings, name)
+    run = RunDirectory(out_dir)
+    if run.run_yaml.exists():
+        raise RunDirectoryError(
+            f"run directory {str(out_dir)!r} already holds a run",
+            hint="Pass --resume to continue it, or another --out.",
+        )
+    prepared = prepare.PreparedRun(settings, {}, data, spec, space, resolved, chips, budget)
+    config = prepare.run_yaml_content(prepared, name=name, budget_sources=sources)
+    created = not out_dir.exists()
+    try:
+        run.write_run_config(config)
+        from autocompress.search.samplers import make_sampler
+        from autocompress.search.study import open_study
+
+        open_study(run, settings.objectives, make_sampler("random", seed=0, constrained=False))
+        if show_progress:
+            from autocompress.cli.console import stderr
+
+            stderr.print(
+                f"[bold]run[/] {out_dir} · teacher: {settings.model} on {settings.dataset} …"
+            )
+        info = obtain_teacher(
+            spec=spec,
+            data=data,
+            dataset_key={
+                k: config["dataset"][k] for k in ("name", "seed", "val_fraction", "limit")
+            },
+            destination=run.teacher_pt,
+            given=settings.teacher,
+            epochs=prepare.teacher_epochs(settings),
+            seed=settings.seed,
+            device=device,
+        )
+        config["teacher"] = {
+            "path": "teacher.pt",
+            "source": info.source,
+            "epochs": prepare.teacher_epochs(settings),
+            "val_accuracy": info.val_accuracy,
+            "test_accuracy": info.test_accuracy,
+            "train_seconds": round(info.train_seconds, 2),
+        }
+        if info.source == "given":
+            config["teacher"]["given_path"] = str(Path(settings.teacher).resolve())
+        run.write_run_config(config)
+    except BaseException:
+        if created:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        else:
+            for path in (run.run_yaml, run.study_db, run.teacher_pt):
+                path.unlink(missing_ok=True)
+        raise
+    return run
+
+
+def _run_backend(
+    run: RunDirectory,
+    settings: SearchSettings,
+    *,
+    planned: int,
+    started: float,
+    show_progress: bool,
+) -> SearchResult:
+    from autocompress.search.front import update_pareto
+
+    if settings.backend == "ray":
+        from autocompress.search.ray_backend import run_ray_search
+
+        summary = run_ray_search(
+            run,
+            planned=planned,
+            workers=settings.workers,
+            timeout_s=settings.timeout_s,
+            address=settings.address,
+            cpus_per_trial=settings.cpus_per_trial,
+            gpus_per_trial=settings.gpus_per_trial,
+            show_progress=show_progress,
+        )
+    else:
+        from autocompress.search.optuna_backend import run_optuna_search
+
+        summary = run_optuna_search(
+            run,
+            planned=planned,
+            workers=settings.workers,
+            timeout_s=settings.timeout_s,
+            show_progress=show_progress,
+        )
+    config = run.read_run_config()
+    pareto = update_pareto(run, config)
+    records = run.read_trials()
+    done = sum(1 for r in records if r.state in ("complete", "infeasible", "failed"))
+    return SearchResult(
+        run_dir=run.path,
+        chip=config["chip"],
+        chips=list(config["chips"]),
+        objectives=list(config["objectives"]),
+        trials=records,
+        fronts={k: list(v) for k, v in pareto["fronts"].items()},
+        interrupted=bool(summary.interrupted) or done < planned,
+        elapsed_s=time.perf_counter() - started,
+        teacher=dict(config.get("teacher", {})),
+        budget=dict(config.get("budget", {})),
+        budget_sources=dict(config.get("budget_sources", {})),
+    )
+
+
+def load_result(run_dir: str | Path) -> SearchResult:
+    """A :class:`SearchResult` for a run directory on disk (finished or not)."""
+    from autocompress.search.front import compute_fronts
+
+    run = RunDirectory(run_dir).require()
+    config = run.read_run_config()
+    pareto = compute_fronts(run, config)
+    return SearchResult(
+        run_dir=run.path,
+        chip=config["chip"],
+        chips=list(config["chips"]),
+        objectives=list(config["objectives"]),
+        trials=run.read_trials(),
+        fronts=pareto["fronts"],
+        teacher=dict(config.get("teacher", {})),
+        budget=dict(config.get("budget", {})),
+        budget_sources=dict(config.get("budget_sources", {})),
+    )

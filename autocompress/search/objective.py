@@ -1,0 +1,189 @@
+"""One trial: build the student, cost it on every chip, check budgets, train only if it can fit.
+
+Cheap path first: the compressed architecture is built and costed before any
+training; a configuration that breaks a cost budget on the main chip is
+recorded as ``infeasible`` with its costs and takes no training time.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from autocompress.core.errors import AutocompressError
+from autocompress.core.trial_config import TrialConfig
+from autocompress.core.workspace import TrialRecord
+from autocompress.search.context import SearchContext
+
+StageCallback = Callable[[str, float], None]
+
+#: Accuracy reported to the sampler for a configuration that was never trained.
+UNTRAINED_ACCURACY = 0.0
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """A finished trial: the record for trials.jsonl and what the sampler is told."""
+
+    record: TrialRecord
+    objective_values: tuple[float, ...]
+    constraint_values: dict[str, float]
+
+
+def objective_values(
+    objectives: tuple[str, ...], metrics: Mapping[str, float], main_costs: Mapping[str, float]
+) -> tuple[float, ...]:
+    """Objective values in order (accuracy from metrics, the rest from the main chip's costs)."""
+    merged = {**main_costs, **metrics}
+    merged.setdefault("accuracy", UNTRAINED_ACCURACY)
+    return tuple(float(merged[name]) for name in objectives)
+
+
+def run_trial(
+    ctx: SearchContext,
+    number: int,
+    config: TrialConfig,
+    *,
+    stage: StageCallback | None = None,
+) -> TrialOutcome:
+    """Run trial ``number`` with ``config``; never raises for a trial-level failure
+    (the record says ``failed``), but does raise :class:`AutocompressError` for bad input.
+    """
+    from autocompress.compress.student import build_student, evaluate, finetune, save_student
+    from autocompress.hardware.estimate import estimate_costs
+    from autocompress.hardware.extract import extract_layers
+
+    notify = stage or (lambda _s, _f: None)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    costs: dict[str, dict[str, float]] = {}
+    try:
+        notify("compress", 0.0)
+        t = time.perf_counter()
+        student = build_student(
+            ctx.teacher, config, ctx.main_chip, ctx.input_shape, protect=ctx.space.protect
+        )
+        timings["compress"] = time.perf_counter() - t
+
+        notify("cost", 0.0)
+        t = time.perf_counter()
+        layers = extract_layers(student, ctx.input_shape)
+        cost_by_chip = estimate_costs(layers, list(ctx.chips.values()))
+        costs = {
+            chip_id: cost.metrics() | {"macs": float(cost.macs)}
+            for chip_id, cost in cost_by_chip.items()
+        }
+        timings["cost"] = time.perf_counter() - t
+
+        main_costs = costs[ctx.main_chip.chip_id]
+        violations = ctx.budget.violations(main_costs)
+        if any(v > 0 for v in violations.values()):
+            timings["total"] = time.perf_counter() - start
+            record = TrialRecord(
+                number=number,
+                state="infeasible",
+                config=config.to_dict(),
+                costs=costs,
+                violations=violations,
+                feasible=False,
+                timings_s=timings,
+                backend=ctx.backend,
+            )
+            return TrialOutcome(
+                record, objective_values(ctx.objectives, {}, main_costs), violations
+            )
+
+        t = time.perf_counter()
+        ft = ctx.finetune
+        finetune(
+            student,
+            ctx.teacher,
+            ctx.data,
+            config,
+            epochs=float(ft["epochs"]),
+            batch_size=int(ft.get("batch_size", 128)),
+            lr=float(ft.get("lr", 1e-3)),
+            device=ctx.device,
+            teacher_logits=ctx.train_logits,
+            progress=lambda what, fraction: notify(f"finetune {what}", fraction),
+        )
+        timings["finetune"] = time.perf_counter() - t
+
+        notify("evaluate", 0.0)
+        t = time.perf_counter()
+        val = evaluate(student, ctx.data.val, teacher_logits=ctx.val_logits, device=ctx.device)
+        test = evaluate(student, ctx.data.test, teacher_logits=ctx.test_logits, device=ctx.device)
+        timings["evaluate"] = time.perf_counter() - t
+        metrics = {
+            "accuracy": float(val["accuracy"]),
+            "test_accuracy": float(test["accuracy"]),
+        }
+        if "teacher_agreement" in val:
+            metrics["teacher_agreement"] = float(val["teacher_agreement"])
+        violations = ctx.budget.violations({**main_costs, "accuracy": metrics["accuracy"]})
+        feasible = all(v <= 0 for v in violations.values())
+
+        save_student(
+            ctx.run.student_pt(number),
+            student,
+            teacher_spec=ctx.teacher_spec,
+            config=config,
+            chip_id=ctx.main_chip.chip_id,
+            input_shape=ctx.input_shape,
+            protect=ctx.space.protect,
+        )
+        timings["total"] = time.perf_counter() - start
+        record = TrialRecord(
+            number=number,
+            state="complete",
+            config=config.to_dict(),
+            metrics=metrics,
+            costs=costs,
+            violations=violations,
+            feasible=feasible,
+            timings_s=timings,
+            backend=ctx.backend,
+        )
+        return TrialOutcome(
+            record, objective_values(ctx.objectives, metrics, main_costs), violations
+        )
+    except AutocompressError:
+        raise
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # a trial-level failure: record it, keep searching
+        timings["total"] = time.perf_counter() - start
+        detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        record = TrialRecord(
+            number=number,
+            state="failed",
+            config=config.to_dict(),
+            costs=costs,
+            timings_s=timings,
+            error=detail,
+            backend=ctx.backend,
+        )
+        return TrialOutcome(record, (), {})
+
+
+def failed_outcome(number: int, config: TrialConfig, message: str, backend: str) -> TrialOutcome:
+    """A failed record for a trial that died outside :func:`run_trial`."""
+    return TrialOutcome(
+        TrialRecord(
+            number=number, state="failed", config=config.to_dict(), error=message, backend=backend
+        ),
+        (),
+        {},
+    )
+
+
+def outcome_to_dict(outcome: TrialOutcome) -> dict[str, Any]:
+    """JSON-ready form (for Ray results)."""
+    return {
+        "record": outcome.record.to_dict(),
+        "objective_values": list(outcome.objective_values),
+        "constraint_values": dict(outcome.constraint_values),
+    }

@@ -1,0 +1,273 @@
+"""Turn validated settings into a run directory: budgets resolved, space checked, run.yaml written.
+
+Everything that can be wrong with the input is checked before the run
+directory is created (chips, space, model, dataset, budgets, and whether the
+smallest configuration of the space can meet the cost budgets at all).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from autocompress.core.budget import Budget
+from autocompress.core.errors import BudgetError
+from autocompress.core.models import ModelSpec
+from autocompress.core.trial_config import TrialConfig
+from autocompress.hardware.spec import ChipSpec
+from autocompress.search.resolve import ResolvedSpace
+from autocompress.search.settings import SearchSettings, parse_budget_value
+from autocompress.search.space import SearchSpace
+
+#: Embedded default latency budget: this fraction of the way from the cheapest
+#: configuration of the space to the teacher at int8 (binds, yet leaves room).
+EMBEDDED_DEFAULT_LATENCY_FRACTION = 0.5
+
+# Fine-tune epochs per trial and teacher epochs, per dataset, when not given.
+_DEFAULT_EPOCHS = {"digits": 4.0, "synthetic": 1.0}
+_DEFAULT_TEACHER_EPOCHS = {"digits": 15, "synthetic": 3}
+_CHIP_BUDGET_FIELDS = ("latency_ms", "memory_kb", "power_mw")
+
+
+@dataclass
+class PreparedRun:
+    """What the driver knows before the first trial."""
+
+    settings: SearchSettings
+    config: dict[str, Any]  # run.yaml content (teacher filled in later)
+    data: Any
+    spec: ModelSpec
+    space: SearchSpace
+    resolved: ResolvedSpace
+    chips: dict[str, ChipSpec]
+    budget: Budget
+
+
+def finetune_epochs(settings: SearchSettings) -> float:
+    return (
+        settings.epochs
+        if settings.epochs is not None
+        else _DEFAULT_EPOCHS.get(settings.dataset, 3.0)
+    )
+
+
+def teacher_epochs(settings: SearchSettings) -> int:
+    if settings.teacher_epochs is not None:
+        return settings.teacher_epochs
+    return _DEFAULT_TEACHER_EPOCHS.get(settings.dataset, 30)
+
+
+def default_run_name(settings: SearchSettings) -> str:
+    chip = settings.chips[0].split("/")[-1]
+    dataset = (
+        re.sub(r"[^A-Za-z0-9]+", "-", settings.dataset.split(":")[-1]).strip("-")[:24] or "data"
+    )
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{dataset}-{chip}-{stamp}"
+
+
+def uniform_config(resolved: ResolvedSpace, quantizable: list[str], bits: int) -> TrialConfig:
+    """Every quantizable layer at ``bits`` (the reference for percentage budgets)."""
+    return TrialConfig(
+        weight_bits=dict.fromkeys(quantizable, bits),
+        activation_bits=dict.fromkeys(quantizable, bits),
+    )
+
+
+def smallest_config(resolved: ResolvedSpace) -> TrialConfig:
+    """The cheapest corner of the space: least width, most pruning, fewest bits, sparse."""
+    params: dict[str, Any] = {}
+    for dim in resolved.free_dimensions:
+        spec = dim.spec
+        if spec.choices is not None:
+            if dim.field == "sparsity":
+                non_dense = [c for c in spec.choices if c != "none"]
+                params[dim.name] = non_dense[0] if non_dense else "none"
+            elif dim.field == "prune_ratio":
+                params[dim.name] = max(spec.choices)
+            else:
+                params[dim.name] = min(spec.choices)
+        else:
+            params[dim.name] = spec.high if dim.field == "prune_ratio" else spec.low
+    return resolved.config_from_params(params)
+
+
+def cost_of(
+    model: nn.Module,
+    config: TrialConfig,
+    chip: ChipSpec,
+    input_shape: tuple[int, ...],
+    protect: tuple[str, ...],
+) -> dict[str, float]:
+    """Main-chip cost metrics of ``config`` applied to ``model``."""
+    from autocompress.compress.student import build_student
+    from autocompress.hardware.estimate import estimate_costs
+    from autocompress.hardware.extract import extract_layers
+
+    student = build_student(model, config, chip, input_shape, protect=protect)
+    layers = extract_layers(student, input_shape)
+    return estimate_costs(layers, [chip])[chip.chip_id].metrics()
+
+
+def resolve_budget(
+    settings: SearchSettings,
+    chip: ChipSpec,
+    reference_costs: dict[str, float],
+    smallest_costs: dict[str, float] | None = None,
+) -> tuple[Budget, dict[str, str]]:
+    """Absolute budget + where each value came from (user, chip, default, user%).
+
+    The embedded default (no arguments) gets a latency budget that binds:
+    halfway between the cheapest configuration of the space and the teacher at int8.
+    """
+    asked = dict(settings.budget)
+    values: dict[str, float] = {}
+    sources: dict[str, str] = {}
+    if settings.embedded_default and asked.get("latency_ms") is None and smallest_costs is not None:
+        low, high = float(smallest_costs["latency_ms"]), float(reference_costs["latency_ms"])
+        values["latency_ms"] = round(
+            low + EMBEDDED_DEFAULT_LATENCY_FRACTION * max(high - low, 0.0), 6
+        )
+        sources["latency_ms"] = (
+            "default (halfway between the cheapest configuration and the int8 teacher)"
+        )
+    for key, value in asked.items():
+        parsed = parse_budget_value(key, value)
+        if parsed is None:
+            continue
+        number, percent = parsed
+        source = "user"
+        if percent:
+            metric = Budget.metric_of(key)
+            values[key] = round(number * float(reference_costs[metric]), 6)
+            sources[key] = f"{source} ({value} of the teacher at int8)"
+        else:
+            values[key] = number
+            sources[key] = source
+    for key in _CHIP_BUDGET_FIELDS:
+        if key not in values:
+            values[key] = float(getattr(chip.budgets, key))
+            sources[key] = f"chip ({chip.chip_id})"
+    return Budget(**values), sources
+
+
+def check_budget_reachable(
+    budget: Budget, smallest_costs: dict[str, float], space_name: str
+) -> None:
+    """BudgetError when even the cheapest configuration of the space breaks a cost budget."""
+    broken = {
+        k: v for k, v in budget.violations(smallest_costs).items() if v > 0 and k != "min_accuracy"
+    }
+    if not broken:
+        return
+    parts = []
+    for key in sorted(broken):
+        metric = Budget.metric_of(key)
+        parts.append(
+            f"{key} <= {getattr(budget, key):g} "
+            f"(the cheapest configuration needs {smallest_costs[metric]:.4g})"
+        )
+    raise BudgetError(
+        f"no configuration of search space {space_name!r} can meet the budget: " + "; ".join(parts),
+        hint="Relax the budget, choose a smaller --model, or a space that compresses more.",
+    )
+
+
+def library_versions() -> dict[str, Any]:
+    """Versions of autocompress, Python, the main libraries and the chip plugins."""
+    import importlib.metadata
+
+    from autocompress import __version__
+
+    versions: dict[str, Any] = {"autocompress": __version__, "python": platform.python_version()}
+    for package in (
+        "torch",
+        "torchvision",
+        "optuna",
+        "ray",
+        "onnx",
+        "onnxruntime",
+        "torch-pruning",
+        "pluggy",
+    ):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    try:
+        from autocompress.hardware.plugins import plugin_versions
+
+        versions["plugins"] = dict(plugin_versions())
+    except Exception as exc:  # versions are informative; never fail a run on them
+        versions["plugins"] = {"error": str(exc)}
+    return versions
+
+
+def run_yaml_content(
+    prepared: PreparedRun, *, name: str, budget_sources: dict[str, str]
+) -> dict[str, Any]:
+    settings = prepared.settings
+    data = prepared.data
+    return {
+        "name": name,
+        "created_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "model": prepared.spec.to_dict(),
+        "input_shape": list(data.input_shape),
+        "dataset": {
+            "name": settings.dataset,
+            "seed": settings.seed,
+            "val_fraction": settings.val_fraction,
+            "root": settings.data_root,
+            "limit": settings.data_limit,
+            "num_classes": data.num_classes,
+            "class_names": list(data.class_names),
+        },
+        "normalization": {"mean": list(data.mean), "std": list(data.std)},
+        "chip": settings.chips[0],
+        "chips": list(settings.chips),
+        "budget": {k: v for k, v in prepared.budget.__dict__.items()},
+        "budget_sources": budget_sources,
+        "objectives": list(settings.objectives),
+        "space": {
+            "name": prepared.space.name,
+            "path": prepared.space.path,
+            "protect": list(prepared.resolved.protect),
+            "definition": _plain_space(prepared.space),
+            "resolved": prepared.resolved.to_dict(),
+        },
+        "sampler": {"name": settings.sampler, "seed": settings.seed},
+        "trials": settings.trials,
+        "timeout_s": settings.timeout_s,
+        "finetune": {
+            "epochs": finetune_epochs(settings),
+            "batch_size": settings.batch_size,
+            "lr": settings.lr,
+            "device": settings.device,
+        },
+        "teacher": {"path": "teacher.pt", "source": "pending", "epochs": teacher_epochs(settings)},
+        "backend": settings.backend,
+        "workers": settings.workers,
+        "address": settings.address,
+        "resources": {
+            "cpus_per_trial": settings.cpus_per_trial,
+            "gpus_per_trial": settings.gpus_per_trial,
+        },
+        "seed": settings.seed,
+        "versions": library_versions(),
+    }
+
+
+def _plain_space(space: SearchSpace) -> dict[str, Any]:
+    from autocompress.search.space import space_as_plain_dict
+
+    return space_as_plain_dict(space)
+
+
+def resolve_out_dir(settings: SearchSettings, name: str) -> Path:
+    return Path(settings.out) if settings.out else Path("runs") / name

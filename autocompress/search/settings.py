@@ -1,0 +1,327 @@
+"""What a search was asked to do: :class:`SearchSettings`, from a YAML config, flags or Python.
+
+Precedence: Python/CLI arguments > ``--config`` file > defaults. Everything is
+validated here, before any run directory exists, so bad input never leaves a
+half-written run behind. A config file may be a previous run's ``run.yaml``
+(its recorded-only fields are ignored).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from autocompress.core.budget import METRIC_SENSE, Budget
+from autocompress.core.errors import BudgetError, ConfigError
+from autocompress.search.samplers import DEFAULT_SAMPLER, check_sampler_name
+from autocompress.search.yaml_lines import LineDict, load_yaml_with_lines
+
+DEFAULT_CHIP = "rockchip/rv1126"
+DEFAULT_MODEL = "small_cnn"
+DEFAULT_DATASET = "digits"
+DEFAULT_OBJECTIVES = ("accuracy", "latency_ms")
+BACKENDS = ("optuna", "ray")
+BUDGET_FIELDS = (
+    "latency_ms",
+    "energy_mj",
+    "power_mw",
+    "memory_kb",
+    "model_size_kb",
+    "min_accuracy",
+)
+_PERCENT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+
+# Keys a run.yaml carries that are records, not requests.
+_RECORD_ONLY_KEYS = {
+    "format_version",
+    "created_utc",
+    "input_shape",
+    "normalization",
+    "budget_sources",
+    "versions",
+    "finished_utc",
+    "status",
+}
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Every knob of a search (see docs/search.md). Budgets may be numbers or ``"NN%"``
+    (a fraction of the teacher's int8 cost on the main chip; not for ``min_accuracy``).
+    """
+
+    model: str = DEFAULT_MODEL
+    small_input: bool | None = None  # None: automatic (True for 32×32 inputs on torchvision models)
+    dataset: str = DEFAULT_DATASET
+    data_root: str | None = None
+    val_fraction: float = 0.2
+    data_limit: int | None = None
+    chips: tuple[str, ...] = (DEFAULT_CHIP,)
+    budget: Mapping[str, float | str | None] = field(default_factory=dict)
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+    space: str = "default"
+    trials: int = 60
+    timeout_s: float | None = None
+    sampler: str = DEFAULT_SAMPLER
+    backend: str = "optuna"
+    workers: int = 1
+    address: str | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    out: str | None = None
+    name: str | None = None
+    resume: bool = False
+    seed: int = 0
+    teacher: str | None = None
+    teacher_epochs: int | None = None  # None: per dataset (digits 30, otherwise 30)
+    epochs: float | None = None  # fine-tune epochs per trial; None: per dataset
+    batch_size: int = 128
+    lr: float = 1e-3  # AdamW, the fine-tune default (compress.finetune)
+    device: str = "auto"
+    embedded_default: bool = False
+
+    def with_overrides(self, **overrides: Any) -> SearchSettings:
+        """A copy with every override that is not None applied."""
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ConfigError(
+                f"unknown search settings {sorted(unknown)}",
+                hint=f"Known: {', '.join(sorted(known))}.",
+            )
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def validate(self) -> SearchSettings:
+        """Check every value; returns a normalised copy."""
+        if not self.chips:
+            raise ConfigError("at least one chip is needed (--chip vendor/name)")
+        if len(set(self.chips)) != len(self.chips):
+            raise ConfigError(f"a chip is listed twice in {list(self.chips)}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.trials < 1:
+            raise ConfigError(f"trials must be at least 1, got {self.trials}")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be at least 1, got {self.workers}")
+        if self.timeout_s is not None and self.timeout_s <= 0:
+            raise ConfigError(f"timeout must be positive seconds, got {self.timeout_s}")
+        if self.gpus_per_trial < 0 or self.cpus_per_trial <= 0:
+            raise ConfigError("resources per trial must be positive (cpus) / non-negative (gpus)")
+        if self.epochs is not None and self.epochs <= 0:
+            raise ConfigError(f"epochs must be positive, got {self.epochs}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        for name in self.objectives:
+            if name not in METRIC_SENSE:
+                raise ConfigError(
+                    f"unknown objective {name!r}",
+                    hint=f"Objectives are metric names: {', '.join(METRIC_SENSE)}.",
+                )
+        if "accuracy" not in self.objectives:
+            raise ConfigError(
+                "objectives must include accuracy",
+                hint="e.g. --objective accuracy --objective latency_ms",
+            )
+        if len(set(self.objectives)) != len(self.objectives) or len(self.objectives) < 2:
+            raise ConfigError(
+                f"objectives must be two or more distinct metrics, got {list(self.objectives)}"
+            )
+        sampler = check_sampler_name(self.sampler)
+        budget = dict(self.budget)
+        for key, value in budget.items():
+            if key not in BUDGET_FIELDS:
+                raise BudgetError(
+                    f"unknown budget {key!r}", hint=f"Budgets: {', '.join(BUDGET_FIELDS)}."
+                )
+            parse_budget_value(key, value)
+        return replace(self, sampler=sampler, budget=budget)
+
+
+def parse_budget_value(key: str, value: Any) -> tuple[float, bool] | None:
+    """``(number, is_percent)`` of a budget value, or None when unset."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        match = _PERCENT_RE.match(value)
+        if match:
+            if key == "min_accuracy":
+                raise BudgetError(
+                    "min_accuracy is a fraction in [0, 1], not a percentage of the teacher"
+                )
+            number = float(match.group(1))
+            if number <= 0:
+                raise BudgetError(f"budget {key} must be positive, got {value!r}")
+            return number / 100.0, True
+        try:
+            value = float(value)
+        except ValueError:
+            raise BudgetError(
+                f"budget {key} must be a number or a percentage such as 60%, got {value!r}"
+            ) from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BudgetError(f"budget {key} must be a number, got {value!r}")
+    Budget(**{key: float(value)})  # range checks with the shared messages
+    return float(value), False
+
+
+# -- config file ---------------------------------------------------------------------------
+
+_SIMPLE_KEYS = {
+    "trials": int,
+    "timeout_s": float,
+    "backend": str,
+    "workers": int,
+    "address": str,
+    "seed": int,
+    "out": str,
+    "name": str,
+}
+
+
+def _where(path: Path, data: Any, key: str) -> str:
+    line = data.line_of(key) if isinstance(data, LineDict) else 1
+    return f"{path}:{line}: field {key!r}"
+
+
+def settings_from_file(path: str | Path) -> dict[str, Any]:
+    """Read a search config (or a previous run.yaml) into SearchSettings overrides.
+
+    Errors name the file, the line and the field.
+    """
+    path = Path(path)
+    data = load_yaml_with_lines(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: a search config is a mapping (model:, dataset:, chip: ...)")
+    out: dict[str, Any] = {}
+
+    def fail(key: str, message: str, hint: str | None = None, sub: Any = None) -> ConfigError:
+        where = _where(path, sub if sub is not None else data, key)
+        return ConfigError(f"{where}: {message}", hint=hint)
+
+    for key, value in data.items():
+        try:
+            if key in _RECORD_ONLY_KEYS:
+                continue
+            if key in _SIMPLE_KEYS:
+                if value is not None:
+                    out[key] = _SIMPLE_KEYS[key](value)
+            elif key == "model":
+                if isinstance(value, dict):
+                    out["model"] = str(value["name"])
+                    if "small_input" in value:
+                        out["small_input"] = bool(value["small_input"])
+                else:
+                    out["model"] = str(value)
+            elif key == "dataset":
+                if isinstance(value, dict):
+                    out["dataset"] = str(value["name"])
+                    if value.get("root") is not None:
+                        out["data_root"] = str(value["root"])
+                    if value.get("val_fraction") is not None:
+                        out["val_fraction"] = float(value["val_fraction"])
+                    if value.get("limit") is not None:
+                        out["data_limit"] = int(value["limit"])
+                else:
+                    out["dataset"] = str(value)
+            elif key == "chip":
+                out.setdefault("_main_chip", str(value))
+            elif key == "chips":
+                if not isinstance(value, list):
+                    raise fail(key, "expected a list of chip ids")
+                out["chips"] = tuple(str(c) for c in value)
+            elif key == "budget":
+                if not isinstance(value, dict):
+                    raise fail(key, "expected a mapping such as {latency_ms: 4, memory_kb: 2048}")
+                for budget_key, budget_value in value.items():
+                    if budget_key not in BUDGET_FIELDS:
+                        raise fail(
+                            budget_key,
+                            "unknown budget",
+                            f"Budgets: {', '.join(BUDGET_FIELDS)}.",
+                            sub=value,
+                        )
+                    try:
+                        parse_budget_value(budget_key, budget_value)
+                    except BudgetError as exc:
+                        raise fail(budget_key, exc.message, exc.hint, sub=value) from None
+                out["budget"] = {k: v for k, v in value.items()}
+            elif key == "objectives":
+                if not isinstance(value, list):
+                    raise fail(key, "expected a list such as [accuracy, latency_ms]")
+                out["objectives"] = tuple(str(v) for v in value)
+            elif key == "space":
+                if isinstance(value, dict):
+                    value = value.get("path") or value.get("name")
+                text = str(value)
+                if text.endswith((".yaml", ".yml")) and not Path(text).is_absolute():
+                    text = (
+                        str((path.parent / text).resolve())
+                        if (path.parent / text).is_file()
+                        else text
+                    )
+                out["space"] = text
+            elif key == "sampler":
+                if isinstance(value, dict):
+                    if value.get("seed") is not None:
+                        out.setdefault("seed", int(value["seed"]))
+                    value = value.get("name", DEFAULT_SAMPLER)
+                check_sampler_name(str(value))
+                out["sampler"] = str(value)
+            elif key == "finetune":
+                if not isinstance(value, dict):
+                    raise fail(key, "expected a mapping {epochs, batch_size, lr, device}")
+                for sub_key, cast, target in (
+                    ("epochs", float, "epochs"),
+                    ("batch_size", int, "batch_size"),
+                    ("lr", float, "lr"),
+                    ("device", str, "device"),
+                ):
+                    if value.get(sub_key) is not None:
+                        out[target] = cast(value[sub_key])
+                unknown = set(value) - {"epochs", "batch_size", "lr", "device"}
+                if unknown:
+                    raise fail(sorted(unknown)[0], "unknown field", sub=value)
+            elif key == "teacher":
+                if isinstance(value, dict):
+                    if value.get("source") in ("trained", "cache") or value.get("path") in (
+                        None,
+                        "teacher.pt",
+                    ):
+                        if value.get("epochs") is not None:
+                            out["teacher_epochs"] = int(value["epochs"])
+                        continue
+                    value = value.get("path")
+                if value is not None:
+                    teacher = Path(str(value))
+                    if not teacher.is_absolute() and (path.parent / teacher).is_file():
+                        teacher = path.parent / teacher
+                    out["teacher"] = str(teacher)
+            elif key == "resources":
+                if not isinstance(value, dict):
+                    raise fail(key, "expected {cpus_per_trial, gpus_per_trial}")
+                if value.get("cpus_per_trial") is not None:
+                    out["cpus_per_trial"] = float(value["cpus_per_trial"])
+                if value.get("gpus_per_trial") is not None:
+                    out["gpus_per_trial"] = float(value["gpus_per_trial"])
+            elif key in ("space_protect",):
+                continue
+            else:
+                raise fail(
+                    key,
+                    "unknown field",
+                    "Known fields: model, dataset, chip, chips, budget, objectives, space, trials, "
+                    "timeout_s, sampler, backend, workers, address, resources, finetune, "
+                    "teacher, seed, out, name.",
+                )
+        except ConfigError:
+            raise
+        except (TypeError, ValueError, KeyError) as exc:
+            raise fail(key, f"invalid value {value!r} ({exc})") from None
+    main = out.pop("_main_chip", None)
+    if main is not None:
+        chips = list(out.get("chips", ()))
+        out["chips"] = (main, *[c for c in chips if c != main])
+    return out

@@ -1,0 +1,94 @@
+"""Physical pruning of real torchvision models with Torch-Pruning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from autocompress.compress.slim import aligned_channels, channel_groups, slim
+from autocompress.core.errors import ConfigError
+from autocompress.core.models import build_model, count_parameters
+from autocompress.hardware.extract import extract_layers
+
+torch.set_num_threads(1)
+INPUT = (3, 32, 32)
+
+
+def _macs(model: nn.Module) -> int:
+    return sum(d.macs for d in extract_layers(model, INPUT))
+
+
+def test_aligned_channels_rounds_to_alignment_and_never_below_one_group():
+    assert aligned_channels(64, 0.5, 16) == 32
+    assert aligned_channels(64, 0.3, 16) == 16  # 19.2 -> 16
+    assert aligned_channels(64, 0.05, 16) == 16  # never below one group
+    assert aligned_channels(10, 0.5, 16) == 10  # never above the original
+    assert aligned_channels(24, 0.5, 1) == 12
+    assert aligned_channels(3, 0.01, 1) == 1
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_pruned_model_runs_with_aligned_channels_fewer_params_and_macs(name):
+    model = build_model(name, num_classes=10, small_input=True).eval()
+    example = torch.randn(1, *INPUT)
+    params_before, macs_before = count_parameters(model), _macs(model)
+    groups = channel_groups(model, example)
+    target = next(g for g in groups if g.prunable and g.channels >= 64 and len(g.members) == 1)
+    kept = slim(
+        model,
+        example,
+        width_multiplier=0.5,
+        prune_ratios={target.name: 0.5},
+        channel_alignment=16,
+    )
+    assert model(torch.randn(2, *INPUT)).shape == (2, 10)
+    for group in groups:
+        if not group.prunable:
+            continue
+        ratio = 0.5 if group.name == target.name else 0.0
+        expected = aligned_channels(group.channels, 0.5 * (1 - ratio), 16)
+        assert kept[group.name] == expected
+        for member in group.members:  # every coupled layer shrank the same way
+            module = model.get_submodule(member)
+            out = module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
+            assert out == expected, member
+            assert out % 16 == 0 or out == group.channels
+    assert count_parameters(model) < 0.4 * params_before
+    assert _macs(model) < 0.4 * macs_before
+
+
+def test_depthwise_layers_follow_their_producer():
+    model = build_model("mobilenet_v2", num_classes=10, small_input=True).eval()
+    slim(model, torch.randn(1, *INPUT), width_multiplier=0.5, prune_ratios={}, channel_alignment=8)
+    for _name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d) and module.groups > 1:
+            assert module.groups == module.in_channels == module.out_channels
+
+
+def test_protected_group_and_output_layer_keep_their_channels():
+    model = build_model("resnet18", num_classes=10, small_input=True).eval()
+    slim(
+        model,
+        torch.randn(1, *INPUT),
+        width_multiplier=0.5,
+        prune_ratios={},
+        channel_alignment=8,
+        protect=["conv1"],
+    )
+    assert model.conv1.out_channels == 64  # the stem group (conv1 + layer1 residual) is protected
+    assert model.layer1[0].conv2.out_channels == 64
+    assert model.layer2[0].conv1.out_channels == 64  # its own group is pruned
+    assert model.fc.out_features == 10
+
+
+def test_unknown_layer_in_prune_ratios_is_a_config_error():
+    model = build_model("small_cnn", num_classes=10, in_channels=1)
+    with pytest.raises(ConfigError, match="not a conv/linear layer"):
+        slim(
+            model,
+            torch.randn(1, 1, 8, 8),
+            width_multiplier=1.0,
+            prune_ratios={"nope": 0.5},
+            channel_alignment=1,
+        )

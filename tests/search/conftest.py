@@ -1,0 +1,49 @@
+"""Fixtures of the search tests: one teacher cache, one finished digits run per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+# Small, fast settings shared by every search test.
+FAST = {"teacher_epochs": 3, "epochs": 1.0, "batch_size": 128}
+CHIPS = ["rockchip/rv1126", "rockchip/rk3588"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def search_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private teacher cache (keeps ~/.cache untouched, and trains the test teacher once)."""
+    torch.set_num_threads(1)
+    path = tmp_path_factory.mktemp("autocompress-cache")
+    previous = os.environ.get("AUTOCOMPRESS_CACHE")
+    os.environ["AUTOCOMPRESS_CACHE"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("AUTOCOMPRESS_CACHE", None)
+    else:
+        os.environ["AUTOCOMPRESS_CACHE"] = previous
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory: pytest.TempPathFactory, search_cache: Path):
+    """A finished 10-trial search on digits, costed on two chips, with a binding latency budget."""
+    from autocompress.search.api import search
+
+    out = tmp_path_factory.mktemp("runs") / "digits"
+    return search(
+        out=out,
+        trials=10,
+        chip=CHIPS,
+        latency_ms="97%",
+        seed=0,
+        **FAST,
+    )
+
+
+@pytest.fixture(scope="session")
+def teacher_checkpoint(digits_run) -> Path:
+    """The teacher of the shared run (for --teacher)."""
+    return Path(digits_run.run_dir) / "teacher.pt"

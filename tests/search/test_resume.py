@@ -1,0 +1,99 @@
+"""A search killed with SIGKILL loses at most its running trial, which --resume retries."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+
+from autocompress.core.workspace import RunDirectory
+from autocompress.search.study import GRACE_PERIOD_S
+
+pytestmark = pytest.mark.slow
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "autocompress", "search", *args]
+
+
+def test_sigkill_then_resume_keeps_every_finished_trial(tmp_path, teacher_checkpoint):
+    out = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    common = ["--out", str(out), "--no-progress"]
+    process = subprocess.Popen(
+        _cli(
+            *common,
+            "--trials",
+            "9",
+            "--epochs",
+            "1",
+            "--teacher",
+            str(teacher_checkpoint),
+            "--latency-ms",
+            "97%",
+        ),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    run = RunDirectory(out)
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        if len(run.read_trials()) >= 3:
+            break
+        if process.poll() is not None:
+            pytest.fail(f"search ended early: {process.stderr.read().decode()}")
+        time.sleep(0.05)
+    else:
+        process.kill()
+        pytest.fail("the search did not finish 3 trials in time")
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+
+    before = {r.number: r for r in run.read_trials()}
+    study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
+    running = {
+        t.number: t.params for t in study.trials if t.state == optuna.trial.TrialState.RUNNING
+    }
+    assert len(before) >= 3 and len(running) <= 1
+
+    time.sleep(GRACE_PERIOD_S)  # the killed trial's heartbeat goes stale
+    resumed = subprocess.run(
+        _cli(*common, "--resume"), env=env, capture_output=True, text=True, timeout=240
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Traceback" not in resumed.stderr
+
+    after = {r.number: r for r in run.read_trials()}
+    for number, record in before.items():  # nothing finished was lost or changed
+        assert after[number].to_dict() == record.to_dict()
+    assert len(after) >= 9
+    study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
+    states = {t.number: t.state for t in study.trials}
+    assert optuna.trial.TrialState.RUNNING not in states.values()
+    for (
+        number,
+        params,
+    ) in running.items():  # the running trial was failed and retried with its parameters
+        assert states[number] == optuna.trial.TrialState.FAIL
+        retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == number]
+        assert retries and retries[0].params == params
+        assert retries[0].state == optuna.trial.TrialState.COMPLETE
+    pareto = json.loads(run.pareto_json.read_text())
+    assert pareto["trials_finished"] == len(after)
+
+
+def test_resume_of_a_missing_run_is_a_clear_error(tmp_path):
+    result = subprocess.run(
+        _cli("--resume", "--out", str(tmp_path / "nope")), capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    message = " ".join(result.stderr.split())
+    assert "does not exist" in message and "Traceback" not in message
