@@ -18,8 +18,8 @@ activations:
 Then the accuracy of that student after a short distillation (default 5
 epochs) against the teacher's. Results go to a JSON file.
 
-    python -m autocompress train --model resnet18 --dataset cifar10 --epochs 30 \\
-        --batch-size 512 --lr 0.2 --out .data/r18.pt --data-root .data
+    python -m autocompress train --model resnet18 --dataset cifar10 --epochs 60 \\
+        --batch-size 256 --lr 0.1 --out .data/r18.pt --data-root .data
     python bench/bench_compress_gpu.py --teacher .data/r18.pt --data-root .data
 
 ``--tiny`` runs every step on a few hundred images (on the CPU if no GPU) to
