@@ -3,9 +3,11 @@ so no result leaks in from a user's ~/.cache or from an earlier run."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -22,3 +24,35 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     for path in _created:
         shutil.rmtree(path, ignore_errors=True)
+
+
+# Real run directories for the report and export tests (built once per session).
+_spec = importlib.util.spec_from_file_location(
+    "_real_run_loader", Path(__file__).parent / "report" / "real_run.py"
+)
+_loader = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_loader)
+real_run = _loader.load()
+
+
+@pytest.fixture(scope="session")
+def runs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.getbasetemp() / "autocompress-runs"
+
+
+@pytest.fixture(scope="session")
+def search_run(runs_root: Path) -> Path:
+    """A finished tiny real search (rockchip/rv1126 main, nvidia/orin-nano also costed)."""
+    return real_run.search_run(runs_root)
+
+
+@pytest.fixture(scope="session")
+def mixed_run(runs_root: Path) -> Path:
+    """A run on nvidia/orin-nano with a pruned mixed 4/8-bit trained student (trial 0)."""
+    return real_run.mixed_run(runs_root)
+
+
+@pytest.fixture(scope="session")
+def progress_run(runs_root: Path) -> Path:
+    """A run as read mid-search: 3 of 6 trials and a torn last line."""
+    return real_run.progress_run(runs_root)
