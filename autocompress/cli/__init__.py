@@ -11,11 +11,12 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 
 import click
 
 from autocompress import __version__
-from autocompress.cli.console import print_error
+from autocompress.cli.console import print_error, show_python_warning
 from autocompress.core.errors import AutocompressError
 
 # command name -> (module, one-line help shown by `autocompress --help`)
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     Set ``AUTOCOMPRESS_DEBUG=1`` to see the traceback of a user error.
     """
     debug = os.environ.get("AUTOCOMPRESS_DEBUG") == "1"
+    warnings.showwarning = show_python_warning
     try:
         cli.main(args=argv, prog_name="autocompress", standalone_mode=False)
     except click.exceptions.Abort:
