@@ -268,32 +268,33 @@ def run_ray_search(
         )
         with SearchProgress(enabled=show_progress, planned=planned, done=done) as progress:
             writer = _callback_class()(run, config, progress)
-            tuner = tune.Tuner(
-                trainable,
-                tune_config=tune.TuneConfig(
-                    search_alg=searcher,
-                    num_samples=remaining,
-                    max_concurrent_trials=workers,
-                    reuse_actors=True,
-                    time_budget_s=timeout_s,
-                ),
-                run_config=tune.RunConfig(
-                    name="autocompress",
-                    storage_path=scratch,
-                    verbose=0,
-                    callbacks=[writer],
-                    log_to_file=False,
-                ),
-            )
             results = None
             try:
+                tuner = tune.Tuner(
+                    trainable,
+                    tune_config=tune.TuneConfig(
+                        search_alg=searcher,
+                        num_samples=remaining,
+                        max_concurrent_trials=workers,
+                        reuse_actors=True,
+                        time_budget_s=timeout_s,
+                    ),
+                    run_config=tune.RunConfig(
+                        name="autocompress",
+                        storage_path=scratch,
+                        verbose=0,
+                        callbacks=[writer],
+                        log_to_file=False,
+                    ),
+                )
                 results = tuner.fit()
             except KeyboardInterrupt:
                 summary.interrupted = True
             except Exception as exc:  # Tune's own failure, not a trial's (those are recorded)
                 raise RayBackendError(
-                    f"Ray Tune stopped the search of {run.path}: {_gist(exc)}",
-                    hint=_resume_hint(run.path),
+                    f"Ray Tune stopped the search of {run.path}: "
+                    f"{type(exc).__name__}: {_gist(exc)}",
+                    hint=_resume_hint(run.path) + " AUTOCOMPRESS_DEBUG=1 shows the traceback.",
                 ) from exc
             summary.trials_run = writer.finished
         if results is not None and results.errors:

@@ -152,3 +152,24 @@ def test_trial_resources_the_cluster_does_not_have_are_a_clear_error(
             epochs=1.0,
         )
     assert RayBackendError.exit_code == 2
+
+
+def test_a_failure_inside_ray_tune_is_a_clear_error(
+    local_ray, tmp_path, teacher_checkpoint, monkeypatch
+):
+    from ray import tune
+
+    from autocompress.search.api import search
+    from autocompress.search.ray_backend import RayBackendError
+
+    def broken_fit(self):
+        raise tune.TuneError("the experiment state could not be written")
+
+    monkeypatch.setattr(tune.Tuner, "fit", broken_fit)
+    out = tmp_path / "tune-fails"
+    with pytest.raises(RayBackendError) as caught:
+        search(out=out, backend="ray", trials=1, teacher=teacher_checkpoint, epochs=1.0)
+    message = str(caught.value)
+    assert "Ray Tune stopped the search" in message and "could not be written" in message
+    assert f"--resume --out {out}" in message
+    assert RunDirectory(out).run_yaml.is_file()  # the run is kept for --resume
