@@ -16,7 +16,7 @@ import warnings
 import click
 
 from autocompress import __version__
-from autocompress.cli.console import print_error, show_python_warning
+from autocompress.cli.console import print_error, reset_warnings, show_python_warning
 from autocompress.core.errors import AutocompressError
 
 # command name -> (module, one-line help shown by `autocompress --help`)
@@ -64,6 +64,7 @@ def cli() -> None:
       autocompress report runs/<name>         # the Pareto front
       autocompress export runs/<name> --trial 17
     """
+    reset_warnings()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,8 +25,13 @@ def print_error(message: str) -> None:
 _warned: set[str] = set()
 
 
+def reset_warnings() -> None:
+    """Forget which warnings were printed (each command invocation starts afresh)."""
+    _warned.clear()
+
+
 def print_warning(message: str) -> None:
-    """``warning: <message>`` in yellow on stderr, each distinct message once per process."""
+    """``warning: <message>`` in yellow on stderr, each distinct message once per command."""
     if message in _warned:
         return
     _warned.add(message)

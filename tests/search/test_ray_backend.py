@@ -131,7 +131,12 @@ def test_ray_backend_writes_the_same_run_directory_format(
     study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 4
-    assert all(set(t.constraints) == {"latency_ms", "memory_kb", "power_mw"} for t in complete)
+    from autocompress.search.constraints import HAS_SET_CONSTRAINT, constraints_from_trial
+
+    for t in complete:  # Optuna 5 keeps named constraints; Optuna 4 reads the adapter's values
+        if HAS_SET_CONSTRAINT:
+            assert set(t.constraints) == {"latency_ms", "memory_kb", "power_mw"}
+        assert len(constraints_from_trial(t)) == 3
     for number in result.fronts["rockchip/rv1126"]:
         assert next(r for r in records if r.number == number).feasible
 
