@@ -153,9 +153,7 @@ class ChipRegistry:
                 plugin = entry_point.load()
             except KeyboardInterrupt:
                 raise
-            except (
-                BaseException
-            ) as exc:  # a broken plugin (even sys.exit()) must not take the others down
+            except BaseException as exc:  # a broken plugin (even sys.exit()) stays alone
                 self._record(name, f"failed to import {entry_point.value!r}: {_describe(exc)}")
                 continue
             dist = getattr(entry_point, "dist", None)
