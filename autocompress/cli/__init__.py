@@ -11,11 +11,12 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 
 import click
 
 from autocompress import __version__
-from autocompress.cli.console import print_error
+from autocompress.cli.console import print_error, reset_warnings, show_python_warning
 from autocompress.core.errors import AutocompressError
 
 # command name -> (module, one-line help shown by `autocompress --help`)
@@ -63,6 +64,7 @@ def cli() -> None:
       autocompress report runs/<name>         # the Pareto front
       autocompress export runs/<name> --trial 17
     """
+    reset_warnings()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     Set ``AUTOCOMPRESS_DEBUG=1`` to see the traceback of a user error.
     """
     debug = os.environ.get("AUTOCOMPRESS_DEBUG") == "1"
+    warnings.showwarning = show_python_warning
     try:
         cli.main(args=argv, prog_name="autocompress", standalone_mode=False)
     except click.exceptions.Abort:

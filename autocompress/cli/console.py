@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any
 
 from rich.console import Console
@@ -10,6 +11,7 @@ from rich.markup import escape
 
 stdout = Console(highlight=False, soft_wrap=False)
 stderr = Console(stderr=True, highlight=False)
+_python_showwarning = warnings.showwarning
 
 
 def print_error(message: str) -> None:
@@ -20,8 +22,39 @@ def print_error(message: str) -> None:
         stderr.print(escape(rest))
 
 
+_warned: set[str] = set()
+
+
+def reset_warnings() -> None:
+    """Forget which warnings were printed (each command invocation starts afresh)."""
+    _warned.clear()
+
+
 def print_warning(message: str) -> None:
+    """``warning: <message>`` in yellow on stderr, each distinct message once per command."""
+    if message in _warned:
+        return
+    _warned.add(message)
     stderr.print(f"[yellow]warning:[/] {escape(message)}")
+
+
+def show_python_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """A :func:`warnings.showwarning` that prints autocompress's own warnings (a
+    :class:`~autocompress.hardware.plugins.PluginWarning`) like :func:`print_warning`,
+    without Python's source path; any other warning is shown the usual way."""
+    from autocompress.hardware.plugins import PluginWarning
+
+    if issubclass(category, PluginWarning):
+        print_warning(str(message))
+        return
+    _python_showwarning(message, category, filename, lineno, file, line)
 
 
 def print_json(data: Any) -> None:

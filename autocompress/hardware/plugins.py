@@ -7,10 +7,19 @@ Core code calls the module-level functions (:func:`list_chips`,
 
 Discovery: every entry point of the group ``autocompress.chips`` is loaded,
 one at a time, so that a plugin that fails to import, registers a misspelt hook,
-raises inside a hook or returns an invalid :class:`ChipSpec` is recorded as a
-:class:`PluginProblem` (plugin name + reason) while the other chips keep working
-(``pluggy``'s own ``load_setuptools_entrypoints`` stops at the first broken
-plugin, hence the loop here).
+raises inside a hook (``SystemExit`` from ``sys.exit()`` included: only
+``KeyboardInterrupt`` goes through) or returns an invalid :class:`ChipSpec` is
+recorded as a :class:`PluginProblem` (plugin name + reason) while the other chips
+keep working (``pluggy``'s own ``load_setuptools_entrypoints`` stops at the first
+broken plugin, hence the loop here).
+
+Order: the bundled plugins (entry points of the ``autocompress`` distribution)
+load first, then third-party ones, each part sorted by entry-point name, whatever
+order the installed distributions are found in. On a duplicate chip id the
+plugin loaded (or registered) first keeps the chip (``tryfirst``/``trylast``
+markers do not change that); the newcomer is named in a
+:class:`PluginWarning`, emitted once per registry (the CLI prints it in its own
+``warning:`` style).
 
 Environment:
 
@@ -44,6 +53,7 @@ from autocompress.hardware.validate import validate_chip_spec
 
 DISABLE_AUTOLOAD_ENV = "AUTOCOMPRESS_DISABLE_PLUGIN_AUTOLOAD"
 BLOCK_PLUGINS_ENV = "AUTOCOMPRESS_BLOCK_PLUGINS"
+BUNDLED_DISTRIBUTION = "autocompress"
 LIST_HINT = "run `autocompress chips` to list all installed chips"
 HOOK_NAMES = (
     "autocompress_chips",
@@ -64,8 +74,27 @@ class PluginProblem:
         return f"plugin {self.plugin!r}: {self.reason}"
 
 
+class PluginWarning(UserWarning):
+    """A plugin problem that leaves every other chip working (e.g. a duplicate chip id)."""
+
+
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: called sys.exit({exc.code!r})"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _is_bundled(entry_point: importlib.metadata.EntryPoint) -> bool:
+    dist = getattr(entry_point, "dist", None)
+    name = getattr(dist, "name", None) or ""
+    return name.strip().lower().replace("_", "-") == BUNDLED_DISTRIBUTION
+
+
+def _load_order(
+    entry_points: Sequence[importlib.metadata.EntryPoint],
+) -> list[importlib.metadata.EntryPoint]:
+    """Bundled entry points first, then third-party ones; each part by name (then value)."""
+    return sorted(entry_points, key=lambda ep: (not _is_bundled(ep), ep.name, ep.value))
 
 
 def _autoload_disabled() -> bool:
@@ -94,6 +123,7 @@ class ChipRegistry:
         self._chips: dict[str, ChipSpec] | None = None
         self._owner: dict[str, str] = {}
         self._impls: dict[str, dict[str, Any]] | None = None
+        self._order: list[str] = []
         self._lock = threading.RLock()
         if autoload is None:
             autoload = not _autoload_disabled()
@@ -106,7 +136,7 @@ class ChipRegistry:
         """Import and register every entry point of ``group``; record failures by name."""
         blocked = _blocked_names()
         seen: dict[str, str] = {}
-        for entry_point in importlib.metadata.entry_points(group=group):
+        for entry_point in _load_order(list(importlib.metadata.entry_points(group=group))):
             name = entry_point.name
             if name in blocked:
                 continue
@@ -121,7 +151,9 @@ class ChipRegistry:
             seen[name] = entry_point.value
             try:
                 plugin = entry_point.load()
-            except Exception as exc:  # a broken plugin must not take the others down
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # a broken plugin (even sys.exit()) stays alone
                 self._record(name, f"failed to import {entry_point.value!r}: {_describe(exc)}")
                 continue
             dist = getattr(entry_point, "dist", None)
@@ -140,7 +172,9 @@ class ChipRegistry:
             try:
                 self._pm.register(plugin, name=name)
                 self._pm.check_pending()
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
                 if self._pm.is_registered(plugin):
                     self._pm.unregister(plugin)
                 self._record(name, f"rejected by the plugin manager: {_describe(exc)}")
@@ -161,6 +195,7 @@ class ChipRegistry:
             if not registered:
                 self._record(name, "implements no autocompress_ hook")
             self._versions[name] = version or str(getattr(plugin, "__version__", "unknown"))
+            self._order.append(name)
             self._chips = None
             self._impls = None
             return True
@@ -175,23 +210,33 @@ class ChipRegistry:
                     impls[hook_name] = impl
         return impls
 
-    def _record(self, plugin: str, reason: str) -> None:
+    def _record(self, plugin: str, reason: str) -> bool:
+        """Keep a problem once; True when it is new."""
         problem = PluginProblem(plugin, reason)
-        if problem not in self._problems:
-            self._problems.append(problem)
+        if problem in self._problems:
+            return False
+        self._problems.append(problem)
+        return True
 
     # -- chips -----------------------------------------------------------------------------
 
     def _collect_chips(self) -> dict[str, ChipSpec]:
         chips: dict[str, ChipSpec] = {}
         owner: dict[str, str] = {}
-        # get_hookimpls() lists in registration order (pluggy *calls* them in reverse):
-        # on a duplicate id, the plugin loaded first wins.
-        for impl in self._pm.hook.autocompress_chips.get_hookimpls():
+        # In registration order (bundled plugins first), not pluggy's call order, which a
+        # plugin could change with tryfirst/trylast: on a duplicate id, the first one wins.
+        rank = {name: index for index, name in enumerate(self._order)}
+        impls = sorted(
+            self._pm.hook.autocompress_chips.get_hookimpls(),
+            key=lambda impl: rank.get(impl.plugin_name, len(rank)),
+        )
+        for impl in impls:
             name = impl.plugin_name
             try:
                 result = impl.function()
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
                 self._record(name, f"autocompress_chips raised {_describe(exc)}")
                 continue
             if not isinstance(result, (list, tuple)):
@@ -207,11 +252,13 @@ class ChipRegistry:
                     continue
                 if spec.chip_id in chips:
                     message = (
-                        f"duplicate chip id {spec.chip_id!r} (already provided by plugin "
-                        f"{owner[spec.chip_id]!r}); keeping the first"
+                        f"duplicate chip id {spec.chip_id!r} ignored: plugin "
+                        f"{owner[spec.chip_id]!r} provides it first and keeps it"
                     )
-                    warnings.warn(f"plugin {name!r}: {message}", stacklevel=2)
-                    self._record(name, message)
+                    if self._record(name, message):
+                        warnings.warn(
+                            str(PluginProblem(name, message)), PluginWarning, stacklevel=2
+                        )
                     continue
                 chips[spec.chip_id] = spec
                 owner[spec.chip_id] = name
@@ -296,7 +343,9 @@ class ChipRegistry:
         owner, function = found
         try:
             return owner, function(chip=chip, **kwargs)
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
             reason = f"{hook_name} raised {_describe(exc)} for chip {chip.chip_id!r}"
             self._record(owner, reason)
             raise PluginError(f"plugin {owner!r}: {reason}") from exc

@@ -157,6 +157,10 @@ def _worker_main(
 ) -> None:
     import torch
 
+    from autocompress.hardware.plugins import PluginWarning
+
+    # The parent process already told the user about plugin problems.
+    warnings.filterwarnings("ignore", category=PluginWarning)
     torch.set_num_threads(threads)
     with contextlib.suppress(KeyboardInterrupt):
         run_worker(

@@ -11,6 +11,13 @@
   exactly the Optuna backend's format, and report/export do not care which ran.
 - Resources per trial: ``cpus_per_trial``, ``gpus_per_trial``; ``workers`` is
   the number of concurrent trials.
+- Resume: the driver is the only process that asks and tells the study, so a
+  trial still RUNNING in ``study.db`` when a session starts was left by a killed
+  driver; it is failed and re-enqueued with the same parameters (as the Optuna
+  backend's heartbeat does).
+- Ray's own failures (the runtime cannot start or be joined, resources a trial
+  can never get, a trial that crashes its worker) are :class:`RayBackendError`:
+  the CLI prints them and exits 2; finished trials stay recorded.
 """
 
 from __future__ import annotations
@@ -22,12 +29,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from autocompress.core.errors import ConfigError
+from autocompress.core.errors import AutocompressError, ConfigError
 from autocompress.core.trial_config import TrialConfig
 from autocompress.core.workspace import RunDirectory, TrialRecord
 from autocompress.search.optuna_backend import WorkerSummary
 
 _CONTEXTS: dict[tuple[str, str], Any] = {}
+
+
+class RayBackendError(AutocompressError):
+    """Ray could not run the search: the runtime, the cluster's resources, or a crashed worker."""
 
 
 def _context(run_path: str, device: str) -> Any:
@@ -43,10 +54,16 @@ def _context(run_path: str, device: str) -> Any:
 
 def _make_trainable(run_path: str, device: str, threads: int) -> Any:
     def trainable(params: dict[str, Any]) -> None:
+        import warnings
+
         import torch
         from ray import tune
 
+        from autocompress.hardware.plugins import PluginWarning
         from autocompress.search.objective import run_trial
+
+        # The driver already told the user about plugin problems.
+        warnings.filterwarnings("ignore", category=PluginWarning)
 
         torch.set_num_threads(max(1, threads))
         chosen = device
@@ -118,6 +135,16 @@ def _callback_class() -> type:
             self.progress = progress
             self.finished = 0
 
+        def __getstate__(self) -> dict[str, Any]:
+            # tune.Tuner pickles its settings, callbacks included, into tuner.pkl (for
+            # Tuner.restore, which autocompress never uses: --resume reads study.db). The
+            # live progress line holds locks and cannot be pickled; it stays in the driver.
+            from autocompress.search.progress import SearchProgress
+
+            state = dict(self.__dict__)
+            state["progress"] = SearchProgress(enabled=False, planned=self.progress.planned)
+            return state
+
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             from autocompress.search.front import update_pareto
 
@@ -174,6 +201,7 @@ def run_ray_search(
         STUDY_NAME,
         counted_trials,
         directions,
+        retry_orphaned_trials,
         suggest_config,
     )
 
@@ -183,6 +211,7 @@ def run_ray_search(
         run.storage_url, engine_kwargs={"connect_args": {"timeout": 60}}
     )
     study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+    retry_orphaned_trials(study)
     done = counted_trials(study)
     remaining = planned - done
     summary = WorkerSummary()
@@ -224,14 +253,12 @@ def run_ray_search(
 
     started_here = False
     if not ray.is_initialized():
-        init_kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-        if address:
-            init_kwargs["address"] = address
-        ray.init(**init_kwargs)
+        _start_ray(ray, address, run.path)
         started_here = True
     scratch = tempfile.mkdtemp(prefix="autocompress-ray-")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     try:
+        _check_resources(ray, cpus_per_trial, gpus_per_trial, address)
         device = str(config["finetune"].get("device", "auto"))
         if gpus_per_trial > 0 and device == "auto":
             device = "cuda"
@@ -241,33 +268,102 @@ def run_ray_search(
         )
         with SearchProgress(enabled=show_progress, planned=planned, done=done) as progress:
             writer = _callback_class()(run, config, progress)
-            tuner = tune.Tuner(
-                trainable,
-                tune_config=tune.TuneConfig(
-                    search_alg=searcher,
-                    num_samples=remaining,
-                    max_concurrent_trials=workers,
-                    reuse_actors=True,
-                    time_budget_s=timeout_s,
-                ),
-                run_config=tune.RunConfig(
-                    name="autocompress",
-                    storage_path=scratch,
-                    verbose=0,
-                    callbacks=[writer],
-                    log_to_file=False,
-                ),
-            )
+            results = None
             try:
-                tuner.fit()
+                tuner = tune.Tuner(
+                    trainable,
+                    tune_config=tune.TuneConfig(
+                        search_alg=searcher,
+                        num_samples=remaining,
+                        max_concurrent_trials=workers,
+                        reuse_actors=True,
+                        time_budget_s=timeout_s,
+                    ),
+                    run_config=tune.RunConfig(
+                        name="autocompress",
+                        storage_path=scratch,
+                        verbose=0,
+                        callbacks=[writer],
+                        log_to_file=False,
+                    ),
+                )
+                results = tuner.fit()
             except KeyboardInterrupt:
                 summary.interrupted = True
+            except Exception as exc:  # Tune's own failure, not a trial's (those are recorded)
+                raise RayBackendError(
+                    f"Ray Tune stopped the search of {run.path}: "
+                    f"{type(exc).__name__}: {_gist(exc)}",
+                    hint=_resume_hint(run.path) + " AUTOCOMPRESS_DEBUG=1 shows the traceback.",
+                ) from exc
             summary.trials_run = writer.finished
+        if results is not None and results.errors:
+            raise RayBackendError(
+                f"{len(results.errors)} Ray trial(s) of {run.path} crashed on their worker "
+                f"and were not recorded: {_gist(results.errors[0])}",
+                hint=_resume_hint(run.path),
+            )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         if started_here:
             ray.shutdown()
     return summary
+
+
+def _resume_hint(run_path: Path) -> str:
+    return (
+        f"Finished trials are saved; `autocompress search --resume --out {run_path}` continues "
+        "the run (add --backend optuna to run without Ray)."
+    )
+
+
+def _gist(exc: BaseException) -> str:
+    """The last non-empty line of an error's text (Ray wraps the cause in a traceback)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _start_ray(ray: Any, address: str | None, run_path: Path) -> None:
+    """Start (or join, with ``address``) a Ray runtime; RayBackendError when Ray cannot."""
+    import logging
+
+    init_kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        # Ray's start-up INFO lines are not for autocompress users; its errors still show.
+        "logging_level": logging.ERROR,
+    }
+    if address:
+        init_kwargs["address"] = address
+    try:
+        ray.init(**init_kwargs)
+    except Exception as exc:
+        where = f"join the Ray cluster at {address!r}" if address else "start a local Ray runtime"
+        check = "Check the address (`ray status` on the cluster)" if address else "Check Ray"
+        raise RayBackendError(
+            f"could not {where} (--backend ray): {type(exc).__name__}: {_gist(exc)}",
+            hint=f"{check}; the run in {run_path} is kept: `autocompress search --resume "
+            f"--out {run_path}` continues it (add --backend optuna to run without Ray).",
+        ) from exc
+
+
+def _check_resources(
+    ray: Any, cpus_per_trial: float, gpus_per_trial: float, address: str | None
+) -> None:
+    """RayBackendError when a trial asks for more than the whole cluster has (it would wait
+    forever)."""
+    total = ray.cluster_resources()
+    where = f"the Ray cluster at {address!r}" if address else "the local Ray runtime"
+    for flag, wanted, key in (
+        ("--cpus-per-trial", cpus_per_trial, "CPU"),
+        ("--gpus-per-trial", gpus_per_trial, "GPU"),
+    ):
+        have = float(total.get(key, 0.0))
+        if wanted > have:
+            raise RayBackendError(
+                f"{flag} {wanted:g} can never be scheduled: {where} has {have:g} {key}(s)",
+                hint=f"Pass {flag} {have:g} or less.",
+            )
 
 
 def ray_scratch_dir() -> Path:

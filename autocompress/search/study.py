@@ -106,3 +106,26 @@ def counted_trials(study: optuna.Study) -> int:
         if trial.state == optuna.trial.TrialState.COMPLETE or trial.user_attrs.get(FAILED_ATTR):
             count += 1
     return count
+
+
+def retry_orphaned_trials(study: optuna.Study) -> list[int]:
+    """Fail every RUNNING trial of ``study`` and re-enqueue it with its parameters.
+
+    For backends whose one driver process asks and tells every trial (Ray Tune):
+    when a session starts, a RUNNING trial was left by a driver that was killed.
+    The retry carries Optuna's ``failed_trial`` system attribute, like a
+    heartbeat-stale retry of the Optuna backend, and is retried at most
+    :data:`MAX_RETRY` times. Returns the numbers of the failed trials.
+    """
+    retry = _retry_callback()
+    failed: list[int] = []
+    storage = study._storage
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        try:
+            if not storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        failed.append(trial.number)
+        retry(study, storage.get_trial(trial._trial_id))
+    return failed

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import json
+import os
+import subprocess
+import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -323,3 +328,175 @@ def test_two_distributions_with_one_entry_point_name_are_reported(tmp_path, monk
     registry = ChipRegistry(autoload=True)
     reasons = [p.reason for p in registry.problems() if p.plugin == "acme"]
     assert any("two installed distributions use the entry-point name 'acme'" in r for r in reasons)
+
+
+# -- hostile and clashing plugins ---------------------------------------------------------------
+
+COPYCAT_MODULE = (
+    "import dataclasses\n"
+    "import autocompress_rockchip.chips as rk\n"
+    "from autocompress.hardware.hookspecs import hookimpl\n\n"
+    "@hookimpl(trylast=True)\n"
+    "def autocompress_chips():\n"
+    "    base = rk.rockchip_chips()[0]\n"
+    "    return [dataclasses.replace(base, display_name='{label}', dram_bandwidth_gbps=999.0)]\n"
+)
+
+
+def _install_copycat(site: Path, dist: str, entry_point: str, label: str) -> None:
+    """A third-party distribution whose plugin re-declares rockchip/rv1126 with other figures."""
+    module = f"{dist}_plugin"
+    (site / f"{module}.py").write_text(COPYCAT_MODULE.format(label=label))
+    _write_distribution(site, dist, {entry_point: module})
+
+
+def test_third_party_plugin_cannot_replace_a_bundled_chip(tmp_path, monkeypatch):
+    # First on sys.path, so its entry point is found before the bundled ones.
+    _install_copycat(tmp_path, "acme_copycat", "acme-copycat", "copycat")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = ChipRegistry(autoload=True)
+    with pytest.warns(plugins.PluginWarning) as caught:
+        chip = registry.get_chip("rockchip/rv1126")
+    assert chip.display_name != "copycat" and chip.dram_bandwidth_gbps != 999.0
+    assert registry.plugin_of("rockchip/rv1126") == "rockchip"
+    (problem,) = registry.problems()
+    assert problem.plugin == "acme-copycat"  # the newcomer is named, not the bundled plugin
+    assert "'rockchip/rv1126'" in problem.reason and "'rockchip'" in problem.reason
+    assert [str(w.message) for w in caught] == [str(problem)]
+    registry.register(ChipsPlugin(_spec("acme/npu1")), "acme")  # a re-collection warns no more
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", plugins.PluginWarning)
+        assert "acme/npu1" in registry.chip_ids()
+    assert registry.get_chip("rockchip/rv1126") == chip
+
+
+def test_third_party_plugins_claim_a_chip_in_a_stable_order(tmp_path, monkeypatch):
+    # "zeta" is found first on sys.path; "alpha" still loads first (third-party plugins by name).
+    for dist, name in (("zeta_vendor", "zeta"), ("alpha_vendor", "alpha")):
+        site = tmp_path / name
+        site.mkdir()
+        module = f"{dist}_plugin"
+        (site / f"{module}.py").write_text(
+            "import dataclasses\n"
+            "import autocompress_rockchip.chips as rk\n"
+            "from autocompress.hardware.hookspecs import hookimpl\n\n"
+            "@hookimpl\n"
+            "def autocompress_chips():\n"
+            "    base = rk.rockchip_chips()[0]\n"
+            f"    return [dataclasses.replace(base, chip_id='acme/npu1', display_name='{name}')]\n"
+        )
+        _write_distribution(site, dist, {name: module})
+    monkeypatch.syspath_prepend(str(tmp_path / "alpha"))
+    monkeypatch.syspath_prepend(str(tmp_path / "zeta"))
+    registry = ChipRegistry(autoload=True)
+    with pytest.warns(plugins.PluginWarning, match="plugin 'zeta'"):
+        assert registry.get_chip("acme/npu1").display_name == "alpha"
+    assert registry.plugin_names()[:5] == sorted(
+        ["rockchip", "hisilicon", "ambarella", "nvidia", "qualcomm"]
+    )
+    assert registry.plugin_names()[5:] == ["alpha", "zeta"]
+
+
+def test_trylast_marker_does_not_let_a_later_plugin_take_a_chip():
+    class Pushy(ChipsPlugin):
+        @hookimpl(trylast=True)
+        def autocompress_chips(self):
+            return self.specs
+
+    registry = ChipRegistry(autoload=False)
+    registry.register(ChipsPlugin(_spec("acme/npu1", display_name="first")), "acme")
+    registry.register(Pushy(_spec("acme/npu1", display_name="pushy")), "pushy")
+    with pytest.warns(plugins.PluginWarning, match="plugin 'pushy'"):
+        assert registry.get_chip("acme/npu1").display_name == "first"
+    assert registry.plugin_of("acme/npu1") == "acme"
+
+
+def test_duplicate_chip_warning_is_printed_once_in_the_cli_style(tmp_path):
+    _install_copycat(tmp_path, "acme_copycat", "acme-copycat", "copycat")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")]))
+    env.pop(plugins.DISABLE_AUTOLOAD_ENV, None)
+    for command in (
+        ["chips", "show", "rockchip/rv1126", "--json"],
+        ["cost", "--model", "small_cnn", "--chip", "rockchip/rv1126", "--json"],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "autocompress", *command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        stderr = " ".join(result.stderr.split())
+        expected = (
+            "warning: plugin 'acme-copycat': duplicate chip id 'rockchip/rv1126' ignored: "
+            "plugin 'rockchip' provides it first and keeps it"
+        )
+        assert stderr.count(expected) == 1, result.stderr
+        assert "UserWarning" not in stderr and "PluginWarning" not in stderr
+        assert "plugins.py" not in stderr
+    shown = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "autocompress", "chips", "show", "rockchip/rv1126", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+    )
+    assert shown["plugin"] == "rockchip" and shown["dram_bandwidth_gbps"] != 999.0
+
+
+def test_plugin_calling_sys_exit_at_import_is_named_and_skipped(tmp_path, monkeypatch):
+    (tmp_path / "acme_exit_plugin.py").write_text("import sys\nsys.exit(3)\n")
+    (tmp_path / "acme_base_plugin.py").write_text(
+        "class Doom(BaseException):\n    pass\n\nraise Doom('licence server unreachable')\n"
+    )
+    _write_distribution(tmp_path, "acme_exit", {"acme-exit": "acme_exit_plugin"})
+    _write_distribution(tmp_path, "acme_base", {"acme-base": "acme_base_plugin"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = ChipRegistry(autoload=True)
+    reasons = {p.plugin: p.reason for p in registry.problems()}
+    assert set(reasons) == {"acme-exit", "acme-base"}
+    assert "SystemExit: called sys.exit(3)" in reasons["acme-exit"]
+    assert "Doom: licence server unreachable" in reasons["acme-base"]
+    assert set(registry.chip_ids()) >= BUNDLED_CHIP_IDS
+
+
+def test_plugin_calling_sys_exit_in_a_hook_is_isolated():
+    class Exiting(ChipsPlugin):
+        @hookimpl
+        def autocompress_chips(self):
+            sys.exit("no datasheet")
+
+    class ExitingCost(ChipsPlugin):
+        @hookimpl
+        def autocompress_estimate_cost(self, chip, layers):
+            raise SystemExit(1)
+
+    registry = ChipRegistry(autoload=False)
+    registry.register(Exiting(), "quitter")
+    registry.register(ExitingCost(_spec("acme/npu1")), "acme")
+    assert registry.chip_ids() == ["acme/npu1"]
+    (problem,) = registry.problems()
+    assert problem.plugin == "quitter" and "sys.exit('no datasheet')" in problem.reason
+    with pytest.raises(PluginError, match=r"plugin 'acme'.*SystemExit"):
+        registry.override_cost(registry.get_chip("acme/npu1"), [_layer()])
+
+
+def test_keyboard_interrupt_inside_a_plugin_still_stops_the_program(tmp_path, monkeypatch):
+    class Interrupted(ChipsPlugin):
+        @hookimpl
+        def autocompress_chips(self):
+            raise KeyboardInterrupt
+
+    registry = ChipRegistry(autoload=False)
+    registry.register(Interrupted(), "slow")
+    with pytest.raises(KeyboardInterrupt):
+        registry.chips()
+    (tmp_path / "acme_ctrl_c_plugin.py").write_text("raise KeyboardInterrupt\n")
+    _write_distribution(tmp_path, "acme_ctrl_c", {"acme-ctrl-c": "acme_ctrl_c_plugin"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(KeyboardInterrupt):
+        ChipRegistry(autoload=True)

@@ -62,3 +62,40 @@ def test_constraints_func_path_for_optuna4():
     else:
         assert kwargs["constraints_func"] is constraints.constraints_from_trial
     assert constraints.sampler_constraint_kwargs(optuna.samplers.RandomSampler, False) == {}
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_constrained_samplers_use_no_deprecated_optuna_api(name):
+    """Optuna 5 deprecates ``constraints_func`` (a FutureWarning): the adapter must not use it."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _constrained_run(name, 4)
+    shown = [
+        f"{w.category.__name__}: {w.message}"
+        for w in caught
+        if not issubclass(w.category, optuna.exceptions.ExperimentalWarning)
+    ]
+    assert shown == []
+
+
+@pytest.mark.slow
+def test_cli_search_prints_no_optuna_warnings(tmp_path):
+    """What a user sees: no deprecation or experimental warning text from Optuna."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    result = subprocess.run(
+        [sys.executable, "-m", "autocompress", "search", "--trials", "2", "--epochs", "1",
+         "--teacher-epochs", "3", "--latency-ms", "97%", "--out", str(tmp_path / "run")],
+        env={**env, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for text in ("ExperimentalWarning", "FutureWarning", "DeprecationWarning", "deprecated"):
+        assert text not in result.stdout + result.stderr, result.stderr
