@@ -244,8 +244,18 @@ def cost_layers(layers: Sequence[LayerDescriptor], chip: ChipSpec) -> Cost:
                 rate *= dw_efficiency
             else:
                 per_group = layer.in_channels // groups or 1
-                lanes_used *= -(-per_group // alignment) * alignment
-                lanes_needed *= per_group
+                # The reduction (C_in/g x kernel area) is padded either per channel
+                # group or as one unrolled im2col vector, whichever wastes less: a
+                # 3-channel 7x7 stem pads 147 -> 160, not 3 -> 16 per tap.
+                taps = 1
+                for k in layer.kernel_size:
+                    taps *= k
+                reduction = per_group * taps
+                lanes_used *= min(
+                    -(-per_group // alignment) * alignment * taps,
+                    -(-reduction // alignment) * alignment,
+                )
+                lanes_needed *= reduction
             sparse = layer.sparsity_pattern is not None and layer.sparsity_pattern in patterns
             energy_per_op = mac_energy[width]
         else:

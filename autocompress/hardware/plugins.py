@@ -265,6 +265,12 @@ class ChipRegistry:
         """Hook name -> the function ``plugin_name`` implements it with (for contract tests)."""
         return {hook: impl.function for hook, impl in self._hookimpls_of(plugin_name).items()}
 
+    def plugin_folder(self, plugin_name: str) -> Path | None:
+        """The folder of the module that implements ``plugin_name`` (None for plain objects)."""
+        plugin = self._pm.get_plugin(plugin_name)
+        source = getattr(plugin, "__file__", None)
+        return Path(source).resolve().parent if source else None
+
     def plugin_names(self) -> list[str]:
         """Names of the registered plugins, in registration order."""
         return [name for name, _ in self._pm.list_name_plugin()]
