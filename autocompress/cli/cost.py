@@ -305,8 +305,13 @@ def command(
             for layer in layers
         ]
         cost = cost_on_chip(layers, chip)
+    from autocompress.hardware.legality import check_layers, issues_text
+
+    issues = check_layers(layers, chip)
     if as_json:
-        print_json(_json(model_name, shape, cost, layers))
+        data = _json(model_name, shape, cost, layers)
+        data["legality"] = [issue.to_dict() for issue in issues]
+        print_json(data)
         return
     # Piped output is not limited to a terminal's width: keep rows on one line.
     console = stdout if stdout.is_terminal else Console(highlight=False, width=170)
@@ -316,3 +321,5 @@ def command(
     note = _precision_note(chip, layers)
     if note:
         print_warning(note)
+    if issues:
+        print_warning(issues_text(chip.chip_id, issues, limit=len(issues)))

@@ -10,6 +10,10 @@ An analytical roofline per layer (equations and their limits: docs/cost-model.md
   ``sparsity_speedup`` when the layer's sparsity pattern is one the chip lists).
   Channels are processed in groups of ``channel_alignment``; the last group is
   padded, so 17 channels cost like 32 on a 16-wide array.
+- weight residency: on a chip with ``weights_on_chip`` whose capacity holds
+  every weight, weights never cross DRAM; when they do not fit, the network
+  runs as several contexts (weights stream as below, + ``context_switch_us``
+  per switch).
 - DRAM bytes = weights (streamed once per inference; a supported N:M pattern
   stores N of every M plus log2(M) bits of index each: 2:4 → half + 2 bits)
   + activations in and out when they do not fit the on-chip buffer together
@@ -93,6 +97,7 @@ class ChipConstants:
         "bytes_per_s",
         "chip",
         "compute_width",
+        "context_switch_s",
         "depthwise_efficiency",
         "dram_pj_per_byte",
         "launch_s",
@@ -104,6 +109,7 @@ class ChipConstants:
         "sram_pj_per_byte",
         "static_w",
         "weight_bits",
+        "weight_capacity_bytes",
     )
 
     def __init__(self, chip: ChipSpec) -> None:
@@ -141,6 +147,10 @@ class ChipConstants:
         self.dram_pj_per_byte = chip.dram_energy_pj_per_byte
         self.static_w = chip.static_power_mw * 1e-3
         self.launch_s = chip.launch_overhead_us * 1e-6
+        # Weight residency (0 = weights stream from DRAM on every inference).
+        capacity_kb = chip.onchip_weight_kb or chip.onchip_buffer_kb
+        self.weight_capacity_bytes = capacity_kb * 1024.0 if chip.weights_on_chip else 0.0
+        self.context_switch_s = chip.context_switch_us * 1e-6
 
 
 def _mac_energy_pj(chip: ChipSpec, width: int) -> float:
@@ -182,6 +192,38 @@ def chip_constants(chip: ChipSpec) -> ChipConstants:
     return constants
 
 
+def _weight_residency(
+    layers: Sequence[LayerDescriptor], k: ChipConstants
+) -> tuple[bool, frozenset[int]]:
+    """(weights resident on chip?, indices of layers that start a new context).
+
+    Only for chips with ``weights_on_chip``: when every weight fits the capacity
+    none is read from DRAM; otherwise the layers are cut into contexts of at most
+    the capacity each (a layer starts a new context when its weights overflow
+    the current one) and weights stream from DRAM as on other chips.
+    """
+    capacity = k.weight_capacity_bytes
+    if capacity <= 0:
+        return False, frozenset()
+    weight_map, patterns = k.weight_bits, k.sparsity_patterns
+    sizes = []
+    for layer in layers:
+        bits = weight_map[min(max(layer.weight_bits, 1), MAX_BITS)]
+        size = layer.weight_count * bits * 0.125
+        if layer.sparsity_pattern is not None and layer.sparsity_pattern in patterns:
+            size *= k.sparse_storage[layer.sparsity_pattern, bits]
+        sizes.append(size)
+    if sum(sizes) <= capacity:
+        return True, frozenset()
+    starts, used = [], 0.0
+    for index, size in enumerate(sizes):
+        if used > 0 and used + size > capacity:
+            starts.append(index)
+            used = 0.0
+        used += size
+    return False, frozenset(starts)
+
+
 def cost_layers(layers: Sequence[LayerDescriptor], chip: ChipSpec) -> Cost:
     """Simulated cost of one inference of ``layers`` on ``chip`` (see the module docstring).
 
@@ -215,6 +257,7 @@ def cost_layers(layers: Sequence[LayerDescriptor], chip: ChipSpec) -> Cost:
     sparse_storage = k.sparse_storage
     conv, linear = LayerKind.CONV, LayerKind.LINEAR
     last = len(layers) - 1
+    resident, switch_at = _weight_residency(layers, k)
 
     results: list[LayerCost] = []
     total_s = total_j = weight_total = peak_live = 0.0
@@ -276,10 +319,12 @@ def cost_layers(layers: Sequence[LayerDescriptor], chip: ChipSpec) -> Cost:
             activation_dram = (in_bytes if index == 0 else 0.0) + (
                 out_bytes if index == last else 0.0
             )
-        dram_bytes = weight_bytes + activation_dram
+        dram_bytes = activation_dram if resident else weight_bytes + activation_dram
         memory_s = dram_bytes / bytes_per_s
         busy_s = compute_s if compute_s >= memory_s else memory_s
         latency_s = busy_s + launch_s
+        if switch_at and index in switch_at:
+            latency_s += k.context_switch_s
         energy_j = (
             effective_macs * energy_per_op
             + (weight_bytes + in_bytes + out_bytes) * sram_pj
