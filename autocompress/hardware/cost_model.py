@@ -258,6 +258,7 @@ def cost_layers(layers: Sequence[LayerDescriptor], chip: ChipSpec) -> Cost:
     conv, linear = LayerKind.CONV, LayerKind.LINEAR
     last = len(layers) - 1
     resident, switch_at = _weight_residency(layers, k)
+    switch_s = k.context_switch_s
 
     results: list[LayerCost] = []
     total_s = total_j = weight_total = peak_live = 0.0
@@ -291,8 +292,8 @@ def cost_layers(layers: Sequence[LayerDescriptor], chip: ChipSpec) -> Cost:
                 # group or as one unrolled im2col vector, whichever wastes less: a
                 # 3-channel 7x7 stem pads 147 -> 160, not 3 -> 16 per tap.
                 taps = 1
-                for k in layer.kernel_size:
-                    taps *= k
+                for kernel in layer.kernel_size:
+                    taps *= kernel
                 reduction = per_group * taps
                 lanes_used *= min(
                     -(-per_group // alignment) * alignment * taps,
@@ -324,7 +325,7 @@ def cost_layers(layers: Sequence[LayerDescriptor], chip: ChipSpec) -> Cost:
         busy_s = compute_s if compute_s >= memory_s else memory_s
         latency_s = busy_s + launch_s
         if switch_at and index in switch_at:
-            latency_s += k.context_switch_s
+            latency_s += switch_s
         energy_j = (
             effective_macs * energy_per_op
             + (weight_bytes + in_bytes + out_bytes) * sram_pj
