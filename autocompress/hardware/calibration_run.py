@@ -30,38 +30,68 @@ from autocompress.hardware.layers import LayerDescriptor
 from autocompress.hardware.spec import ChipSpec
 
 _LAYER_CACHE: dict[tuple, list[LayerDescriptor]] = {}
+LAYER_CACHE_VERSION = 1
 
 
 def _build(measurement: Measurement):
-    from autocompress.core.models import build_model
+    """The measured model, built on the ``meta`` device: shapes only, no weights to initialise."""
+    import torch
+
+    from autocompress.core.models import build_model, small_cnn
 
     width = measurement.width_multiplier
-    if width == 1.0:
-        return build_model(
-            measurement.model, num_classes=1000, in_channels=measurement.input_shape[0]
-        )
-    if measurement.model == "small_cnn":
-        from autocompress.core.models import small_cnn
+    channels = measurement.input_shape[0]
+    with torch.device("meta"):
+        if width == 1.0:
+            return build_model(measurement.model, num_classes=1000, in_channels=channels)
+        if measurement.model == "small_cnn":
+            return small_cnn(
+                num_classes=1000, in_channels=channels, width=max(1, round(32 * width))
+            )
+        if measurement.model == "mobilenet_v2":
+            import torchvision
 
-        return small_cnn(
-            num_classes=1000,
-            in_channels=measurement.input_shape[0],
-            width=max(1, round(32 * width)),
-        )
-    if measurement.model in ("mobilenet_v2",):
-        import torchvision
-
-        return torchvision.models.get_model(measurement.model, weights=None, width_mult=width)
+            return torchvision.models.get_model("mobilenet_v2", weights=None, width_mult=width)
     raise ConfigError(
         f"line {measurement.line}: width_multiplier {width} is supported for mobilenet_v2 and "
         f"small_cnn only, not {measurement.model!r}"
     )
 
 
+def _disk_cache_path(key: tuple) -> Path:
+    """``$AUTOCOMPRESS_CACHE/layers/<hash>.pkl`` (default ``~/.cache/autocompress``)."""
+    import hashlib
+    import os
+
+    import torch
+    import torchvision
+
+    from autocompress import __version__
+
+    root = os.environ.get("AUTOCOMPRESS_CACHE")
+    base = Path(root).expanduser() if root else Path.home() / ".cache" / "autocompress"
+    text = repr((LAYER_CACHE_VERSION, __version__, torch.__version__, torchvision.__version__, key))
+    return base / "layers" / (hashlib.sha256(text.encode()).hexdigest()[:32] + ".pkl")
+
+
 def measured_layers(measurement: Measurement) -> list[LayerDescriptor]:
-    """Layer descriptors of a measured configuration (cached per model/shape/width/bits)."""
+    """Layer descriptors of a measured configuration.
+
+    Cached per (model, input shape, width, bits) in memory and on disk (a torchvision
+    or autocompress upgrade changes the key): extraction is the slow part of calibrating.
+    """
+    import pickle
+
     key = (*measurement.key, measurement.weight_bits, measurement.activation_bits)
     layers = _LAYER_CACHE.get(key)
+    if layers is not None:
+        return layers
+    cache_file = _disk_cache_path(key) if measurement.model in _builtin_names() else None
+    if cache_file is not None and cache_file.is_file():
+        try:
+            layers = pickle.loads(cache_file.read_bytes())
+        except Exception:  # a damaged or foreign cache entry: extract again
+            layers = None
     if layers is None:
         import warnings
 
@@ -76,8 +106,22 @@ def measured_layers(measurement: Measurement) -> list[LayerDescriptor]:
             weight_bits=measurement.weight_bits,
             activation_bits=measurement.activation_bits,
         )
-        _LAYER_CACHE[key] = layers
+        if cache_file is not None:
+            try:
+                cache_file.parent.mkdir(parents=True, exist_ok=True)
+                temporary = cache_file.with_suffix(".tmp")
+                temporary.write_bytes(pickle.dumps(layers))
+                temporary.replace(cache_file)
+            except OSError:
+                pass  # a read-only cache folder only costs speed
+    _LAYER_CACHE[key] = layers
     return layers
+
+
+def _builtin_names() -> frozenset[str]:
+    from autocompress.core.models import _LOCAL_MODELS, torchvision_model_names
+
+    return frozenset(torchvision_model_names()) | frozenset(_LOCAL_MODELS)
 
 
 @dataclass(frozen=True)
