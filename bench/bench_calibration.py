@@ -31,7 +31,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import torch  # noqa: E402
+import torch
 
 torch.set_num_threads(1)
 
@@ -102,6 +102,10 @@ def _fit_predict(chip, train: list[Measurement], test: list[Measurement]) -> lis
     return [predict_ms(row_features(measured_layers(r), chip), fit.knobs) for r in test]
 
 
+def _n(summary) -> str:
+    return f"{summary.median_abs_pct:.1f} % ({summary.rows})"
+
+
 def transfer_table(rows: list[Measurement]) -> None:
     print("## 2. Calibrate on MobileNet rows, predict ResNet rows (and the reverse)\n")
     print("| chip | MobileNet rows → ResNet rows: median abs err (n) | ResNet → MobileNet |")
@@ -121,13 +125,9 @@ def transfer_table(rows: list[Measurement]) -> None:
         meas_b += [r.latency_ms for r in mobile]
         sa = summarize(a, [r.latency_ms for r in resnet])
         sb = summarize(b, [r.latency_ms for r in mobile])
-        print(
-            f"| {chip_id} | {sa.median_abs_pct:.1f} % ({sa.rows}) | {sb.median_abs_pct:.1f} % ({sb.rows}) |"
-        )
+        print(f"| {chip_id} | {_n(sa)} | {_n(sb)} |")
     sa, sb = summarize(both_a, meas_a), summarize(both_b, meas_b)
-    print(
-        f"| **all** | {sa.median_abs_pct:.1f} % ({sa.rows}) | {sb.median_abs_pct:.1f} % ({sb.rows}) |\n"
-    )
+    print(f"| **all** | {_n(sa)} | {_n(sb)} |\n")
 
 
 def cross_validation_table(rows: list[Measurement]) -> None:
@@ -173,9 +173,10 @@ def timing(rows: list[Measurement]) -> None:
         f"- `autocompress calibrate` on 20 rows ({len({r.model for r in twenty})} models, "
         f"2 chips), cold process: {cold:.1f} s"
     )
+    import torchvision
+
     from autocompress.hardware.estimate import cost_on_chip
     from autocompress.hardware.extract import extract_layers
-    import torchvision
 
     layers = extract_layers(
         torchvision.models.resnet50(), (3, 224, 224), weight_bits=8, activation_bits=8

@@ -10,30 +10,17 @@ from pathlib import Path
 from typing import Any
 
 from autocompress.hardware.hookspecs import hookimpl
-from autocompress.hardware.layers import LayerDescriptor
-from autocompress.hardware.legality import LayerIssue
 from autocompress.hardware.spec import ChipSpec
 from autocompress_rockchip.chips import rockchip_chips
-from autocompress_rockchip.legality import RKNN1_CHIPS, rknn1_issues
 from autocompress_rockchip.rknn_export import TOOLKIT_BY_CHIP, write_rknn_files
 
-__all__ = ["autocompress_check_layers", "autocompress_chips", "autocompress_export_step"]
+__all__ = ["autocompress_chips", "autocompress_export_step"]
 
 
 @hookimpl
 def autocompress_chips() -> list[ChipSpec]:
     """The Rockchip chips."""
     return rockchip_chips()
-
-
-@hookimpl
-def autocompress_check_layers(
-    chip: ChipSpec, layers: list[LayerDescriptor]
-) -> list[LayerIssue] | None:
-    """RKNN-Toolkit 1.x (RV1126/RV1109) has no mixed weight/activation widths per layer."""
-    if chip.chip_id in RKNN1_CHIPS:
-        return rknn1_issues(layers)
-    return None
 
 
 @hookimpl

@@ -119,13 +119,13 @@ def test_cost_shows_legality_reasons():
         "--num-classes",
         "10",
         "--chip",
-        "rockchip/rv1126",
+        "qualcomm/qcs6490",
         "--weight-bits",
-        "8",
-        "--activation-bits",
         "16",
+        "--activation-bits",
+        "8",
         "--json",
     )
     assert result.exit_code == 0, result.output
     issues = json.loads(result.output)["legality"]
-    assert issues and "RKNN-Toolkit 1.x" in issues[0]["reason"]
+    assert issues and "QNN HTP" in issues[0]["reason"]

@@ -91,28 +91,17 @@ def test_old_positional_chip_specs_still_work():
 # -- legality --------------------------------------------------------------------------------
 
 
-def test_rknn1_rejects_mixed_weight_and_activation_widths():
-    rv1126, rk3588 = get_chip("rockchip/rv1126"), get_chip("rockchip/rk3588")
-    mixed = extract_layers(
-        small_cnn(num_classes=10, in_channels=1), (1, 8, 8), weight_bits=8, activation_bits=16
-    )
-    issues = check_layers(mixed, rv1126)
-    assert issues and all(
-        i.verdict == "unsupported" and "RKNN-Toolkit 1.x" in i.reason for i in issues
-    )
-    assert {i.layer for i in issues} == {
-        layer.name for layer in mixed if layer.kind.value in ("conv", "linear")
-    }
-    assert check_layers(mixed, rk3588) == []
-    assert check_layers(_layers(32), rv1126) == []
-
-
 def test_qnn_rejects_16_bit_weights_with_8_bit_activations():
     layers = extract_layers(
         small_cnn(num_classes=10, in_channels=1), (1, 8, 8), weight_bits=16, activation_bits=8
     )
-    assert check_layers(layers, get_chip("qualcomm/qcs6490"))
+    issues = check_layers(layers, get_chip("qualcomm/qcs6490"))
+    assert issues and all(i.verdict == "unsupported" and "QNN HTP" in i.reason for i in issues)
+    assert {i.layer for i in issues} == {
+        layer.name for layer in layers if layer.kind.value in ("conv", "linear")
+    }
     assert check_layers(_layers(32), get_chip("qualcomm/qcs6490")) == []
+    assert check_layers(layers, get_chip("rockchip/rk3588")) == []  # no hook: no verdict
 
 
 class _BadPlugin:
