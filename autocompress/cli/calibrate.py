@@ -142,6 +142,7 @@ def command(measurements: Path, chips: tuple[str, ...], out: Path, as_json: bool
     for name in ("compute_efficiency", "bandwidth_efficiency", "depthwise_efficiency"):
         knobs.add_column(name.replace("_efficiency", " eff."), justify="right")
     knobs.add_column("launch µs", justify="right")
+    knobs.add_column("pool/eltwise µs", justify="right")
     knobs.add_column("at bound")
     for chip_id, result in report.chips.items():
         cal = result.calibration
@@ -152,6 +153,7 @@ def command(measurements: Path, chips: tuple[str, ...], out: Path, as_json: bool
                 "bandwidth_efficiency",
                 "depthwise_efficiency",
                 "launch_overhead_us",
+                "element_launch_overhead_us",
             )
         ]
         knobs.add_row(chip_id, *cells, ", ".join(cal.at_bound) or "")

@@ -1,8 +1,9 @@
 """Calibration files: fitted cost-model knobs per chip, as data (YAML, versioned, with provenance).
 
-A calibration file says, for one or more chips, which values of the four
+A calibration file says, for one or more chips, which values of the five
 calibration knobs (``compute_efficiency``, ``bandwidth_efficiency``,
-``depthwise_efficiency``, ``launch_overhead_us``) reproduce measured latencies,
+``depthwise_efficiency``, ``launch_overhead_us``, ``element_launch_overhead_us``)
+reproduce measured latencies,
 what they were fitted on (rows, models, sources, date), the bounds they were
 fitted within, and the error before, after and under leave-one-model-out
 cross-validation. ``autocompress calibrate`` writes one;

@@ -2,17 +2,19 @@
 
 The cost model's latency of one network is, per fused layer ``l``,
 
-    t_l = max(c_l / (e · d^[l depthwise]), m_l / b) + L
+    t_l = max(c_l / (e · d^[l depthwise]), m_l / b) + L   (L_e for pool/element-wise layers)
 
 where ``c_l`` is the layer's compute time at the datasheet peak (alignment
 padding and sparsity included), ``m_l`` its DRAM time at the theoretical
-bandwidth, and the four knobs are
+bandwidth, and the five knobs are
 
 - ``e`` — effective compute efficiency (fraction of the datasheet peak;
   above 1 when the published peak understates the chip),
 - ``b`` — bandwidth efficiency,
 - ``d`` — depthwise efficiency,
-- ``L`` — launch overhead per layer (µs).
+- ``L`` — launch overhead per conv/linear layer (µs), and ``L_e`` per pooling /
+  element-wise layer (``+ L_e`` instead of ``+ L`` for those; toolchains often run
+  concatenations in place and fuse pooling, so the data may put it far below ``L``).
 
 :func:`row_features` turns one measured configuration into the arrays
 ``c, m, depthwise`` once (the expensive part: layer extraction); evaluating a
@@ -66,7 +68,8 @@ KNOBS: tuple[Knob, ...] = (
     Knob("compute_efficiency", 0.02, 4.0, "fraction of datasheet peak"),
     Knob("bandwidth_efficiency", 0.05, 1.0, "fraction of theoretical DRAM bandwidth"),
     Knob("depthwise_efficiency", 0.01, 1.0, "extra factor on depthwise convolutions"),
-    Knob("launch_overhead_us", 0.1, 500.0, "µs per fused layer"),
+    Knob("launch_overhead_us", 0.1, 500.0, "µs per fused conv/linear layer"),
+    Knob("element_launch_overhead_us", 0.01, 500.0, "µs per pooling/element-wise layer"),
 )
 KNOB_NAMES = tuple(knob.name for knob in KNOBS)
 
@@ -79,15 +82,14 @@ class RowFeatures:
         compute_s: per layer, compute time at the datasheet peak (efficiency 1).
         memory_s: per layer, DRAM time at the theoretical bandwidth.
         depthwise: per layer, True for a depthwise convolution.
+        n_mac_layers / n_element_layers: conv/linear layers and the others (pool, element-wise).
     """
 
     compute_s: np.ndarray
     memory_s: np.ndarray
     depthwise: np.ndarray
-
-    @property
-    def n_layers(self) -> int:
-        return int(self.compute_s.shape[0])
+    n_mac_layers: int = 0
+    n_element_layers: int = 0
 
 
 def unit_spec(chip: ChipSpec) -> ChipSpec:
@@ -98,6 +100,7 @@ def unit_spec(chip: ChipSpec) -> ChipSpec:
         bandwidth_efficiency=1.0,
         depthwise_efficiency=1.0,
         launch_overhead_us=0.0,
+        element_launch_overhead_us=0.0,
     )
 
 
@@ -108,12 +111,17 @@ def row_features(layers: Sequence[LayerDescriptor], chip: ChipSpec) -> RowFeatur
         compute_s=np.array([item.compute_ms * 1e-3 for item in cost.layers]),
         memory_s=np.array([item.memory_ms * 1e-3 for item in cost.layers]),
         depthwise=np.array([layer.is_depthwise for layer in layers], dtype=bool),
+        n_mac_layers=sum(layer.kind.value in ("conv", "linear") for layer in layers),
+        n_element_layers=sum(layer.kind.value not in ("conv", "linear") for layer in layers),
     )
 
 
 def datasheet_knobs(chip: ChipSpec) -> dict[str, float]:
     """The knob values a spec carries (the starting point and prior of a fit)."""
-    return {name: float(getattr(chip, name)) for name in KNOB_NAMES}
+    values = {name: getattr(chip, name) for name in KNOB_NAMES}
+    if values["element_launch_overhead_us"] is None:
+        values["element_launch_overhead_us"] = chip.launch_overhead_us
+    return {name: float(value) for name, value in values.items()}
 
 
 def predict_ms(features: RowFeatures, knobs: dict[str, float]) -> float:
@@ -121,7 +129,11 @@ def predict_ms(features: RowFeatures, knobs: dict[str, float]) -> float:
     rate = np.where(features.depthwise, knobs["depthwise_efficiency"], 1.0)
     rate = rate * knobs["compute_efficiency"]
     busy = np.maximum(features.compute_s / rate, features.memory_s / knobs["bandwidth_efficiency"])
-    total_s = float(busy.sum()) + features.n_layers * knobs["launch_overhead_us"] * 1e-6
+    launches_us = (
+        features.n_mac_layers * knobs["launch_overhead_us"]
+        + features.n_element_layers * knobs["element_launch_overhead_us"]
+    )
+    total_s = float(busy.sum()) + launches_us * 1e-6
     return total_s * 1e3
 
 
@@ -167,7 +179,7 @@ def fit_knobs(
     *,
     max_iterations: int = 60,
 ) -> FitResult:
-    """Fit the four knobs to measured latencies (see the module docstring).
+    """Fit the five knobs to measured latencies (see the module docstring).
 
     Args:
         features: one :class:`RowFeatures` per measurement.
@@ -238,6 +250,7 @@ def fit_knobs(
             shifted = prior.copy()
             shifted[0] += compute_shift
             shifted[3] += launch_shift
+            shifted[4] += launch_shift
             starts.append(shifted)
     best = min((run(x0) for x0 in starts), key=lambda item: item[1])
     x, value, iterations = best

@@ -33,29 +33,35 @@ _LAYER_CACHE: dict[tuple, list[LayerDescriptor]] = {}
 LAYER_CACHE_VERSION = 1
 
 
-def _build(measurement: Measurement):
-    """The measured model, built on the ``meta`` device: shapes only, no weights to initialise."""
-    import torch
-
+def _construct(measurement: Measurement):
     from autocompress.core.models import build_model, small_cnn
 
     width = measurement.width_multiplier
     channels = measurement.input_shape[0]
-    with torch.device("meta"):
-        if width == 1.0:
-            return build_model(measurement.model, num_classes=1000, in_channels=channels)
-        if measurement.model == "small_cnn":
-            return small_cnn(
-                num_classes=1000, in_channels=channels, width=max(1, round(32 * width))
-            )
-        if measurement.model == "mobilenet_v2":
-            import torchvision
+    if width == 1.0:
+        return build_model(measurement.model, num_classes=1000, in_channels=channels)
+    if measurement.model == "small_cnn":
+        return small_cnn(num_classes=1000, in_channels=channels, width=max(1, round(32 * width)))
+    if measurement.model == "mobilenet_v2":
+        import torchvision
 
-            return torchvision.models.get_model("mobilenet_v2", weights=None, width_mult=width)
+        return torchvision.models.get_model("mobilenet_v2", weights=None, width_mult=width)
     raise ConfigError(
         f"line {measurement.line}: width_multiplier {width} is supported for mobilenet_v2 and "
         f"small_cnn only, not {measurement.model!r}"
     )
+
+
+def _build(measurement: Measurement):
+    """The measured model, on the ``meta`` device when it can be (shapes only, no weights to
+    initialise: several times faster for big models), else on the CPU."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            return _construct(measurement)
+    except (NotImplementedError, RuntimeError):  # a constructor that computes with tensors
+        return _construct(measurement)
 
 
 def _disk_cache_path(key: tuple) -> Path:

@@ -20,7 +20,8 @@ An analytical roofline per layer (equations and their limits: docs/cost-model.md
   (then read once, written once); the network input is read and the output
   written once. Fused ops (bn, activation, residual add) never round-trip:
   they are part of their layer.
-- latency = max(compute, memory) + ``launch_overhead_us`` per layer.
+- latency = max(compute, memory) + ``launch_overhead_us`` per conv/linear layer
+  (``element_launch_overhead_us``, default the same, per pooling/element-wise layer).
 - energy = MACs × pJ/MAC at the compute width (element ops of pooling and
   element-wise layers at ``ELEMENT_OP_ENERGY_FRACTION`` of a MAC) + SRAM bytes ×
   pJ/B (weights, inputs, outputs all pass the buffers) + DRAM bytes × pJ/B +
@@ -100,6 +101,7 @@ class ChipConstants:
         "context_switch_s",
         "depthwise_efficiency",
         "dram_pj_per_byte",
+        "element_launch_s",
         "launch_s",
         "mac_energy_pj",
         "macs_per_s",
@@ -147,6 +149,8 @@ class ChipConstants:
         self.dram_pj_per_byte = chip.dram_energy_pj_per_byte
         self.static_w = chip.static_power_mw * 1e-3
         self.launch_s = chip.launch_overhead_us * 1e-6
+        element_launch = chip.element_launch_overhead_us
+        self.element_launch_s = self.launch_s if element_launch is None else element_launch * 1e-6
         # Weight residency (0 = weights stream from DRAM on every inference).
         capacity_kb = chip.onchip_weight_kb or chip.onchip_buffer_kb
         self.weight_capacity_bytes = capacity_kb * 1024.0 if chip.weights_on_chip else 0.0
@@ -258,7 +262,7 @@ def cost_layers(layers: Sequence[LayerDescriptor], chip: ChipSpec) -> Cost:
     conv, linear = LayerKind.CONV, LayerKind.LINEAR
     last = len(layers) - 1
     resident, switch_at = _weight_residency(layers, k)
-    switch_s = k.context_switch_s
+    switch_s, element_launch_s = k.context_switch_s, k.element_launch_s
 
     results: list[LayerCost] = []
     total_s = total_j = weight_total = peak_live = 0.0
@@ -323,7 +327,7 @@ def cost_layers(layers: Sequence[LayerDescriptor], chip: ChipSpec) -> Cost:
         dram_bytes = activation_dram if resident else weight_bytes + activation_dram
         memory_s = dram_bytes / bytes_per_s
         busy_s = compute_s if compute_s >= memory_s else memory_s
-        latency_s = busy_s + launch_s
+        latency_s = busy_s + (launch_s if kind is conv or kind is linear else element_launch_s)
         if switch_at and index in switch_at:
             latency_s += switch_s
         energy_j = (

@@ -98,6 +98,9 @@ class ChipSpec:
             inference and each switch to a further context costs ``context_switch_us``.
         onchip_weight_kb: on-chip memory for resident weights (0 = ``onchip_buffer_kb``).
         context_switch_us: time of one context switch when the weights do not fit.
+        element_launch_overhead_us: fixed time per pooling / element-wise / concatenation
+            layer, when it differs from ``launch_overhead_us`` (None = the same); toolchains
+            often run these in place or fused (calibration knob).
         sources: field name -> source of the figure (datasheet, paper, toolkit doc).
         unverified: names of fields whose figure no primary source confirmed.
         notes: free text shown by ``autocompress chips show``.
@@ -132,6 +135,7 @@ class ChipSpec:
     weights_on_chip: bool = False
     onchip_weight_kb: float = 0.0
     context_switch_us: float = 0.0
+    element_launch_overhead_us: float | None = None
 
     def __hash__(self) -> int:  # mappings are not hashable; the id is unique
         return hash(self.chip_id)

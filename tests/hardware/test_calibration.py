@@ -45,6 +45,7 @@ TRUE_KNOBS = {
     "bandwidth_efficiency": 0.45,
     "depthwise_efficiency": 0.5,
     "launch_overhead_us": 15.0,
+    "element_launch_overhead_us": 4.0,
 }
 CONFIGS = [  # (model, input shape, width multiplier): fast to extract, varied in shape
     ("small_cnn", (3, 32, 32), 1.0),
@@ -53,6 +54,9 @@ CONFIGS = [  # (model, input shape, width multiplier): fast to extract, varied i
     ("mobilenet_v2", (3, 64, 64), 1.0),
     ("mobilenet_v2", (3, 64, 64), 0.5),
     ("resnet18", (3, 64, 64), 1.0),
+    ("resnet18", (3, 32, 32), 1.0),
+    ("mobilenet_v2", (3, 32, 32), 0.75),
+    ("small_cnn", (3, 16, 16), 1.0),
 ]
 
 
@@ -94,9 +98,10 @@ def test_fit_recovers_known_knobs():
     _rows, features, measured = _synthetic(chip, TRUE_KNOBS)
     fit = fit_knobs(features, measured, datasheet_knobs(chip))
     predicted = [predict_ms(f, fit.knobs) for f in features]
-    assert summarize(predicted, measured).median_abs_pct < 1.0
-    assert fit.knobs["compute_efficiency"] == pytest.approx(0.3, rel=0.1)
-    assert fit.knobs["launch_overhead_us"] == pytest.approx(15.0, rel=0.15)
+    # Exact data; the weak prior towards the datasheet costs a little (MAP, not ML).
+    assert summarize(predicted, measured).median_abs_pct < 3.0
+    assert fit.knobs["compute_efficiency"] == pytest.approx(0.3, rel=0.15)  # datasheet: 0.6
+    assert fit.knobs["launch_overhead_us"] == pytest.approx(15.0, rel=0.25)  # datasheet: 30
     before = [predict_ms(f, datasheet_knobs(chip)) for f in features]
     assert summarize(before, measured).median_abs_pct > 20.0  # the fit had work to do
 
@@ -118,7 +123,7 @@ def test_calibrate_chip_reports_before_after_and_leave_one_model_out():
     rows, _features, measured = _synthetic(chip, TRUE_KNOBS)
     rows = [dataclasses.replace(r, latency_ms=t) for r, t in zip(rows, measured, strict=True)]
     result = calibrate_chip(chip, rows)
-    assert result.after.median_abs_pct < 1.0 < result.before.median_abs_pct
+    assert result.after.median_abs_pct < 3.0 < 20.0 < result.before.median_abs_pct
     assert result.cross_validation is not None and result.cross_validation.rows == len(rows)
     assert all(row.held_out_ms is not None for row in result.rows)
     assert result.calibration.models == ("mobilenet_v2", "resnet18", "small_cnn")
