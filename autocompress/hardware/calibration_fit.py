@@ -203,10 +203,22 @@ def fit_knobs(
     def knobs_of(x: np.ndarray) -> dict[str, float]:
         return {name: float(math.exp(value)) for name, value in zip(KNOB_NAMES, x, strict=True)}
 
+    # Every row's layers stacked once, so that one evaluation is a few array operations.
+    compute = np.concatenate([f.compute_s for f in features])
+    memory = np.concatenate([f.memory_s for f in features])
+    depthwise = np.concatenate([f.depthwise for f in features])
+    row_of = np.concatenate([np.full(f.compute_s.shape[0], i) for i, f in enumerate(features)])
+    n_mac = np.array([f.n_mac_layers for f in features], dtype=float)
+    n_element = np.array([f.n_element_layers for f in features], dtype=float)
+    n_rows = len(features)
+
     def residuals(x: np.ndarray) -> np.ndarray:
-        knobs = knobs_of(x)
-        predicted = np.array([predict_ms(f, knobs) for f in features])
-        return (np.log(predicted) - target) / RESIDUAL_SCALE
+        e, b, d, launch, element = np.exp(x)
+        rate = np.where(depthwise, e * d, e)
+        busy = np.maximum(compute / rate, memory / b)
+        total_s = np.bincount(row_of, weights=busy, minlength=n_rows)
+        total_s += (n_mac * launch + n_element * element) * 1e-6
+        return (np.log(total_s * 1e3) - target) / RESIDUAL_SCALE
 
     def loss(x: np.ndarray) -> float:
         prior_z = (x - prior) / PRIOR_LOG_SCALE
@@ -230,7 +242,7 @@ def fit_knobs(
             prior_z = (x - prior) / PRIOR_LOG_SCALE
             hessian = jac.T @ (w[:, None] * jac) + np.eye(x.size) / PRIOR_LOG_SCALE**2
             gradient = jac.T @ (w * r) + prior_z / PRIOR_LOG_SCALE
-            improved = False
+            improved, previous = False, current
             for _ in range(12):
                 step = np.linalg.solve(hessian + damping * np.diag(np.diag(hessian)), -gradient)
                 candidate = np.clip(x + step, lower, upper)
@@ -240,7 +252,8 @@ def fit_knobs(
                     damping = max(damping / 3.0, 1e-6)
                     break
                 damping *= 4.0
-            if not improved or np.max(np.abs(step)) < 1e-7:
+            converged = previous - current < 1e-7 * (1.0 + current)
+            if not improved or converged or np.max(np.abs(step)) < 1e-7:
                 break
         return x, current, iterations
 
