@@ -1,5 +1,6 @@
 """Suite-wide setup: every test run gets its own autocompress cache (teachers, decoded images),
-so no result leaks in from a user's ~/.cache or from an earlier run."""
+so no result leaks in from a user's ~/.cache or from an earlier run, and costs with the
+datasheet knobs (no calibration) unless a test selects one."""
 
 from __future__ import annotations
 
@@ -19,6 +20,13 @@ def pytest_configure(config: pytest.Config) -> None:
         path = tempfile.mkdtemp(prefix="autocompress-test-cache-")
         os.environ["AUTOCOMPRESS_CACHE"] = path
         _created.append(path)
+    # The cost model as the plugins' datasheets give it: the shipped calibrations are data
+    # that get refitted, so tests of other parts must not depend on them (the calibration
+    # tests turn them on explicitly). No user calibration folder leaks in either.
+    os.environ.setdefault("AUTOCOMPRESS_CALIBRATION", "none")
+    os.environ.setdefault(
+        "AUTOCOMPRESS_CONFIG", os.path.join(os.environ["AUTOCOMPRESS_CACHE"], "config")
+    )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -23,6 +23,10 @@ from autocompress.core.errors import AutocompressError
 COMMANDS: dict[str, tuple[str, str]] = {
     "chips": ("autocompress.cli.chips", "List the chips installed plugins provide."),
     "cost": ("autocompress.cli.cost", "Simulated NPU cost of a model on a chip."),
+    "calibrate": (
+        "autocompress.cli.calibrate",
+        "Fit the cost model to measured latencies (writes a calibration file).",
+    ),
     "train": ("autocompress.cli.train", "Train the baseline (teacher) model."),
     "spaces": ("autocompress.cli.spaces", "List and check search spaces."),
     "search": ("autocompress.cli.search", "Search for compressed models under budgets."),

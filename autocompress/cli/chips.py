@@ -15,6 +15,7 @@ from typing import Any
 import click
 from rich.table import Table
 
+from autocompress.cli.calibration_option import calibration_options
 from autocompress.cli.console import print_json, print_warning, stdout
 from autocompress.hardware.plugins import ChipRegistry, default_registry
 from autocompress.hardware.spec import ChipSpec
@@ -116,10 +117,55 @@ def _show_chip(chip: ChipSpec, plugin: str | None) -> None:
     for key, source in extra.items():
         table.add_row(key, "", source)
     stdout.print(table)
+    stdout.print(_calibration_text(chip.chip_id))
     if plugin:
         stdout.print(f"plugin: {plugin}")
     if chip.notes:
         stdout.print(f"notes: {chip.notes}")
+
+
+def calibration_info(chip_id: str) -> dict[str, Any] | None:
+    """The active calibration of ``chip_id`` for display: file, knobs, errors (None if none)."""
+    from autocompress.hardware.calibration_store import active_calibration
+
+    found = active_calibration(chip_id)
+    if found is None:
+        return None
+    return {
+        "path": str(found.file.path),
+        "sha256": found.file.sha256,
+        "layer": found.layer,
+        **found.chip.to_dict(),
+    }
+
+
+def _calibration_text(chip_id: str) -> str:
+    info = calibration_info(chip_id)
+    if info is None:
+        return (
+            "calibration: [yellow]not calibrated[/] — the knobs above are the datasheet "
+            "estimates (fit them: `autocompress calibrate`, docs/calibration.md)"
+        )
+    knobs = ", ".join(
+        f"{name} {info['datasheet'].get(name, float('nan')):.3g} → {value:.3g}"
+        for name, value in info["knobs"].items()
+    )
+    cv = info.get("cross_validation") or {}
+    after = info.get("error_after") or {}
+    before = info.get("error_before") or {}
+    lines = [
+        f"calibration: [green]calibrated[/] ({info['layer']}) from {info['rows']} measurements "
+        f"of {len(info['models'])} models — {info['path']}",
+        f"  fitted knobs (datasheet → calibrated; the table above shows the datasheet): {knobs}",
+        f"  median |error|: datasheet {before.get('median_abs_pct', float('nan')):.1f}%, "
+        f"calibrated {after.get('median_abs_pct', float('nan')):.1f}%, "
+        + (
+            f"leave-one-model-out {cv['median_abs_pct']:.1f}%"
+            if cv.get("median_abs_pct") is not None
+            else "no cross-validation (one model only)"
+        ),
+    ]
+    return "\n".join(lines)
 
 
 @click.group(name="chips", invoke_without_command=True)
@@ -151,6 +197,7 @@ def command(ctx: click.Context, as_json: bool) -> None:
 @command.command(name="show")
 @click.argument("chip_id")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@calibration_options
 def show(chip_id: str, as_json: bool) -> None:
     """Every figure of one chip, with its source."""
     registry = default_registry()
@@ -158,6 +205,8 @@ def show(chip_id: str, as_json: bool) -> None:
     chip = registry.get_chip(chip_id)
     plugin = registry.plugin_of(chip.chip_id)
     if as_json:
-        print_json(chip_to_dict(chip, plugin=plugin))
+        print_json(
+            {**chip_to_dict(chip, plugin=plugin), "calibration": calibration_info(chip.chip_id)}
+        )
         return
     _show_chip(chip, plugin)

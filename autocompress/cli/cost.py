@@ -10,6 +10,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from autocompress.cli.calibration_option import calibration_options
 from autocompress.cli.console import print_json, print_warning, stdout
 from autocompress.core.errors import ConfigError
 from autocompress.hardware.cost import Cost
@@ -179,9 +180,36 @@ def _json(model: str, shape: tuple[int, ...], cost: Cost, layers: list[LayerDesc
         "model": model,
         "input_shape": list(shape),
         "chip_id": cost.chip_id,
+        "calibration": _calibration_of(cost.chip_id),
         "totals": cost.to_dict(with_layers=False),
         "layers": rows,
     }
+
+
+def _calibration_of(chip_id: str) -> dict[str, Any] | None:
+    """The calibration applied to ``chip_id`` (path, sha256, cross-validated error), or None."""
+    from autocompress.hardware.calibration_store import active_calibration
+
+    found = active_calibration(chip_id)
+    if found is None:
+        return None
+    return {
+        "path": str(found.file.path),
+        "sha256": found.file.sha256,
+        "layer": found.layer,
+        "rows": found.chip.rows,
+        "cross_validation": found.chip.cross_validation,
+    }
+
+
+def _calibration_line(chip_id: str) -> str:
+    found = _calibration_of(chip_id)
+    if found is None:
+        return f"calibration: none for {chip_id} (datasheet knobs; see `autocompress chips show`)"
+    cv = found["cross_validation"] or {}
+    error = cv.get("median_abs_pct")
+    tail = f", leave-one-model-out median error {error:.1f}%" if error is not None else ""
+    return f"calibration: {found['path']} ({found['layer']}, {found['rows']} measurements{tail})"
 
 
 @click.command("cost")
@@ -223,6 +251,7 @@ def _json(model: str, shape: tuple[int, ...], cost: Cost, layers: list[LayerDesc
     "channels per group are a multiple of M; the chip must support the pattern.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
+@calibration_options
 def command(
     model_name: str,
     input_size: str,
@@ -276,13 +305,21 @@ def command(
             for layer in layers
         ]
         cost = cost_on_chip(layers, chip)
+    from autocompress.hardware.legality import check_layers, issues_text
+
+    issues = check_layers(layers, chip)
     if as_json:
-        print_json(_json(model_name, shape, cost, layers))
+        data = _json(model_name, shape, cost, layers)
+        data["legality"] = [issue.to_dict() for issue in issues]
+        print_json(data)
         return
     # Piped output is not limited to a terminal's width: keep rows on one line.
     console = stdout if stdout.is_terminal else Console(highlight=False, width=170)
     console.print(_layer_table(cost, {layer.name: layer for layer in layers}))
     console.print(_totals_table(cost, chip))
+    console.print(_calibration_line(chip.chip_id))
     note = _precision_note(chip, layers)
     if note:
         print_warning(note)
+    if issues:
+        print_warning(issues_text(chip.chip_id, issues, limit=len(issues)))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from autocompress.cli.calibration_option import calibration_options
 from autocompress.cli.console import print_json, stderr, stdout
 
 _USE_DEFAULT_PATH = "\0default"
@@ -41,6 +42,7 @@ _USE_DEFAULT_PATH = "\0default"
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print every trial as CSV.")
 @click.option("--all", "all_trials", is_flag=True, help="Show every trial, not only the front.")
+@calibration_options
 def command(
     run_dir: Path,
     chip: str | None,
@@ -115,5 +117,10 @@ def command(
         "of "
         f"{counts['feasible']} feasible · budget: {budget}"
     )
+    not_deployable = [row for row in report.rows if row.state == "infeasible" and row.error]
+    if not_deployable:
+        stdout.print(f"{len(not_deployable)} trial(s) not deployable (never trained):")
+        for row in not_deployable[:10]:
+            stdout.print(f"  trial {row.number}: {row.error}", markup=False)
     if written is not None:
         stderr.print(f"wrote {written}")

@@ -8,6 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from autocompress.cli.calibration_option import calibration_options
 from autocompress.cli.console import print_json, stderr, stdout
 
 
@@ -126,6 +127,7 @@ def _summary_dict(result: Any) -> dict[str, Any]:
 )
 @click.option("--no-progress", is_flag=True, help="No live progress line.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the table.")
+@calibration_options
 def command(
     config_path: str | None,
     chips: tuple[str, ...],

@@ -292,6 +292,7 @@ def _export_into(
             "plugins": plugin_versions(),
             "run": dict(run.config.get("versions") or {}),
         },
+        "calibration": _calibration_record(run.config.get("calibration")),
     }
     chip_files = tuple(run_export_steps(chip, directory, onnx_path, card))
     card["chip_files"] = [
@@ -320,3 +321,10 @@ def _version(module: str) -> str | None:
 
 
 __all__ = ["ExportResult", "check_exportable", "export", "pick_trial"]
+
+
+def _calibration_record(at_search: Any) -> dict[str, Any]:
+    """The calibration the search costed with (run.yaml) and the one this export applies."""
+    from autocompress.hardware.calibration_store import calibration_record
+
+    return {"search": at_search, "export": calibration_record()}

@@ -10,13 +10,18 @@ An analytical roofline per layer (equations and their limits: docs/cost-model.md
   ``sparsity_speedup`` when the layer's sparsity pattern is one the chip lists).
   Channels are processed in groups of ``channel_alignment``; the last group is
   padded, so 17 channels cost like 32 on a 16-wide array.
+- weight residency: on a chip with ``weights_on_chip`` whose capacity holds
+  every weight, weights never cross DRAM; when they do not fit, the network
+  runs as several contexts (weights stream as below, + ``context_switch_us``
+  per switch).
 - DRAM bytes = weights (streamed once per inference; a supported N:M pattern
   stores N of every M plus log2(M) bits of index each: 2:4 → half + 2 bits)
   + activations in and out when they do not fit the on-chip buffer together
   (then read once, written once); the network input is read and the output
   written once. Fused ops (bn, activation, residual add) never round-trip:
   they are part of their layer.
-- latency = max(compute, memory) + ``launch_overhead_us`` per layer.
+- latency = max(compute, memory) + ``launch_overhead_us`` per conv/linear layer
+  (``element_launch_overhead_us``, default the same, per pooling/element-wise layer).
 - energy = MACs × pJ/MAC at the compute width (element ops of pooling and
   element-wise layers at ``ELEMENT_OP_ENERGY_FRACTION`` of a MAC) + SRAM bytes ×
   pJ/B (weights, inputs, outputs all pass the buffers) + DRAM bytes × pJ/B +
@@ -93,8 +98,10 @@ class ChipConstants:
         "bytes_per_s",
         "chip",
         "compute_width",
+        "context_switch_s",
         "depthwise_efficiency",
         "dram_pj_per_byte",
+        "element_launch_s",
         "launch_s",
         "mac_energy_pj",
         "macs_per_s",
@@ -104,6 +111,7 @@ class ChipConstants:
         "sram_pj_per_byte",
         "static_w",
         "weight_bits",
+        "weight_capacity_bytes",
     )
 
     def __init__(self, chip: ChipSpec) -> None:
@@ -141,6 +149,12 @@ class ChipConstants:
         self.dram_pj_per_byte = chip.dram_energy_pj_per_byte
         self.static_w = chip.static_power_mw * 1e-3
         self.launch_s = chip.launch_overhead_us * 1e-6
+        element_launch = chip.element_launch_overhead_us
+        self.element_launch_s = self.launch_s if element_launch is None else element_launch * 1e-6
+        # Weight residency (0 = weights stream from DRAM on every inference).
+        capacity_kb = chip.onchip_weight_kb or chip.onchip_buffer_kb
+        self.weight_capacity_bytes = capacity_kb * 1024.0 if chip.weights_on_chip else 0.0
+        self.context_switch_s = chip.context_switch_us * 1e-6
 
 
 def _mac_energy_pj(chip: ChipSpec, width: int) -> float:
@@ -182,6 +196,38 @@ def chip_constants(chip: ChipSpec) -> ChipConstants:
     return constants
 
 
+def _weight_residency(
+    layers: Sequence[LayerDescriptor], k: ChipConstants
+) -> tuple[bool, frozenset[int]]:
+    """(weights resident on chip?, indices of layers that start a new context).
+
+    Only for chips with ``weights_on_chip``: when every weight fits the capacity
+    none is read from DRAM; otherwise the layers are cut into contexts of at most
+    the capacity each (a layer starts a new context when its weights overflow
+    the current one) and weights stream from DRAM as on other chips.
+    """
+    capacity = k.weight_capacity_bytes
+    if capacity <= 0:
+        return False, frozenset()
+    weight_map, patterns = k.weight_bits, k.sparsity_patterns
+    sizes = []
+    for layer in layers:
+        bits = weight_map[min(max(layer.weight_bits, 1), MAX_BITS)]
+        size = layer.weight_count * bits * 0.125
+        if layer.sparsity_pattern is not None and layer.sparsity_pattern in patterns:
+            size *= k.sparse_storage[layer.sparsity_pattern, bits]
+        sizes.append(size)
+    if sum(sizes) <= capacity:
+        return True, frozenset()
+    starts, used = [], 0.0
+    for index, size in enumerate(sizes):
+        if used > 0 and used + size > capacity:
+            starts.append(index)
+            used = 0.0
+        used += size
+    return False, frozenset(starts)
+
+
 def cost_layers(layers: Sequence[LayerDescriptor], chip: ChipSpec) -> Cost:
     """Simulated cost of one inference of ``layers`` on ``chip`` (see the module docstring).
 
@@ -215,6 +261,8 @@ def cost_layers(layers: Sequence[LayerDescriptor], chip: ChipSpec) -> Cost:
     sparse_storage = k.sparse_storage
     conv, linear = LayerKind.CONV, LayerKind.LINEAR
     last = len(layers) - 1
+    resident, switch_at = _weight_residency(layers, k)
+    switch_s, element_launch_s = k.context_switch_s, k.element_launch_s
 
     results: list[LayerCost] = []
     total_s = total_j = weight_total = peak_live = 0.0
@@ -244,8 +292,18 @@ def cost_layers(layers: Sequence[LayerDescriptor], chip: ChipSpec) -> Cost:
                 rate *= dw_efficiency
             else:
                 per_group = layer.in_channels // groups or 1
-                lanes_used *= -(-per_group // alignment) * alignment
-                lanes_needed *= per_group
+                # The reduction (C_in/g x kernel area) is padded either per channel
+                # group or as one unrolled im2col vector, whichever wastes less: a
+                # 3-channel 7x7 stem pads 147 -> 160, not 3 -> 16 per tap.
+                taps = 1
+                for kernel in layer.kernel_size:
+                    taps *= kernel
+                reduction = per_group * taps
+                lanes_used *= min(
+                    -(-per_group // alignment) * alignment * taps,
+                    -(-reduction // alignment) * alignment,
+                )
+                lanes_needed *= reduction
             sparse = layer.sparsity_pattern is not None and layer.sparsity_pattern in patterns
             energy_per_op = mac_energy[width]
         else:
@@ -266,10 +324,12 @@ def cost_layers(layers: Sequence[LayerDescriptor], chip: ChipSpec) -> Cost:
             activation_dram = (in_bytes if index == 0 else 0.0) + (
                 out_bytes if index == last else 0.0
             )
-        dram_bytes = weight_bytes + activation_dram
+        dram_bytes = activation_dram if resident else weight_bytes + activation_dram
         memory_s = dram_bytes / bytes_per_s
         busy_s = compute_s if compute_s >= memory_s else memory_s
-        latency_s = busy_s + launch_s
+        latency_s = busy_s + (launch_s if kind is conv or kind is linear else element_launch_s)
+        if switch_at and index in switch_at:
+            latency_s += switch_s
         energy_j = (
             effective_macs * energy_per_op
             + (weight_bytes + in_bytes + out_bytes) * sram_pj

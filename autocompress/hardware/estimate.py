@@ -124,7 +124,13 @@ def _owner_hooks(chip: ChipSpec) -> frozenset[str]:
 
 
 def cost_on_chip(layers: Sequence[LayerDescriptor], chip: ChipSpec) -> Cost:
-    """The chip plugin's own cost if it has one, else the analytical model (+ layer hooks)."""
+    """The chip plugin's own cost if it has one, else the analytical model (+ layer hooks).
+
+    The active calibration (:mod:`autocompress.hardware.calibration_store`) is applied first.
+    """
+    from autocompress.hardware.calibration_store import calibrated_spec
+
+    chip = calibrated_spec(chip)
     hooks = _owner_hooks(chip)
     if "autocompress_estimate_cost" in hooks:
         from autocompress.hardware.plugins import override_cost

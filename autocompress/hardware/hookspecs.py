@@ -27,6 +27,7 @@ import pluggy
 
 from autocompress.hardware.cost import Cost, LayerCost
 from autocompress.hardware.layers import LayerDescriptor
+from autocompress.hardware.legality import LayerIssue
 from autocompress.hardware.spec import ChipSpec
 
 PROJECT_NAME = "autocompress"
@@ -72,6 +73,26 @@ def autocompress_layer_cost(chip: ChipSpec, layer: LayerDescriptor) -> LayerCost
     Return a :class:`~autocompress.hardware.cost.LayerCost` for layers whose cost
     the vendor knows better than the analytical model (e.g. a measured kernel), or
     ``None`` to keep the built-in estimate. Must return ``None`` for foreign chips.
+    """
+
+
+@hookspec(firstresult=True)
+def autocompress_check_layers(
+    chip: ChipSpec, layers: list[LayerDescriptor]
+) -> list[LayerIssue] | None:
+    """Say which layers this plugin's chip cannot run on its NPU. **First-result.**
+
+    ``layers`` are the descriptors of one network with the precision (and
+    sparsity) each layer is configured with. Return a list of
+    :class:`~autocompress.hardware.legality.LayerIssue` — one per layer the
+    toolchain cannot compile (``verdict="unsupported"``: an operator, channel
+    count, kernel size or bit-width combination it lacks) or would run on the
+    CPU (``verdict="cpu_fallback"``), each with a reason a user can act on —
+    an empty list when every layer is fine, or ``None`` for chips the plugin
+    did not contribute. The search records a configuration with any issue as
+    ``infeasible`` with the reasons and trains nothing; ``autocompress cost``
+    and ``report`` print them. Called for every trial on the main chip: keep
+    it fast (plain checks on the descriptors).
     """
 
 

@@ -48,6 +48,7 @@ from autocompress.core.errors import PluginError, UnknownNameError
 from autocompress.hardware import hookspecs
 from autocompress.hardware.cost import Cost, LayerCost
 from autocompress.hardware.layers import LayerDescriptor
+from autocompress.hardware.legality import VERDICTS, LayerIssue
 from autocompress.hardware.spec import ChipSpec
 from autocompress.hardware.validate import validate_chip_spec
 
@@ -60,6 +61,7 @@ HOOK_NAMES = (
     "autocompress_estimate_cost",
     "autocompress_layer_cost",
     "autocompress_export_step",
+    "autocompress_check_layers",
 )
 
 
@@ -312,6 +314,12 @@ class ChipRegistry:
         """Hook name -> the function ``plugin_name`` implements it with (for contract tests)."""
         return {hook: impl.function for hook, impl in self._hookimpls_of(plugin_name).items()}
 
+    def plugin_folder(self, plugin_name: str) -> Path | None:
+        """The folder of the module that implements ``plugin_name`` (None for plain objects)."""
+        plugin = self._pm.get_plugin(plugin_name)
+        source = getattr(plugin, "__file__", None)
+        return Path(source).resolve().parent if source else None
+
     def plugin_names(self) -> list[str]:
         """Names of the registered plugins, in registration order."""
         return [name for name, _ in self._pm.list_name_plugin()]
@@ -371,6 +379,20 @@ class ChipRegistry:
                 f"got {type(cost).__name__}"
             )
         return cost
+
+    def check_layers(self, chip: ChipSpec, layers: Sequence[LayerDescriptor]) -> list[LayerIssue]:
+        """The owning plugin's legality verdicts for ``layers`` on ``chip`` ([] if it has none)."""
+        owner, issues = self._call_owner("autocompress_check_layers", chip, layers=list(layers))
+        if issues is None:
+            return []
+        if not isinstance(issues, (list, tuple)) or not all(
+            isinstance(item, LayerIssue) and item.verdict in VERDICTS for item in issues
+        ):
+            raise PluginError(
+                f"plugin {owner!r}: autocompress_check_layers must return a list of LayerIssue "
+                f"(verdict one of {', '.join(VERDICTS)}) or None, got {issues!r:.120}"
+            )
+        return list(issues)
 
     def run_export_steps(
         self, chip: ChipSpec, export_dir: Path, onnx_path: Path, card: dict[str, Any]
@@ -455,6 +477,11 @@ def override_cost(chip: ChipSpec, layers: Sequence[LayerDescriptor]) -> Cost | N
 def override_layer_cost(chip: ChipSpec, layer: LayerDescriptor) -> LayerCost | None:
     """A plugin's cost of one layer on its own chip, or None."""
     return default_registry().override_layer_cost(chip, layer)
+
+
+def check_layers(chip: ChipSpec, layers: Sequence[LayerDescriptor]) -> list[LayerIssue]:
+    """Layers the chip's own plugin says cannot run on its NPU, with reasons (may be [])."""
+    return default_registry().check_layers(chip, layers)
 
 
 def run_export_steps(

@@ -90,6 +90,17 @@ class ChipSpec:
         compute_efficiency: fraction of peak a well-shaped layer reaches (calibration knob).
         bandwidth_efficiency: fraction of DRAM bandwidth reached (calibration knob).
         depthwise_efficiency: extra efficiency factor on depthwise convolutions (calibration knob).
+        weights_on_chip: weights stay resident in on-chip memory across inferences
+            (Hailo-8-type dataflow accelerators without DRAM traffic for weights):
+            when all of a network's weights fit ``onchip_weight_kb``, no weight is
+            read from DRAM. When they do not fit, the network runs as
+            ⌈weights / capacity⌉ contexts: every weight streams from DRAM once per
+            inference and each switch to a further context costs ``context_switch_us``.
+        onchip_weight_kb: on-chip memory for resident weights (0 = ``onchip_buffer_kb``).
+        context_switch_us: time of one context switch when the weights do not fit.
+        element_launch_overhead_us: fixed time per pooling / element-wise / concatenation
+            layer, when it differs from ``launch_overhead_us`` (None = the same); toolchains
+            often run these in place or fused (calibration knob).
         sources: field name -> source of the figure (datasheet, paper, toolkit doc).
         unverified: names of fields whose figure no primary source confirmed.
         notes: free text shown by ``autocompress chips show``.
@@ -120,6 +131,11 @@ class ChipSpec:
     sources: Mapping[str, str] = field(default_factory=dict)
     unverified: tuple[str, ...] = ()
     notes: str = ""
+    # Added after 0.1 (keep new fields last, with defaults: plugins may pass fields positionally).
+    weights_on_chip: bool = False
+    onchip_weight_kb: float = 0.0
+    context_switch_us: float = 0.0
+    element_launch_overhead_us: float | None = None
 
     def __hash__(self) -> int:  # mappings are not hashable; the id is unique
         return hash(self.chip_id)

@@ -32,6 +32,8 @@ _NON_NEGATIVE_FIELDS = (
     "dram_energy_pj_per_byte",
     "static_power_mw",
     "launch_overhead_us",
+    "onchip_weight_kb",
+    "context_switch_us",
 )
 _EFFICIENCY_FIELDS = ("compute_efficiency", "bandwidth_efficiency", "depthwise_efficiency")
 _TEXT_FIELDS = ("chip_id", "vendor", "display_name")
@@ -85,6 +87,11 @@ def _check_numbers(spec: ChipSpec, problems: list[str]) -> None:
         value = getattr(spec, name)
         if not _is_number(value) or value < 0:
             problems.append(f"{name}: must be >= 0, got {value!r}")
+    element_launch = getattr(spec, "element_launch_overhead_us", None)
+    if element_launch is not None and (not _is_number(element_launch) or element_launch < 0):
+        problems.append(f"element_launch_overhead_us: must be None or >= 0, got {element_launch!r}")
+    if not isinstance(getattr(spec, "weights_on_chip", False), bool):
+        problems.append(f"weights_on_chip: must be True or False, got {spec.weights_on_chip!r}")
     for name in _EFFICIENCY_FIELDS:
         value = getattr(spec, name)
         if not _is_number(value) or not 0 < value <= 1:

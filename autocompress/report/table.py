@@ -77,7 +77,7 @@ def front_table(report: Report, *, all_trials: bool = False) -> Table:
         if all_trials:
             status = "front" if row.on_front else ("feasible" if row.feasible else row.state)
             if row.state == "infeasible":
-                status = "untrained"
+                status = "not deployable" if row.error else "untrained"
             elif row.state == "complete" and not row.feasible:
                 status = "over budget"
             cells.insert(0, status)

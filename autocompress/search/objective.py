@@ -55,6 +55,7 @@ def run_trial(
     from autocompress.compress.student import build_student, evaluate, finetune, save_student
     from autocompress.hardware.estimate import estimate_costs
     from autocompress.hardware.extract import extract_layers
+    from autocompress.hardware.legality import check_layers, issues_text
 
     notify = stage or (lambda _s, _f: None)
     timings: dict[str, float] = {}
@@ -80,6 +81,11 @@ def run_trial(
 
         main_costs = costs[ctx.main_chip.chip_id]
         violations = ctx.budget.violations(main_costs)
+        constraints = violations
+        issues = check_layers(layers, ctx.main_chip)
+        if issues:  # the chip's toolchain cannot deploy it: infeasible, never trained
+            violations = {**violations, "legality": float(len(issues))}
+            constraints = {name: max(v, 1.0) for name, v in violations.items()}
         if any(v > 0 for v in violations.values()):
             timings["total"] = time.perf_counter() - start
             record = TrialRecord(
@@ -90,10 +96,11 @@ def run_trial(
                 violations=violations,
                 feasible=False,
                 timings_s=timings,
+                error=issues_text(ctx.main_chip.chip_id, issues) or None,
                 backend=ctx.backend,
             )
             return TrialOutcome(
-                record, objective_values(ctx.objectives, {}, main_costs), violations
+                record, objective_values(ctx.objectives, {}, main_costs), constraints
             )
 
         t = time.perf_counter()

@@ -260,7 +260,15 @@ def run_yaml_content(
         },
         "seed": settings.seed,
         "versions": library_versions(),
+        "calibration": _calibration_record(),
     }
+
+
+def _calibration_record() -> dict[str, Any]:
+    """The calibration files the costs use (path + sha256), or mode none."""
+    from autocompress.hardware.calibration_store import calibration_record
+
+    return calibration_record()
 
 
 def _plain_space(space: SearchSpace) -> dict[str, Any]:

@@ -220,6 +220,7 @@ class ChipPluginContract:
         calls = {
             "autocompress_estimate_cost": {"chip": foreign, "layers": layers},
             "autocompress_layer_cost": {"chip": foreign, "layer": layers[0]},
+            "autocompress_check_layers": {"chip": foreign, "layers": layers},
             "autocompress_export_step": {
                 "chip": foreign,
                 "export_dir": tmp_path,
@@ -231,6 +232,30 @@ class ChipPluginContract:
             if hook_name in hooks:
                 assert hooks[hook_name](**kwargs) is None, f"{hook_name} answered a foreign chip"
         assert list(tmp_path.iterdir()) == [], "an export step wrote files for a foreign chip"
+
+    def test_layer_checks_are_well_formed(
+        self,
+        chip_registry: ChipRegistry,
+        contract_chips: list[ChipSpec],
+        probe_layers: list[LayerDescriptor],
+    ) -> None:
+        """``autocompress_check_layers`` (if any) names real layers, with a reason each."""
+        if "autocompress_check_layers" not in chip_registry.hook_functions(self._name()):
+            pytest.skip("the plugin has no legality hook")
+        from autocompress.hardware.legality import VERDICTS
+
+        names = {layer.name for layer in probe_layers}
+        for chip in contract_chips:
+            for w in chip.weight_bits_supported:
+                for a in chip.activation_bits_supported:
+                    layers = [layer.with_precision(w, a) for layer in probe_layers]
+                    issues = chip_registry.check_layers(chip, layers)
+                    for issue in issues:
+                        assert issue.layer in names, (
+                            f"{chip.chip_id}: unknown layer {issue.layer!r}"
+                        )
+                        assert issue.reason.strip(), f"{chip.chip_id}: empty reason"
+                        assert issue.verdict in VERDICTS
 
     def test_export_step_writes_inside_export_dir(
         self, chip_registry: ChipRegistry, contract_chips: list[ChipSpec], tmp_path: Path

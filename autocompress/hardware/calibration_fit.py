@@ -1,0 +1,298 @@
+"""Fit a chip's calibration knobs to measured latencies: robust least squares on log latency.
+
+The cost model's latency of one network is, per fused layer ``l``,
+
+    t_l = max(c_l / (e · d^[l depthwise]), m_l / b) + L   (L_e for pool/element-wise layers)
+
+where ``c_l`` is the layer's compute time at the datasheet peak (alignment
+padding and sparsity included), ``m_l`` its DRAM time at the theoretical
+bandwidth, and the five knobs are
+
+- ``e`` — effective compute efficiency (fraction of the datasheet peak;
+  above 1 when the published peak understates the chip),
+- ``b`` — bandwidth efficiency,
+- ``d`` — depthwise efficiency,
+- ``L`` — launch overhead per conv/linear layer (µs), and ``L_e`` per pooling /
+  element-wise layer (``+ L_e`` instead of ``+ L`` for those; toolchains often run
+  concatenations in place and fuse pooling, so the data may put it far below ``L``).
+
+:func:`row_features` turns one measured configuration into the arrays
+``c, m, depthwise`` once (the expensive part: layer extraction); evaluating a
+knob vector is then a few numpy operations, so the fit takes milliseconds.
+
+The fit minimises, over the logarithms of the knobs within their bounds,
+
+    Σ_rows huber((log t̂ − log t) / σ)  +  Σ_knobs ½ ((log k − log k₀) / s_k)²
+
+(σ = 0.1: about 10 % measurement scatter across toolchain versions; Huber
+threshold 1.5 σ so that one odd row cannot drag the fit; the second term is a
+weak prior at the datasheet values k₀, with ``s_k`` = log 3, so that a chip with
+two measured models still gets a well-posed fit: the data move the knobs they
+can see and leave the others near the datasheet). It runs damped Gauss-Newton
+(Levenberg-Marquardt) with iteratively re-weighted residuals and projection on
+the bounds, from a few starting points, and keeps the best. numpy only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from autocompress.hardware.cost_model import cost_layers
+from autocompress.hardware.layers import LayerDescriptor
+from autocompress.hardware.spec import ChipSpec
+
+RESIDUAL_SCALE = 0.1
+"""σ of the log-latency residuals (≈ 10 % scatter between toolchain versions and boards)."""
+HUBER_THRESHOLD = 1.5
+"""Residuals beyond this many σ count linearly (robust to an odd row)."""
+PRIOR_LOG_SCALE = math.log(3.0)
+"""Width of the prior around the datasheet value, in log units (a factor of 3)."""
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One fitted parameter: its ChipSpec field, its bounds, and its unit."""
+
+    name: str
+    lower: float
+    upper: float
+    unit: str
+
+
+KNOBS: tuple[Knob, ...] = (
+    Knob("compute_efficiency", 0.02, 4.0, "fraction of datasheet peak"),
+    Knob("bandwidth_efficiency", 0.05, 1.0, "fraction of theoretical DRAM bandwidth"),
+    Knob("depthwise_efficiency", 0.01, 1.0, "extra factor on depthwise convolutions"),
+    Knob("launch_overhead_us", 0.1, 500.0, "µs per fused conv/linear layer"),
+    Knob("element_launch_overhead_us", 0.01, 500.0, "µs per pooling/element-wise layer"),
+)
+KNOB_NAMES = tuple(knob.name for knob in KNOBS)
+
+
+@dataclass(frozen=True)
+class RowFeatures:
+    """One measured configuration in the form the fit evaluates quickly.
+
+    Attributes:
+        compute_s: per layer, compute time at the datasheet peak (efficiency 1).
+        memory_s: per layer, DRAM time at the theoretical bandwidth.
+        depthwise: per layer, True for a depthwise convolution.
+        n_mac_layers / n_element_layers: conv/linear layers and the others (pool, element-wise).
+    """
+
+    compute_s: np.ndarray
+    memory_s: np.ndarray
+    depthwise: np.ndarray
+    n_mac_layers: int = 0
+    n_element_layers: int = 0
+
+
+def unit_spec(chip: ChipSpec) -> ChipSpec:
+    """``chip`` with every knob neutral: efficiencies 1, no launch overhead."""
+    return dataclasses.replace(
+        chip,
+        compute_efficiency=1.0,
+        bandwidth_efficiency=1.0,
+        depthwise_efficiency=1.0,
+        launch_overhead_us=0.0,
+        element_launch_overhead_us=0.0,
+    )
+
+
+def row_features(layers: Sequence[LayerDescriptor], chip: ChipSpec) -> RowFeatures:
+    """The per-layer compute and memory times of ``layers`` on ``chip`` at neutral knobs."""
+    cost = cost_layers(layers, unit_spec(chip))
+    return RowFeatures(
+        compute_s=np.array([item.compute_ms * 1e-3 for item in cost.layers]),
+        memory_s=np.array([item.memory_ms * 1e-3 for item in cost.layers]),
+        depthwise=np.array([layer.is_depthwise for layer in layers], dtype=bool),
+        n_mac_layers=sum(layer.kind.value in ("conv", "linear") for layer in layers),
+        n_element_layers=sum(layer.kind.value not in ("conv", "linear") for layer in layers),
+    )
+
+
+def datasheet_knobs(chip: ChipSpec) -> dict[str, float]:
+    """The knob values a spec carries (the starting point and prior of a fit)."""
+    values = {name: getattr(chip, name) for name in KNOB_NAMES}
+    if values["element_launch_overhead_us"] is None:
+        values["element_launch_overhead_us"] = chip.launch_overhead_us
+    return {name: float(value) for name, value in values.items()}
+
+
+def predict_ms(features: RowFeatures, knobs: dict[str, float]) -> float:
+    """Latency (ms) of one configuration with these knob values."""
+    rate = np.where(features.depthwise, knobs["depthwise_efficiency"], 1.0)
+    rate = rate * knobs["compute_efficiency"]
+    busy = np.maximum(features.compute_s / rate, features.memory_s / knobs["bandwidth_efficiency"])
+    launches_us = (
+        features.n_mac_layers * knobs["launch_overhead_us"]
+        + features.n_element_layers * knobs["element_launch_overhead_us"]
+    )
+    total_s = float(busy.sum()) + launches_us * 1e-6
+    return total_s * 1e3
+
+
+def _clip_to_bounds(knobs: dict[str, float]) -> dict[str, float]:
+    return {k.name: min(max(knobs[k.name], k.lower), k.upper) for k in KNOBS}
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Fitted knobs and what the fit saw.
+
+    Attributes:
+        knobs: fitted value per knob name.
+        start: the datasheet values the fit started from (and its prior).
+        loss: the final objective value.
+        iterations: Gauss-Newton steps taken (best start).
+        at_bound: knob names that ended on a bound (the data wanted more).
+    """
+
+    knobs: dict[str, float]
+    start: dict[str, float]
+    loss: float
+    iterations: int
+    at_bound: tuple[str, ...]
+
+
+def _huber_weights(z: np.ndarray) -> np.ndarray:
+    absolute = np.abs(z)
+    return np.where(absolute <= HUBER_THRESHOLD, 1.0, HUBER_THRESHOLD / np.maximum(absolute, 1e-12))
+
+
+def _huber(z: np.ndarray) -> float:
+    absolute = np.abs(z)
+    quadratic = 0.5 * z * z
+    linear = HUBER_THRESHOLD * (absolute - 0.5 * HUBER_THRESHOLD)
+    return float(np.where(absolute <= HUBER_THRESHOLD, quadratic, linear).sum())
+
+
+def fit_knobs(
+    features: Sequence[RowFeatures],
+    measured_ms: Sequence[float],
+    start: dict[str, float],
+    *,
+    max_iterations: int = 60,
+) -> FitResult:
+    """Fit the five knobs to measured latencies (see the module docstring).
+
+    Args:
+        features: one :class:`RowFeatures` per measurement.
+        measured_ms: the measured latencies, same order.
+        start: datasheet knob values (start and prior centre); clipped to the bounds.
+
+    Returns:
+        The :class:`FitResult` of the best of a few starting points.
+    """
+    if len(features) != len(measured_ms) or not features:
+        raise ValueError("features and measured_ms must be non-empty and of equal length")
+    target = np.log(np.asarray(measured_ms, dtype=float))
+    lower = np.log([k.lower for k in KNOBS])
+    upper = np.log([k.upper for k in KNOBS])
+    # The launch overhead's prior is centred no lower than 1 µs (a spec may say 0).
+    prior = np.log(
+        [max(_clip_to_bounds(start)[k.name], 1.0 if k.unit.startswith("µs") else 0) for k in KNOBS]
+    )
+    prior = np.clip(prior, lower, upper)
+
+    def knobs_of(x: np.ndarray) -> dict[str, float]:
+        return {name: float(math.exp(value)) for name, value in zip(KNOB_NAMES, x, strict=True)}
+
+    # Every row's layers stacked once, so that one evaluation is a few array operations.
+    compute = np.concatenate([f.compute_s for f in features])
+    memory = np.concatenate([f.memory_s for f in features])
+    depthwise = np.concatenate([f.depthwise for f in features])
+    row_of = np.concatenate([np.full(f.compute_s.shape[0], i) for i, f in enumerate(features)])
+    n_mac = np.array([f.n_mac_layers for f in features], dtype=float)
+    n_element = np.array([f.n_element_layers for f in features], dtype=float)
+    n_rows = len(features)
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        e, b, d, launch, element = np.exp(x)
+        rate = np.where(depthwise, e * d, e)
+        busy = np.maximum(compute / rate, memory / b)
+        total_s = np.bincount(row_of, weights=busy, minlength=n_rows)
+        total_s += (n_mac * launch + n_element * element) * 1e-6
+        return (np.log(total_s * 1e3) - target) / RESIDUAL_SCALE
+
+    def loss(x: np.ndarray) -> float:
+        prior_z = (x - prior) / PRIOR_LOG_SCALE
+        return _huber(residuals(x)) + 0.5 * float(prior_z @ prior_z)
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, float, int]:
+        x = np.clip(x, lower, upper)
+        current = loss(x)
+        damping = 1e-2
+        step_h = 1e-5
+        iterations = 0
+        for _ in range(max_iterations):
+            iterations += 1
+            r = residuals(x)
+            jac = np.empty((r.size, x.size))
+            for j in range(x.size):
+                shifted = x.copy()
+                shifted[j] += step_h
+                jac[:, j] = (residuals(shifted) - r) / step_h
+            w = _huber_weights(r)
+            prior_z = (x - prior) / PRIOR_LOG_SCALE
+            hessian = jac.T @ (w[:, None] * jac) + np.eye(x.size) / PRIOR_LOG_SCALE**2
+            gradient = jac.T @ (w * r) + prior_z / PRIOR_LOG_SCALE
+            improved, previous = False, current
+            for _ in range(12):
+                step = np.linalg.solve(hessian + damping * np.diag(np.diag(hessian)), -gradient)
+                candidate = np.clip(x + step, lower, upper)
+                value = loss(candidate)
+                if value < current - 1e-12:
+                    x, current, improved = candidate, value, True
+                    damping = max(damping / 3.0, 1e-6)
+                    break
+                damping *= 4.0
+            converged = previous - current < 1e-7 * (1.0 + current)
+            if not improved or converged or np.max(np.abs(step)) < 1e-7:
+                break
+        return x, current, iterations
+
+    starts = [prior.copy()]
+    for compute_shift in (-1.0, 1.0):
+        for launch_shift in (-1.5, 1.5):
+            shifted = prior.copy()
+            shifted[0] += compute_shift
+            shifted[3] += launch_shift
+            shifted[4] += launch_shift
+            starts.append(shifted)
+    best = min((run(x0) for x0 in starts), key=lambda item: item[1])
+    x, value, iterations = best
+    at_bound = tuple(
+        k.name
+        for k, v, lo, hi in zip(KNOBS, x, lower, upper, strict=True)
+        if v <= lo + 1e-9 or v >= hi - 1e-9
+    )
+    return FitResult(
+        knobs=knobs_of(x),
+        start=dict(start),
+        loss=value,
+        iterations=iterations,
+        at_bound=at_bound,
+    )
+
+
+__all__ = [
+    "HUBER_THRESHOLD",
+    "KNOBS",
+    "KNOB_NAMES",
+    "PRIOR_LOG_SCALE",
+    "RESIDUAL_SCALE",
+    "FitResult",
+    "Knob",
+    "RowFeatures",
+    "datasheet_knobs",
+    "fit_knobs",
+    "predict_ms",
+    "row_features",
+    "unit_spec",
+]

@@ -1,0 +1,262 @@
+"""``autocompress calibrate`` as a function: measurements in, a :class:`CalibrationFile` out.
+
+For each chip: extract each measured model's layers once (cached per model,
+input shape, width and precision), fit the knobs
+(:mod:`autocompress.hardware.calibration_fit`), and measure the error with the
+datasheet knobs, with the fitted knobs, and under leave-one-model-out
+cross-validation (refit without all rows of one model, predict that model).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from autocompress.core.errors import ConfigError
+from autocompress.hardware.calibration import CalibrationFile, ChipCalibration, file_sha256
+from autocompress.hardware.calibration_csv import Measurement, read_measurements
+from autocompress.hardware.calibration_fit import (
+    KNOBS,
+    RowFeatures,
+    datasheet_knobs,
+    fit_knobs,
+    predict_ms,
+    row_features,
+)
+from autocompress.hardware.calibration_metrics import ErrorSummary, summarize
+from autocompress.hardware.layers import LayerDescriptor
+from autocompress.hardware.spec import ChipSpec
+
+_LAYER_CACHE: dict[tuple, list[LayerDescriptor]] = {}
+LAYER_CACHE_VERSION = 1
+
+
+def _construct(measurement: Measurement):
+    from autocompress.core.models import build_model, small_cnn
+
+    width = measurement.width_multiplier
+    channels = measurement.input_shape[0]
+    if width == 1.0:
+        return build_model(measurement.model, num_classes=1000, in_channels=channels)
+    if measurement.model == "small_cnn":
+        return small_cnn(num_classes=1000, in_channels=channels, width=max(1, round(32 * width)))
+    if measurement.model == "mobilenet_v2":
+        import torchvision
+
+        return torchvision.models.get_model("mobilenet_v2", weights=None, width_mult=width)
+    raise ConfigError(
+        f"line {measurement.line}: width_multiplier {width} is supported for mobilenet_v2 and "
+        f"small_cnn only, not {measurement.model!r}"
+    )
+
+
+def _build(measurement: Measurement):
+    """The measured model, on the ``meta`` device when it can be (shapes only, no weights to
+    initialise: several times faster for big models), else on the CPU."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            return _construct(measurement)
+    except (NotImplementedError, RuntimeError):  # a constructor that computes with tensors
+        return _construct(measurement)
+
+
+def _disk_cache_path(key: tuple) -> Path:
+    """``$AUTOCOMPRESS_CACHE/layers/<hash>.pkl`` (default ``~/.cache/autocompress``)."""
+    import hashlib
+    import os
+
+    import torch
+    import torchvision
+
+    from autocompress import __version__
+
+    root = os.environ.get("AUTOCOMPRESS_CACHE")
+    base = Path(root).expanduser() if root else Path.home() / ".cache" / "autocompress"
+    text = repr((LAYER_CACHE_VERSION, __version__, torch.__version__, torchvision.__version__, key))
+    return base / "layers" / (hashlib.sha256(text.encode()).hexdigest()[:32] + ".pkl")
+
+
+def measured_layers(measurement: Measurement) -> list[LayerDescriptor]:
+    """Layer descriptors of a measured configuration.
+
+    Cached per (model, input shape, width, bits) in memory and on disk (a torchvision
+    or autocompress upgrade changes the key): extraction is the slow part of calibrating.
+    """
+    import pickle
+
+    key = (*measurement.key, measurement.weight_bits, measurement.activation_bits)
+    layers = _LAYER_CACHE.get(key)
+    if layers is not None:
+        return layers
+    cache_file = _disk_cache_path(key) if measurement.model in _builtin_names() else None
+    if cache_file is not None and cache_file.is_file():
+        try:
+            layers = pickle.loads(cache_file.read_bytes())
+        except Exception:  # a damaged or foreign cache entry: extract again
+            layers = None
+    if layers is None:
+        import warnings
+
+        from autocompress.hardware.extract import extract_layers
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torchvision init-weight notices
+            module = _build(measurement)
+        layers = extract_layers(
+            module,
+            measurement.input_shape,
+            weight_bits=measurement.weight_bits,
+            activation_bits=measurement.activation_bits,
+        )
+        if cache_file is not None:
+            try:
+                cache_file.parent.mkdir(parents=True, exist_ok=True)
+                temporary = cache_file.with_suffix(".tmp")
+                temporary.write_bytes(pickle.dumps(layers))
+                temporary.replace(cache_file)
+            except OSError:
+                pass  # a read-only cache folder only costs speed
+    _LAYER_CACHE[key] = layers
+    return layers
+
+
+def _builtin_names() -> frozenset[str]:
+    from autocompress.core.models import _LOCAL_MODELS, torchvision_model_names
+
+    return frozenset(torchvision_model_names()) | frozenset(_LOCAL_MODELS)
+
+
+@dataclass(frozen=True)
+class RowResult:
+    """One measurement with its prediction before and after calibration (and held out)."""
+
+    measurement: Measurement
+    before_ms: float
+    after_ms: float
+    held_out_ms: float | None
+
+
+@dataclass(frozen=True)
+class ChipResult:
+    """The calibration of one chip and the per-row evidence."""
+
+    calibration: ChipCalibration
+    rows: tuple[RowResult, ...]
+    before: ErrorSummary
+    after: ErrorSummary
+    cross_validation: ErrorSummary | None
+
+
+def calibrate_chip(chip: ChipSpec, measurements: Sequence[Measurement]) -> ChipResult:
+    """Fit ``chip``'s knobs to its measurements, with before/after/cross-validated errors."""
+    from autocompress.hardware.estimate import check_bits_supported
+
+    for m in measurements:
+        check_bits_supported(chip, weight_bits=m.weight_bits, activation_bits=m.activation_bits)
+    features: list[RowFeatures] = [row_features(measured_layers(m), chip) for m in measurements]
+    measured = [m.latency_ms for m in measurements]
+    start = datasheet_knobs(chip)
+    before = [predict_ms(f, start) for f in features]
+    fit = fit_knobs(features, measured, start)
+    after = [predict_ms(f, fit.knobs) for f in features]
+
+    models = sorted({m.model for m in measurements})
+    held_out: list[float | None] = [None] * len(measurements)
+    if len(models) >= 2:
+        for model in models:
+            train = [i for i, m in enumerate(measurements) if m.model != model]
+            test = [i for i, m in enumerate(measurements) if m.model == model]
+            sub = fit_knobs([features[i] for i in train], [measured[i] for i in train], start)
+            for i in test:
+                held_out[i] = predict_ms(features[i], sub.knobs)
+    cv = None
+    if all(value is not None for value in held_out) and len(models) >= 2:
+        cv = summarize([v for v in held_out if v is not None], measured)
+
+    before_summary, after_summary = summarize(before, measured), summarize(after, measured)
+    calibration = ChipCalibration(
+        chip_id=chip.chip_id,
+        knobs=fit.knobs,
+        datasheet=start,
+        bounds={k.name: (k.lower, k.upper) for k in KNOBS},
+        at_bound=fit.at_bound,
+        rows=len(measurements),
+        models=tuple(models),
+        sources=tuple(dict.fromkeys(m.source for m in measurements if m.source)),
+        error_before=before_summary.to_dict(),
+        error_after=after_summary.to_dict(),
+        cross_validation=None if cv is None else {"method": "leave-one-model-out", **cv.to_dict()},
+    )
+    rows = tuple(
+        RowResult(m, b, a, h)
+        for m, b, a, h in zip(measurements, before, after, held_out, strict=True)
+    )
+    return ChipResult(calibration, rows, before_summary, after_summary, cv)
+
+
+@dataclass(frozen=True)
+class CalibrationReport:
+    """Everything ``calibrate`` prints and writes."""
+
+    file: CalibrationFile
+    chips: dict[str, ChipResult]
+
+
+def calibrate(
+    measurements_csv: str | Path,
+    *,
+    chips: Iterable[str] | None = None,
+    uncalibrated: bool = True,
+) -> CalibrationReport:
+    """Fit every chip of a measurements CSV (or only ``chips``).
+
+    Args:
+        measurements_csv: the CSV (:mod:`autocompress.hardware.calibration_csv`).
+        chips: chip ids to calibrate (default: every chip in the file).
+        uncalibrated: fit from the plugin's datasheet knobs (True) rather than from
+            knobs an active calibration already applies.
+
+    Returns:
+        The :class:`CalibrationReport` (the calibration file to write + per-row results).
+    """
+    from autocompress import __version__
+    from autocompress.hardware.plugins import get_chip
+
+    path = Path(measurements_csv)
+    wanted = None if chips is None else list(chips)
+    for chip_id in wanted or ():
+        get_chip(chip_id)
+    rows = read_measurements(path, chips=wanted)
+    by_chip: dict[str, list[Measurement]] = {}
+    for row in rows:
+        by_chip.setdefault(row.chip_id, []).append(row)
+    results: dict[str, ChipResult] = {}
+    for chip_id, chip_rows in by_chip.items():
+        chip = get_chip(chip_id)
+        if not uncalibrated:
+            from autocompress.hardware.calibration_store import calibrated_spec
+
+            chip = calibrated_spec(chip)
+        results[chip_id] = calibrate_chip(chip, chip_rows)
+    created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    file = CalibrationFile(
+        chips={chip_id: result.calibration for chip_id, result in results.items()},
+        created=created.replace("+00:00", "Z"),
+        measurements={"file": str(path), "sha256": file_sha256(path), "rows": len(rows)},
+        tool={"autocompress": __version__},
+    )
+    return CalibrationReport(file=file, chips=results)
+
+
+__all__ = [
+    "CalibrationReport",
+    "ChipResult",
+    "RowResult",
+    "calibrate",
+    "calibrate_chip",
+    "measured_layers",
+]
