@@ -217,8 +217,8 @@ def finetune(
     ``teacher_logits``, which must be in ``data.train`` order) and indexed per
     batch; with ``augment`` (random crop + flip on the device) the teacher runs
     on every augmented batch (shifts of 1/8 of the image size, 4 pixels at 32×32,
-    plus horizontal flips unless ``augment_flip`` is False). Activation ranges are calibrated on a few
-    batches first, after the folded batch-norm statistics are re-estimated
+    plus horizontal flips unless ``augment_flip`` is False). Activation ranges are
+    calibrated on a few batches first, after the folded batch-norm statistics are re-estimated
     (see :func:`calibrate`). Budget: ``epochs`` (fractions allowed) or ``steps``.
 
     Defaults (AdamW, lr 1e-3, 10 % warm-up then cosine, batch 64, 3 epochs)
