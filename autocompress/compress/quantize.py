@@ -227,8 +227,8 @@ class QuantMixin:
         self.register_buffer("act_calibrated", torch.zeros(()))  # type: ignore[attr-defined]
         self.register_buffer("sparsity_mask", None)  # type: ignore[attr-defined]
         # learned step sizes (LSQ): None until enable_learned_steps(); see that method
-        self.weight_step: nn.Parameter | None = None
-        self.act_step: nn.Parameter | None = None
+        self.weight_log_step: nn.Parameter | None = None
+        self.act_log_step: nn.Parameter | None = None
         self.register_buffer("weight_step_zero_point", None)  # type: ignore[attr-defined]
         self.register_buffer("act_step_zero_point", None)  # type: ignore[attr-defined]
 
@@ -238,9 +238,9 @@ class QuantMixin:
         if mask_key in state_dict and self.sparsity_mask is None:
             self.sparsity_mask = torch.empty_like(state_dict[mask_key])
         for kind in ("weight", "act"):  # learned steps saved: make room for them
-            key = f"{prefix}{kind}_step"
-            if key in state_dict and getattr(self, f"{kind}_step") is None:
-                self._make_step(kind, torch.empty_like(state_dict[key]))
+            key = f"{prefix}{kind}_log_step"
+            if key in state_dict and getattr(self, f"{kind}_log_step") is None:
+                self._make_step(kind, torch.ones_like(state_dict[key]))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore[misc]
         self._calibrated = bool(self.act_calibrated.item() > 0)
 
@@ -299,10 +299,11 @@ class QuantMixin:
         largest absolute weight) and the zero point is 0. With a learned step
         (:meth:`enable_learned_steps`) it is that step and its fixed zero point.
         """
-        if self.weight_step is not None:
+        if self.weight_log_step is not None:
             zero = self.weight_step_zero_point
             assert zero is not None
-            return self.weight_step.detach().float().clamp_min(MIN_STEP), zero.to(torch.int32)
+            step = torch.exp(self.weight_log_step.detach().float()).clamp_min(MIN_STEP)
+            return step, zero.to(torch.int32)
         with torch.no_grad():
             flat = weight.detach().reshape(weight.shape[0], -1).float()
             if self.logarithmic or self.weight_symmetric:  # one reduction: the largest |w|
@@ -322,11 +323,11 @@ class QuantMixin:
         """Fake-quantize a (folded) weight in this layer's scheme and bits."""
         if not self.weight_quantized:
             return weight
-        if self.weight_step is not None:
+        if self.weight_log_step is not None:
             assert self.weight_step_zero_point is not None
             return lsq_fake_quantize(
                 weight,
-                self.weight_step,
+                torch.exp(self.weight_log_step),
                 self.weight_step_zero_point,
                 self.weight_bits,
                 self.weight_symmetric,
@@ -379,10 +380,10 @@ class QuantMixin:
 
         From the EMA range, or from ``low``/``high`` when given.
         """
-        if self.act_step is not None and low is None and high is None:
+        if self.act_log_step is not None and low is None and high is None:
             zero = self.act_step_zero_point
             assert zero is not None
-            step = self.act_step.detach().float().clamp_min(MIN_STEP).reshape(())
+            step = torch.exp(self.act_log_step.detach().float()).clamp_min(MIN_STEP).reshape(())
             return step, zero.to(torch.int32).reshape(())
         low = self.act_min if low is None else low
         high = self.act_max if high is None else high
@@ -399,11 +400,11 @@ class QuantMixin:
         """
         if not self.activation_quantized:
             return x
-        if self.act_step is not None and not self.calibrating:
+        if self.act_log_step is not None and not self.calibrating:
             assert self.act_step_zero_point is not None
             return lsq_fake_quantize(
                 x,
-                self.act_step,
+                torch.exp(self.act_log_step),
                 self.act_step_zero_point,
                 self.activation_bits,
                 self.activation_symmetric,
@@ -426,24 +427,29 @@ class QuantMixin:
     # -- learned step sizes (LSQ) ---------------------------------------------------------
     def _make_step(self, kind: str, step: torch.Tensor) -> None:
         zero = torch.zeros(step.shape, dtype=torch.int32, device=step.device)
-        setattr(self, f"{kind}_step", nn.Parameter(step.detach().float().clone()))
+        log_step = torch.log(step.detach().float().clamp_min(MIN_STEP))
+        setattr(self, f"{kind}_log_step", nn.Parameter(log_step))
         setattr(self, f"{kind}_step_zero_point", zero)
 
     def enable_learned_steps(self, *, weights: bool, activations: bool) -> list[str]:
         """Turn the current (calibrated) quantization grid into learned step sizes.
 
         Weights: the min/max step of the folded weight becomes a trainable
-        parameter ``weight_step`` (one per output channel or one), its zero
-        point fixed. Activations ("learned clipping"): the calibrated EMA range
-        becomes ``act_step`` plus a fixed zero point, so the clipping range
-        ``[(qmin - z)·s, (qmax - z)·s]`` is learned. Only affine (not
+        step (one per output channel or one), its zero point fixed.
+        Activations of at most 8 bits ("learned clipping"): the calibrated EMA
+        range becomes a trainable step plus a fixed zero point, so the clipping
+        range ``[(qmin - z)·s, (qmax - z)·s]`` is learned. Steps are stored as
+        their natural log (``weight_log_step`` / ``act_log_step``): always
+        positive, and an optimizer's update is a *relative* change of the step,
+        whatever its magnitude (AdamW at lr 1e-3 would otherwise move a 16-bit
+        step of 1e-4 by ten times itself per update). Only affine (not
         logarithmic) quantized parts are converted; call after calibration.
         Returns what was converted (``"weight"``, ``"activation"``).
         """
         done: list[str] = []
         if self.logarithmic:
             return done
-        if weights and self.weight_quantized and self.weight_step is None:
+        if weights and self.weight_quantized and self.weight_log_step is None:
             with torch.no_grad():
                 folded, _ = self.folded_weight_bias()
                 scale, zero = self.weight_qparams(folded)
@@ -451,7 +457,13 @@ class QuantMixin:
             assert self.weight_step_zero_point is not None
             self.weight_step_zero_point.copy_(zero.to(torch.int32))
             done.append("weight")
-        if activations and self.activation_quantized and self.act_step is None and self._calibrated:
+        if (
+            activations
+            and self.activation_quantized
+            and self.activation_bits <= 8
+            and self.act_log_step is None
+            and self._calibrated
+        ):
             with torch.no_grad():
                 scale, zero = self.activation_qparams()
             self._make_step("act", scale.reshape(()))
@@ -462,18 +474,11 @@ class QuantMixin:
 
     def activation_range(self) -> tuple[float, float]:
         """(min, max) the input activations are clipped to."""
-        if self.act_step is None:
+        if self.act_log_step is None:
             return float(self.act_min), float(self.act_max)
         scale, zero = self.activation_qparams()
         qmin, qmax = integer_range(self.activation_bits, self.activation_symmetric)
         return float((qmin - zero) * scale), float((qmax - zero) * scale)
-
-    @torch.no_grad()
-    def clamp_steps_(self) -> None:
-        """Keep learned steps positive (call after each optimizer step)."""
-        for step in (self.weight_step, self.act_step):
-            if step is not None:
-                step.clamp_(min=MIN_STEP)
 
     # -- export ---------------------------------------------------------------------------
     def quant_params(self) -> dict[str, Any]:
@@ -760,15 +765,9 @@ def make_room_for_learned_steps(model: nn.Module, state_dict: Mapping[str, torch
     for name, layer in quantized_layers(model):
         prefix = f"{name}." if name else ""
         for kind in ("weight", "act"):
-            key = f"{prefix}{kind}_step"
-            if key in state_dict and getattr(layer, f"{kind}_step") is None:
-                layer._make_step(kind, torch.empty_like(state_dict[key]))
-
-
-def clamp_learned_steps(model: nn.Module) -> None:
-    """Keep every learned step of ``model`` positive (after an optimizer step)."""
-    for _, layer in quantized_layers(model):
-        layer.clamp_steps_()
+            key = f"{prefix}{kind}_log_step"
+            if key in state_dict and getattr(layer, f"{kind}_log_step") is None:
+                layer._make_step(kind, torch.ones_like(state_dict[key]))
 
 
 def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
@@ -787,7 +786,6 @@ __all__ = [
     "affine_qparams",
     "calibrate_activations",
     "check_bits",
-    "clamp_learned_steps",
     "enable_learned_steps",
     "fake_quantize",
     "fake_quantize_affine",

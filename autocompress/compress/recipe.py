@@ -26,6 +26,8 @@ from autocompress.core.trial_config import TrialConfig
 
 #: Accuracy at most this multiple of chance (1 / classes) counts as "at chance".
 CHANCE_MARGIN = 1.2
+#: The chance check waits for this many optimizer steps (a short epoch proves nothing).
+CHANCE_CHECK_MIN_STEPS = 50
 #: Learning-rate factor of the one retry after a divergence.
 RETRY_LR_FACTOR = 0.1
 
@@ -144,7 +146,8 @@ def distill_with_retry(
 
     Divergence: :class:`TrainingDiverged` from the training loop (loss not
     finite), or validation accuracy at chance (:func:`at_chance`) after the
-    first epoch (or at the end, for runs shorter than an epoch) when
+    first epoch that ends :data:`CHANCE_CHECK_MIN_STEPS` steps or more into the
+    run (or at the end, for shorter runs of at least that many steps) when
     ``check_chance``. ``on_epoch(end, student, lr)`` runs after every epoch
     (checkpoint there). ``resume`` (with a ``"lr"`` key from a checkpoint)
     continues a run; a resumed run does not retry.
@@ -168,7 +171,7 @@ def distill_with_retry(
             used: float = attempt_lr,
             checked: list[bool] = checked,
         ) -> None:
-            if check_chance and not checked:
+            if check_chance and not checked and end.step >= CHANCE_CHECK_MIN_STEPS:
                 checked.append(True)
                 accuracy = evaluate(model, data.val, device=device)["accuracy"]
                 model.train()
@@ -195,7 +198,8 @@ def distill_with_retry(
                 calibrated=resume is not None,
                 **finetune_kwargs,
             )
-            if check_chance and not checked:  # shorter than one epoch: judge at the end
+            if check_chance and not checked and stats["steps"] >= CHANCE_CHECK_MIN_STEPS:
+                # no epoch of enough steps ended (a short run): judge at the end
                 accuracy = evaluate(current, data.val, device=device)["accuracy"]
                 if at_chance(accuracy, data.num_classes):
                     raise TrainingDiverged(

@@ -32,7 +32,6 @@ from autocompress.compress.quantize import (
     FLOAT_BITS,
     calibrate_activations,
     check_bits,
-    clamp_learned_steps,
     enable_learned_steps,
     fake_quantize,
     make_room_for_learned_steps,
@@ -231,9 +230,9 @@ def finetune(
 
     ``learned_steps`` turns the calibrated grid into LSQ step sizes for weights
     of at most 4 bits and learned clipping of every quantized input
-    (:func:`~autocompress.compress.quantize.enable_learned_steps`), kept
-    positive after every step. ``calibrated`` skips the calibration (a student
-    restored from a checkpoint); ``on_epoch`` / ``resume`` are passed to
+    (:func:`~autocompress.compress.quantize.enable_learned_steps`). ``calibrated``
+    skips the calibration (a student restored from a checkpoint); ``on_epoch`` /
+    ``resume`` are passed to
     :func:`~autocompress.compress.training.train` (checkpoint and resume).
     A non-finite loss raises :class:`~autocompress.compress.training.TrainingDiverged`.
 
@@ -286,10 +285,6 @@ def finetune(
     )
     split = dataclasses.replace(data.train, images=train_images)
     model = torch.compile(student, dynamic=False) if compile else student
-    has_steps = any(
-        layer.weight_step is not None or layer.act_step is not None
-        for _, layer in quantized_layers(student)
-    )
     return train(
         model,
         split,
@@ -298,7 +293,6 @@ def finetune(
         device=dev,
         progress=progress,
         stage="finetune",
-        after_step=(lambda: clamp_learned_steps(student)) if has_steps else None,
         on_epoch=on_epoch,
         resume=resume,
     )

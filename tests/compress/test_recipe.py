@@ -46,21 +46,21 @@ def test_lsq_steps_receive_gradients_and_stay_positive(symmetric):
     x = torch.randn(16, 8, 6, 6)
     calibrate_activations(layer, x)
     assert enable_learned_steps(layer) == {"": ["weight", "activation"]}
-    assert layer.weight_step is not None and layer.act_step is not None
+    assert layer.weight_log_step is not None and layer.act_log_step is not None
     before = layer(x).detach()
     layer(x).pow(2).mean().backward()
-    assert layer.weight_step.grad is not None and layer.weight_step.grad.abs().sum() > 0
-    assert layer.act_step.grad is not None and layer.act_step.grad.abs().sum() > 0
-    # same grid as the min/max quantization it started from
+    assert layer.weight_log_step.grad is not None and layer.weight_log_step.grad.abs().sum() > 0
+    assert layer.act_log_step.grad is not None and layer.act_log_step.grad.abs().sum() > 0
+    # the learned grid starts as the min/max grid it replaces
     assert layer.quant_params()["weight_scale"].shape == (6,)
-    # a step pushed hard below zero is clamped back to a positive value
-    optimizer = torch.optim.SGD([layer.weight_step, layer.act_step], lr=1e6)
+    # a step pushed hard towards zero and below stays positive (and the output finite)
+    optimizer = torch.optim.SGD([layer.weight_log_step, layer.act_log_step], lr=1e3)
     for _ in range(3):
         optimizer.zero_grad()
-        layer(x).pow(2).mean().backward()
+        layer(x).pow(2).mean().backward()  # shrinking the steps lowers this loss
         optimizer.step()
-        layer.clamp_steps_()
-    assert (layer.weight_step > 0).all() and (layer.act_step > 0).all()
+    scale = layer.quant_params()["weight_scale"]
+    assert (scale > 0).all() and layer.quant_params()["activation_scale"] > 0
     assert torch.isfinite(layer(x)).all() and before.shape == layer(x).shape
 
 
@@ -69,8 +69,10 @@ def test_lsq_student_trains_saves_and_loads(tmp_path, chip, digits, digits_teach
     config = _w4a8(teacher)
     student = S.build_student(teacher, config, chip, digits.input_shape)
     S.finetune(student, teacher, digits, config, epochs=1, learned_steps=True, augment=True)
-    steps = [m.weight_step for _, m in quantized_layers(student) if m.weight_step is not None]
-    assert steps and all((s > 0).all() for s in steps)
+    steps = [
+        m.weight_log_step for _, m in quantized_layers(student) if m.weight_log_step is not None
+    ]
+    assert len(steps) == 4 and all(torch.isfinite(s).all() for s in steps)
     path = S.save_student(
         tmp_path / "lsq.pt",
         student,
@@ -143,3 +145,18 @@ def test_default_recovery_epochs_depend_on_dataset_and_device():
     assert default_recovery_epochs("digits", "cpu") < default_recovery_epochs("digits", "cuda")
     assert default_recovery_epochs("cifar10", "cuda") == 30
     assert default_recovery_epochs("other", "cpu") == 10
+
+
+def test_fast_path_on_a_gpu_is_batch_512_compiled_for_long_runs_cpu_unchanged():
+    from autocompress.compress.fastpath import choose_fast_path
+
+    gpu = lambda _device: True  # noqa: E731 — "the device is CUDA", without a GPU
+    long = choose_fast_path("cuda", epochs=30, train_images=40000, is_cuda=gpu)
+    assert (long.device_type, long.batch_size, long.compile) == ("cuda", 512, True)
+    short = choose_fast_path("cuda", epochs=1, train_images=40000, is_cuda=gpu)
+    assert short.batch_size == 512 and not short.compile
+    cpu = choose_fast_path("cpu", epochs=30, train_images=40000)
+    assert (cpu.device_type, cpu.batch_size, cpu.compile) == ("cpu", 128, False)
+    asked = choose_fast_path("cuda", epochs=1, train_images=100, batch_size=64, compile=True,
+                             is_cuda=gpu)  # fmt: skip
+    assert asked.batch_size == 64 and asked.compile
