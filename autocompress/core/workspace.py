@@ -53,7 +53,8 @@ class TrialRecord:
         violations: budget name -> Optuna constraint value on the run's main chip
             (``<= 0`` met); see ``Budget.violations``.
         feasible: every budget met on the main chip.
-        timings_s: stage -> seconds (``compress``, ``cost``, ``finetune``, ``evaluate``, ``total``).
+        timings_s: stage -> seconds (``compress``, ``cost``, ``finetune``, ``evaluate``, ``total``),
+            plus ``finetune_s_per_epoch`` and ``finetune_images_per_s`` (fine-tune throughput).
         error: message for a failed trial.
         backend: ``optuna`` or ``ray``.
     """
