@@ -223,7 +223,7 @@ def main() -> None:
         print(f"| {name} | {pct(proxy)} | {pct(rec)} | {gap} | {lat} | {seconds:.0f} |")
 
     print()
-    print(f"## issue 10 headline ({dataset}, {model}, rockchip/rv1126, latency <= {latency} of int8)")
+    print(f"## issue 10 headline ({dataset}, {model}, rv1126, latency <= {latency} of int8)")
     print(
         f"machine: {platform.node()} {platform.machine()}, device {device}, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
