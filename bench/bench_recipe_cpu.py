@@ -54,6 +54,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=10)
     parser.add_argument("--teacher-epochs", type=int, default=20)
     parser.add_argument("--only", nargs="*", help="recipe names to run")
+    parser.add_argument(
+        "--schemes", nargs="*", default=["rv1126", "symmetric"], help="rv1126 and/or symmetric"
+    )
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -81,7 +84,8 @@ def main() -> None:
     )
     results = []
     flip = args.dataset != "digits"
-    for chip in (rv1126, symmetric):
+    chips = {"rv1126": rv1126, "symmetric": symmetric}
+    for chip in (chips[name] for name in args.schemes):
         for name, recipe in RECIPES.items():
             if args.only and name not in args.only:
                 continue
