@@ -8,6 +8,7 @@ The public Python API (imported lazily, so ``import autocompress`` stays cheap):
 - :func:`search` — the budget-constrained multi-objective search.
 - :func:`load_report` — the Pareto front of a run directory.
 - :func:`export` — a chosen trial as ONNX + PyTorch + deploy card.
+- :func:`recover` — recovery training of a chosen trial (``autocompress finetune``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ _LAZY: dict[str, str] = {
     "search": "autocompress.search.api",
     "load_report": "autocompress.report.api",
     "export": "autocompress.export.api",
+    "recover": "autocompress.recover.api",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "spaces": ("autocompress.cli.spaces", "List and check search spaces."),
     "search": ("autocompress.cli.search", "Search for compressed models under budgets."),
     "report": ("autocompress.cli.report", "Show the Pareto front of a run (table, HTML, CSV)."),
+    "finetune": (
+        "autocompress.cli.finetune",
+        "Recovery training of a chosen trial (longer KD, learned step sizes).",
+    ),
     "export": (
         "autocompress.cli.export",
         "Export a chosen trial: ONNX, PyTorch and a deploy card.",
@@ -66,6 +70,7 @@ def cli() -> None:
       autocompress cost --model mobilenet_v2 --chip rockchip/rv1126
       autocompress search                     # the embedded default search
       autocompress report runs/<name>         # the Pareto front
+      autocompress finetune runs/<name> --pick "max accuracy"   # recovery training
       autocompress export runs/<name> --trial 17
     """
     reset_warnings()

@@ -22,9 +22,28 @@ from autocompress.cli.console import print_json, stdout
     type=click.Path(path_type=Path),
     help="Output directory (default RUN/models/trial-NNNN).",
 )
+@click.option(
+    "--recover-epochs",
+    type=float,
+    metavar="E",
+    help="First run `autocompress finetune` for E epochs, then export the recovered weights.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Device of the recovery training (--recover-epochs).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(
-    run_dir: Path, trial: int | None, pick: str | None, out: Path | None, as_json: bool
+    run_dir: Path,
+    trial: int | None,
+    pick: str | None,
+    out: Path | None,
+    recover_epochs: float | None,
+    device: str,
+    as_json: bool,
 ) -> None:
     """Export one trial of RUN: model.onnx (Q/DQ per layer), model.pt, card.json, card.md.
 
@@ -33,13 +52,48 @@ def command(
       autocompress export runs/NAME --trial 17
       autocompress export runs/NAME --pick "max accuracy where latency_ms <= 3"
       autocompress export runs/NAME --pick "min latency_ms where accuracy >= 0.9" --out deploy/
+      autocompress export runs/NAME --pick "max accuracy" --recover-epochs 30
+
+    The recovered weights of `autocompress finetune` are exported when they
+    exist (the card says which weights, with both accuracies).
     """
     from autocompress.core.errors import ConfigError
     from autocompress.export.api import export
 
     if (trial is None) == (pick is None):
         raise ConfigError("give exactly one of --trial N or --pick RULE")
-    result = export(run_dir, trial=trial, pick=pick, out=out)
+    if recover_epochs is None:
+        result = export(run_dir, trial=trial, pick=pick, out=out)
+    else:
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        from autocompress.cli.console import stderr
+
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=stderr,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("recovery training", total=1.0)
+            result = export(
+                run_dir,
+                trial=trial,
+                pick=pick,
+                out=out,
+                recover_epochs=recover_epochs,
+                device=device,
+                recover_progress=lambda _s, done: bar.update(task, completed=done),
+            )
     check = result.check
     if as_json:
         print_json(
@@ -52,10 +106,24 @@ def command(
                 ]
                 + [str(p) for p in result.chip_files],
                 "check": check.to_dict(),
+                "weights": result.card.get("weights"),
+                "accuracy": result.card.get("accuracy"),
             }
         )
         return
     stdout.print(f"exported trial {result.trial} to {result.directory}")
+    weights, accuracy = result.card.get("weights") or {}, result.card.get("accuracy") or {}
+    if weights.get("source") == "recovered":
+        stdout.print(
+            f"  weights: recovered ({weights.get('epochs'):g} epochs): test "
+            f"{accuracy.get('recovered_test', 0):.2%} (search proxy "
+            f"{accuracy.get('proxy_test') or 0:.2%})"
+        )
+    else:
+        stdout.print(
+            "  weights: the search's proxy fine-tune "
+            f"(`autocompress finetune {run_dir} --trial {result.trial}` trains it longer)"
+        )
     for path in (
         result.onnx_path,
         result.pt_path,

@@ -145,6 +145,52 @@ def fake_quantize_log(
     return x + (q - x).detach()
 
 
+#: Learned step sizes (LSQ) are used for weights of at most this many bits.
+LSQ_MAX_WEIGHT_BITS = 4
+#: Smallest step a learned step size may take (kept positive).
+MIN_STEP = 1e-8
+
+
+def grad_scale(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``x`` in the forward pass, gradient multiplied by ``scale`` in the backward pass."""
+    scaled = x * scale
+    return (x - scaled).detach() + scaled
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """Round to the nearest integer; the gradient passes straight through."""
+    return (torch.round(x) - x).detach() + x
+
+
+def lsq_fake_quantize(
+    x: torch.Tensor,
+    step: torch.Tensor,
+    zero_point: torch.Tensor,
+    bits: int,
+    symmetric: bool,
+    axis: int | None = None,
+) -> torch.Tensor:
+    """Quantize-dequantize with a *learned* step (LSQ, Esser et al. 2020).
+
+    ``(clamp(round(x / s) + z, qmin, qmax) - z) · s``; ``x`` and ``s`` both get
+    gradients (rounding is straight-through; the step's gradient is scaled by
+    ``1 / sqrt(N · qmax)`` as in the paper, N = elements per step). The step is
+    clamped to at least :data:`MIN_STEP`; ``zero_point`` is a fixed integer.
+    """
+    qmin, qmax = integer_range(bits, symmetric)
+    if axis is None:
+        per_step = x.numel()
+        shape: tuple[int, ...] = ()
+    else:
+        per_step = x.numel() // max(1, x.shape[axis])
+        shape = tuple(-1 if d == axis else 1 for d in range(x.dim()))
+    g = 1.0 / ((per_step * max(qmax, 1)) ** 0.5)
+    s = grad_scale(step, g).clamp_min(MIN_STEP).reshape(shape).to(x.dtype)
+    z = zero_point.reshape(shape).to(x.dtype)
+    q = torch.clamp(round_ste(x / s) + z, qmin, qmax)
+    return (q - z) * s
+
+
 class QuantMixin:
     """Shared state and behaviour of :class:`QuantConv2d` and :class:`QuantLinear`.
 
@@ -180,12 +226,21 @@ class QuantMixin:
         self.register_buffer("act_max", torch.zeros(()))  # type: ignore[attr-defined]
         self.register_buffer("act_calibrated", torch.zeros(()))  # type: ignore[attr-defined]
         self.register_buffer("sparsity_mask", None)  # type: ignore[attr-defined]
+        # learned step sizes (LSQ): None until enable_learned_steps(); see that method
+        self.weight_log_step: nn.Parameter | None = None
+        self.act_log_step: nn.Parameter | None = None
+        self.register_buffer("weight_step_zero_point", None)  # type: ignore[attr-defined]
+        self.register_buffer("act_step_zero_point", None)  # type: ignore[attr-defined]
 
     # -- state dict: loading ranges marks the layer calibrated -----------------------------
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
         mask_key = prefix + "sparsity_mask"
         if mask_key in state_dict and self.sparsity_mask is None:
             self.sparsity_mask = torch.empty_like(state_dict[mask_key])
+        for kind in ("weight", "act"):  # learned steps saved: make room for them
+            key = f"{prefix}{kind}_log_step"
+            if key in state_dict and getattr(self, f"{kind}_log_step") is None:
+                self._make_step(kind, torch.ones_like(state_dict[key]))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore[misc]
         self._calibrated = bool(self.act_calibrated.item() > 0)
 
@@ -241,8 +296,14 @@ class QuantMixin:
         """(scale, zero_point) of a (folded) weight: one per output channel, or one element.
 
         For the logarithmic scheme the scale is the reference magnitude (the
-        largest absolute weight) and the zero point is 0.
+        largest absolute weight) and the zero point is 0. With a learned step
+        (:meth:`enable_learned_steps`) it is that step and its fixed zero point.
         """
+        if self.weight_log_step is not None:
+            zero = self.weight_step_zero_point
+            assert zero is not None
+            step = torch.exp(self.weight_log_step.detach().float()).clamp_min(MIN_STEP)
+            return step, zero.to(torch.int32)
         with torch.no_grad():
             flat = weight.detach().reshape(weight.shape[0], -1).float()
             if self.logarithmic or self.weight_symmetric:  # one reduction: the largest |w|
@@ -262,6 +323,16 @@ class QuantMixin:
         """Fake-quantize a (folded) weight in this layer's scheme and bits."""
         if not self.weight_quantized:
             return weight
+        if self.weight_log_step is not None:
+            assert self.weight_step_zero_point is not None
+            return lsq_fake_quantize(
+                weight,
+                torch.exp(self.weight_log_step),
+                self.weight_step_zero_point,
+                self.weight_bits,
+                self.weight_symmetric,
+                axis=0 if self.per_channel else None,
+            )
         scale, zero_point = self.weight_qparams(weight)
         if self.logarithmic:
             shape = (-1,) + (1,) * (weight.dim() - 1)
@@ -309,6 +380,11 @@ class QuantMixin:
 
         From the EMA range, or from ``low``/``high`` when given.
         """
+        if self.act_log_step is not None and low is None and high is None:
+            zero = self.act_step_zero_point
+            assert zero is not None
+            step = torch.exp(self.act_log_step.detach().float()).clamp_min(MIN_STEP).reshape(())
+            return step, zero.to(torch.int32).reshape(())
         low = self.act_min if low is None else low
         high = self.act_max if high is None else high
         if self.logarithmic:
@@ -324,6 +400,15 @@ class QuantMixin:
         """
         if not self.activation_quantized:
             return x
+        if self.act_log_step is not None and not self.calibrating:
+            assert self.act_step_zero_point is not None
+            return lsq_fake_quantize(
+                x,
+                torch.exp(self.act_log_step),
+                self.act_step_zero_point,
+                self.activation_bits,
+                self.activation_symmetric,
+            )
         if self.training or self.calibrating:  # type: ignore[attr-defined]
             self._observe(x)
             scale, zero_point = self.activation_qparams()
@@ -338,6 +423,62 @@ class QuantMixin:
         return fake_quantize_affine(
             x, scale, zero_point, self.activation_bits, self.activation_symmetric
         )
+
+    # -- learned step sizes (LSQ) ---------------------------------------------------------
+    def _make_step(self, kind: str, step: torch.Tensor) -> None:
+        zero = torch.zeros(step.shape, dtype=torch.int32, device=step.device)
+        log_step = torch.log(step.detach().float().clamp_min(MIN_STEP))
+        setattr(self, f"{kind}_log_step", nn.Parameter(log_step))
+        setattr(self, f"{kind}_step_zero_point", zero)
+
+    def enable_learned_steps(self, *, weights: bool, activations: bool) -> list[str]:
+        """Turn the current (calibrated) quantization grid into learned step sizes.
+
+        Weights: the min/max step of the folded weight becomes a trainable
+        step (one per output channel or one), its zero point fixed.
+        Activations of at most 8 bits ("learned clipping"): the calibrated EMA
+        range becomes a trainable step plus a fixed zero point, so the clipping
+        range ``[(qmin - z)·s, (qmax - z)·s]`` is learned. Steps are stored as
+        their natural log (``weight_log_step`` / ``act_log_step``): always
+        positive, and an optimizer's update is a *relative* change of the step,
+        whatever its magnitude (AdamW at lr 1e-3 would otherwise move a 16-bit
+        step of 1e-4 by ten times itself per update). Only affine (not
+        logarithmic) quantized parts are converted; call after calibration.
+        Returns what was converted (``"weight"``, ``"activation"``).
+        """
+        done: list[str] = []
+        if self.logarithmic:
+            return done
+        if weights and self.weight_quantized and self.weight_log_step is None:
+            with torch.no_grad():
+                folded, _ = self.folded_weight_bias()
+                scale, zero = self.weight_qparams(folded)
+            self._make_step("weight", scale)
+            assert self.weight_step_zero_point is not None
+            self.weight_step_zero_point.copy_(zero.to(torch.int32))
+            done.append("weight")
+        if (
+            activations
+            and self.activation_quantized
+            and self.activation_bits <= 8
+            and self.act_log_step is None
+            and self._calibrated
+        ):
+            with torch.no_grad():
+                scale, zero = self.activation_qparams()
+            self._make_step("act", scale.reshape(()))
+            assert self.act_step_zero_point is not None
+            self.act_step_zero_point.copy_(zero.to(torch.int32).reshape(()))
+            done.append("activation")
+        return done
+
+    def activation_range(self) -> tuple[float, float]:
+        """(min, max) the input activations are clipped to."""
+        if self.act_log_step is None:
+            return float(self.act_min), float(self.act_max)
+        scale, zero = self.activation_qparams()
+        qmin, qmax = integer_range(self.activation_bits, self.activation_symmetric)
+        return float((qmin - zero) * scale), float((qmax - zero) * scale)
 
     # -- export ---------------------------------------------------------------------------
     def quant_params(self) -> dict[str, Any]:
@@ -413,7 +554,7 @@ class QuantMixin:
                     activation_zero_point=int(zero_point),
                     activation_qmin=qmin,
                     activation_qmax=qmax,
-                    activation_range=(float(self.act_min), float(self.act_max)),
+                    activation_range=self.activation_range(),
                 )
         return params
 
@@ -600,6 +741,35 @@ def recalibrate_batch_norms(
     return len(layers)
 
 
+def enable_learned_steps(
+    model: nn.Module, *, max_weight_bits: int = LSQ_MAX_WEIGHT_BITS, activations: bool = True
+) -> dict[str, list[str]]:
+    """LSQ step sizes for weights of at most ``max_weight_bits`` bits and learned activation
+    clipping on every quantized input (see :meth:`QuantMixin.enable_learned_steps`).
+
+    Call after calibration (BN re-estimated, activation ranges observed).
+    Returns layer name -> what was converted (layers with nothing converted left out).
+    """
+    out: dict[str, list[str]] = {}
+    for name, layer in quantized_layers(model):
+        done = layer.enable_learned_steps(
+            weights=layer.weight_bits <= max_weight_bits, activations=activations
+        )
+        if done:
+            out[name] = done
+    return out
+
+
+def make_room_for_learned_steps(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Create the learned-step parameters a saved ``state_dict`` holds (before loading it)."""
+    for name, layer in quantized_layers(model):
+        prefix = f"{name}." if name else ""
+        for kind in ("weight", "act"):
+            key = f"{prefix}{kind}_log_step"
+            if key in state_dict and getattr(layer, f"{kind}_log_step") is None:
+                layer._make_step(kind, torch.ones_like(state_dict[key]))
+
+
 def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
@@ -616,6 +786,7 @@ __all__ = [
     "affine_qparams",
     "calibrate_activations",
     "check_bits",
+    "enable_learned_steps",
     "fake_quantize",
     "fake_quantize_affine",
     "fake_quantize_log",
@@ -623,6 +794,8 @@ __all__ = [
     "layer_quantization",
     "log_codes",
     "log_decode",
+    "lsq_fake_quantize",
+    "make_room_for_learned_steps",
     "quantized_layers",
     "recalibrate_batch_norms",
 ]

@@ -32,13 +32,15 @@ from autocompress.compress.quantize import (
     FLOAT_BITS,
     calibrate_activations,
     check_bits,
+    enable_learned_steps,
     fake_quantize,
+    make_room_for_learned_steps,
     quantized_layers,
     recalibrate_batch_norms,
 )
 from autocompress.compress.slim import channel_groups, slim
 from autocompress.compress.sparsity import apply_sparsity
-from autocompress.compress.training import TrainingSchedule, resolve_device, train
+from autocompress.compress.training import EpochEnd, TrainingSchedule, resolve_device, train
 from autocompress.core.data import DatasetSplits
 from autocompress.core.errors import CheckpointError, ConfigError
 from autocompress.core.models import ModelSpec, load_state_dict_checked
@@ -200,6 +202,11 @@ def finetune(
     weight_decay: float = 5e-5,
     warmup_fraction: float = 0.1,
     compile: bool = False,
+    augment_flip: bool = True,
+    learned_steps: bool = False,
+    calibrated: bool = False,
+    on_epoch: Callable[[EpochEnd], None] | None = None,
+    resume: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
     """Distill ``teacher`` into ``student`` on ``data.train`` (in place).
 
@@ -208,8 +215,9 @@ def finetune(
     logits on the training split are computed once (or taken from
     ``teacher_logits``, which must be in ``data.train`` order) and indexed per
     batch; with ``augment`` (random crop + flip on the device) the teacher runs
-    on every augmented batch. Activation ranges are calibrated on a few
-    batches first, after the folded batch-norm statistics are re-estimated
+    on every augmented batch (shifts of 1/8 of the image size, 4 pixels at 32×32,
+    plus horizontal flips unless ``augment_flip`` is False). Activation ranges are
+    calibrated on a few batches first, after the folded batch-norm statistics are re-estimated
     (see :func:`calibrate`). Budget: ``epochs`` (fractions allowed) or ``steps``.
 
     Defaults (AdamW, lr 1e-3, 10 % warm-up then cosine, batch 64, 3 epochs)
@@ -219,6 +227,14 @@ def finetune(
 
     ``compile`` runs the student through ``torch.compile`` (worth it on a GPU for
     runs of several epochs; the first steps pay the compilation).
+
+    ``learned_steps`` turns the calibrated grid into LSQ step sizes for weights
+    of at most 4 bits and learned clipping of every quantized input
+    (:func:`~autocompress.compress.quantize.enable_learned_steps`). ``calibrated``
+    skips the calibration (a student restored from a checkpoint); ``on_epoch`` /
+    ``resume`` are passed to
+    :func:`~autocompress.compress.training.train` (checkpoint and resume).
+    A non-finite loss raises :class:`~autocompress.compress.training.TrainingDiverged`.
 
     Returns ``seconds``, ``steps``, ``epochs``, ``images_per_s``, ``final_loss``.
     """
@@ -239,7 +255,10 @@ def finetune(
                 f"teacher_logits has {len(cached)} rows but the training split has "
                 f"{len(train_images)} images"
             )
-    calibrate(student, train_images)
+    if not calibrated:
+        calibrate(student, train_images)
+    if learned_steps:
+        enable_learned_steps(student)
     temperature, alpha = config.kd_temperature, config.kd_alpha
 
     def loss_fn(
@@ -259,13 +278,24 @@ def finetune(
         lr=lr,
         optimizer=optimizer,
         weight_decay=weight_decay,
-        augment_padding=4 if augment else 0,
+        augment_padding=max(1, round(train_images.shape[-1] / 8)) if augment else 0,
+        augment_flip=augment_flip,
         warmup_fraction=warmup_fraction,
         seed=seed,
     )
     split = dataclasses.replace(data.train, images=train_images)
-    model = torch.compile(student) if compile else student
-    return train(model, split, loss_fn, schedule, device=dev, progress=progress, stage="finetune")
+    model = torch.compile(student, dynamic=False) if compile else student
+    return train(
+        model,
+        split,
+        loss_fn,
+        schedule,
+        device=dev,
+        progress=progress,
+        stage="finetune",
+        on_epoch=on_epoch,
+        resume=resume,
+    )
 
 
 _teacher_logits = (
@@ -425,6 +455,7 @@ def load_student(path: str | os.PathLike[str]) -> nn.Module:
         protect=tuple(payload["protect"]),
         keep_channels=structure["keep_channels"],
     )
+    make_room_for_learned_steps(student, payload["state_dict"])
     load_state_dict_checked(student, payload["state_dict"], source=str(path))
     return student.eval()
 
@@ -436,6 +467,7 @@ __all__ = [
     "evaluate",
     "finetune",
     "load_student",
+    "make_room_for_learned_steps",
     "prunable_layers",
     "quantizable_layers",
     "read_student_file",

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -49,9 +50,10 @@ def autocast(device: torch.device):
 
 @torch.no_grad()
 def random_crop_flip(
-    images: torch.Tensor, *, padding: int, generator: torch.Generator
+    images: torch.Tensor, *, padding: int, generator: torch.Generator, flip: bool = True
 ) -> torch.Tensor:
-    """Random ``padding``-pixel shifted crop + horizontal flip, batched on the images' device."""
+    """Random ``padding``-pixel shifted crop + horizontal flip (unless ``flip`` is False),
+    batched on the images' device."""
     n, _c, h, w = images.shape
     device = images.device
     padded = nn.functional.pad(images, (padding, padding, padding, padding))
@@ -62,8 +64,10 @@ def random_crop_flip(
     batch = torch.arange(n, device=device)[:, None, None, None]
     chan = torch.arange(_c, device=device)[None, :, None, None]
     out = padded[batch, chan, rows, cols]
-    flip = torch.rand(n, device=device, generator=generator) < 0.5
-    return torch.where(flip[:, None, None, None], out.flip(3), out)
+    if not flip:
+        return out
+    flipped = torch.rand(n, device=device, generator=generator) < 0.5
+    return torch.where(flipped[:, None, None, None], out.flip(3), out)
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class TrainingSchedule:
         weight_decay: decoupled (AdamW) or L2 (SGD) weight decay.
         warmup_fraction: fraction of the steps spent warming up linearly.
         augment_padding: random crop (pixels of padding) + flip when > 0.
+        augment_flip: the augmentation flips images horizontally (not for digits or text).
         seed: seeds the batch order and augmentation.
     """
 
@@ -90,6 +95,7 @@ class TrainingSchedule:
     weight_decay: float = 5e-4
     warmup_fraction: float = 0.0
     augment_padding: int = 0
+    augment_flip: bool = True
     seed: int = 0
 
     def total_steps(self, n_images: int) -> int:
@@ -115,6 +121,28 @@ def make_optimizer(model: nn.Module, schedule: TrainingSchedule) -> torch.optim.
     raise ConfigError(f"unknown optimizer {schedule.optimizer!r}; use sgd or adamw")
 
 
+class TrainingDiverged(RuntimeError):
+    """Training produced a non-finite loss (or a model at chance): the run is not usable."""
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    """What :func:`train` hands ``on_epoch`` after each full pass over the data.
+
+    ``state`` is what :func:`train` needs to resume from here (``resume=state``):
+    step, epoch, optimizer state and the batch-order generator's state. The
+    model's own weights are the caller's to save. The optimizer tensors are live: save
+    (or deep-copy) them inside the callback.
+    """
+
+    epoch: int
+    step: int
+    total_steps: int
+    seconds: float
+    mean_loss: float
+    state: dict[str, Any]
+
+
 def train(
     model: nn.Module,
     split: Split,
@@ -124,11 +152,21 @@ def train(
     device: torch.device,
     progress: Progress | None = None,
     stage: str = "train",
+    after_step: Callable[[], None] | None = None,
+    on_epoch: Callable[[EpochEnd], None] | None = None,
+    resume: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
     """Train ``model`` on ``split`` (moved to ``device`` if needed) with ``loss_fn``.
 
-    Returns ``steps``, ``epochs``, ``seconds``, ``images_per_s`` and
-    ``final_loss`` (mean over the last tenth of the steps).
+    ``after_step`` runs after every optimizer step (e.g. keep learned step sizes
+    positive); ``on_epoch`` after every full pass with an :class:`EpochEnd`
+    (checkpoint there); ``resume`` is a previous ``EpochEnd.state`` — training
+    continues from that step with the same learning-rate schedule and batch order.
+    A non-finite epoch loss raises :class:`TrainingDiverged`.
+
+    Returns ``steps``, ``epochs``, ``seconds``, ``images_per_s``, ``final_loss``
+    (mean over the last tenth of the steps) and ``seconds_per_epoch`` (full
+    passes of this call only; ``seconds * n / (steps * batch)`` otherwise).
     """
     images, labels = split.images.to(device), split.labels.to(device)
     n = len(labels)
@@ -149,44 +187,104 @@ def train(
         t = (step - warmup) / max(1, total - warmup)
         return 0.5 * (1.0 + math.cos(math.pi * t))
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
     generator = torch.Generator(device=device).manual_seed(schedule.seed)
+    step, epoch = 0, 0
+    if resume is not None:
+        optimizer.load_state_dict(resume["optimizer"])
+        generator.set_state(resume["generator"].to(generator.get_state().device))
+        step, epoch = int(resume["step"]), int(resume["epoch"])
     losses: list[torch.Tensor] = []
     started = time.perf_counter()
-    step = 0
+    first_step = step
     report_every = max(1, total // 20)
+    epoch_seconds: list[float] = []
     while step < total:
+        epoch_started = time.perf_counter()
+        epoch_losses: list[torch.Tensor] = []
         order = torch.randperm(n, device=device, generator=generator)
+        full_pass = True
         for start in range(0, n - batch_size + 1, batch_size):
             if step >= total:
+                full_pass = False
                 break
             idx = order[start : start + batch_size]
             x, y = images[idx], labels[idx]
             if schedule.augment_padding > 0:
-                x = random_crop_flip(x, padding=schedule.augment_padding, generator=generator)
+                x = random_crop_flip(
+                    x,
+                    padding=schedule.augment_padding,
+                    generator=generator,
+                    flip=schedule.augment_flip,
+                )
+            for group in optimizer.param_groups:
+                group["lr"] = schedule.lr * lr_at(step)
             with autocast(device):
                 loss = loss_fn(model, x, y, idx)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            scheduler.step()
+            if after_step is not None:
+                after_step()
+            epoch_losses.append(loss.detach())
             if step >= total - max(1, total // 10):
                 losses.append(loss.detach())
             step += 1
             if progress is not None and (step % report_every == 0 or step == total):
                 progress(stage, step / total)
+        mean_loss = float(torch.stack(epoch_losses).float().mean()) if epoch_losses else 0.0
+        if not math.isfinite(mean_loss):
+            raise TrainingDiverged(
+                f"the training loss is not finite ({mean_loss}) in epoch {epoch + 1} "
+                f"(lr {schedule.lr:g}, {schedule.optimizer})"
+            )
+        if not full_pass:
+            break
+        epoch += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        epoch_seconds.append(time.perf_counter() - epoch_started)
+        if on_epoch is not None:
+            on_epoch(
+                EpochEnd(
+                    epoch=epoch,
+                    step=step,
+                    total_steps=total,
+                    seconds=epoch_seconds[-1],
+                    mean_loss=mean_loss,
+                    state={
+                        "step": step,
+                        "epoch": epoch,
+                        "optimizer": optimizer.state_dict(),
+                        "generator": generator.get_state(),
+                    },
+                )
+            )
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     seconds = time.perf_counter() - started
     model.eval()
+    done = max(1, step - first_step)
+    if epoch_seconds:
+        per_epoch = sum(epoch_seconds) / len(epoch_seconds)
+    else:
+        per_epoch = seconds * n / (done * batch_size)
     return {
         "steps": float(total),
         "epochs": total * batch_size / n,
         "seconds": seconds,
-        "images_per_s": total * batch_size / max(seconds, 1e-9),
+        "images_per_s": done * batch_size / max(seconds, 1e-9),
         "final_loss": float(torch.stack(losses).float().mean()) if losses else float("nan"),
+        "seconds_per_epoch": per_epoch,
     }
 
 
-__all__ = ["TrainingSchedule", "autocast", "random_crop_flip", "resolve_device", "train"]
+__all__ = [
+    "EpochEnd",
+    "TrainingDiverged",
+    "TrainingSchedule",
+    "autocast",
+    "random_crop_flip",
+    "resolve_device",
+    "train",
+]

@@ -68,3 +68,7 @@ class RunDirectoryError(AutocompressError):
 
 class ExportError(AutocompressError):
     """An export failed its checks (ONNX checker, onnxruntime, output agreement)."""
+
+
+class TrainingError(AutocompressError):
+    """Training could not produce a usable model (diverged even at a lower learning rate)."""

@@ -11,6 +11,8 @@
       students/trial-0017.pt  trained student weights of completed trials
       report.html     written by ``autocompress report --html``
       models/trial-0017/{model.onnx, model.pt, card.json, card.md}
+      models/trial-0017/{recovered.pt, recovered.json}   written by ``autocompress finetune``
+                       (recovery-state.pt while it runs: the resumable epoch checkpoint)
 
 Writers append or replace atomically, so a reader (report on a running
 search) never sees a half-written file; a torn last line of ``trials.jsonl``
@@ -51,7 +53,8 @@ class TrialRecord:
         violations: budget name -> Optuna constraint value on the run's main chip
             (``<= 0`` met); see ``Budget.violations``.
         feasible: every budget met on the main chip.
-        timings_s: stage -> seconds (``compress``, ``cost``, ``finetune``, ``evaluate``, ``total``).
+        timings_s: stage -> seconds (``compress``, ``cost``, ``finetune``, ``evaluate``, ``total``),
+            plus ``finetune_s_per_epoch`` and ``finetune_images_per_s`` (fine-tune throughput).
         error: message for a failed trial.
         backend: ``optuna`` or ``ray``.
     """
@@ -133,6 +136,29 @@ class RunDirectory:
 
     def model_dir(self, trial_number: int) -> Path:
         return self.models_dir / f"trial-{trial_number:04d}"
+
+    def recovered_pt(self, trial_number: int) -> Path:
+        """Recovery-trained student weights (``autocompress finetune``), student format."""
+        return self.model_dir(trial_number) / "recovered.pt"
+
+    def recovered_json(self, trial_number: int) -> Path:
+        """Accuracy, epochs, seconds and recipe of the recovery training."""
+        return self.model_dir(trial_number) / "recovered.json"
+
+    def recovery_state_pt(self, trial_number: int) -> Path:
+        """The resumable epoch checkpoint of a recovery training in progress."""
+        return self.model_dir(trial_number) / "recovery-state.pt"
+
+    def read_recovered(self, trial_number: int) -> dict[str, Any] | None:
+        """``recovered.json`` of a trial, or None when absent or unreadable."""
+        path = self.recovered_json(trial_number)
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
 
     @property
     def students_dir(self) -> Path:

@@ -118,8 +118,17 @@ def export(
     out: str | Path | None = None,
     min_agreement: float = DEFAULT_MIN_AGREEMENT,
     check_images: int = DEFAULT_CHECK_IMAGES,
+    recover_epochs: float | None = None,
+    device: str = "auto",
+    recover_progress: Any = None,
 ) -> ExportResult:
     """Export one trial of ``run_dir`` (by number or by a ``--pick`` rule).
+
+    The weights exported are the recovery-trained ones
+    (``models/trial-NNNN/recovered.pt``, written by ``autocompress finetune``)
+    when they exist, else the search's proxy fine-tune; the card says which and
+    shows both accuracies. ``recover_epochs`` runs that recovery training first
+    (on ``device``; ``recover_progress(stage, fraction)`` follows it).
 
     Args:
         run_dir: a run directory (finished or still running).
@@ -140,6 +149,12 @@ def export(
     rule = parse_rule(pick) if pick is not None else None
     number = trial if trial is not None else pick_trial(run, rule)  # type: ignore[arg-type]
     record = check_exportable(run, number)
+    if recover_epochs is not None:
+        from autocompress.recover.api import recover
+
+        recover(
+            run.path, trial=number, epochs=recover_epochs, device=device, progress=recover_progress
+        )
     directory = Path(out) if out is not None else run.directory.model_dir(number)
     staging = directory.with_name(f".{directory.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -153,6 +168,7 @@ def export(
             min_agreement=min_agreement,
             check_images=check_images,
         )
+        _carry_recovery_files(run, number, directory, staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -160,6 +176,18 @@ def export(
         shutil.rmtree(directory)
     staging.rename(directory)
     return _relocate(result, staging, directory)
+
+
+def _carry_recovery_files(run: RunData, number: int, directory: Path, staging: Path) -> None:
+    """Keep ``finetune``'s files (recovered.pt/json, a checkpoint) when replacing the folder."""
+    files = (
+        run.directory.recovered_pt(number),
+        run.directory.recovered_json(number),
+        run.directory.recovery_state_pt(number),
+    )
+    for path in files:
+        if path.is_file() and path.parent == directory:
+            shutil.copy2(path, staging / path.name)
 
 
 def _relocate(result: ExportResult, old: Path, new: Path) -> ExportResult:
@@ -200,7 +228,26 @@ def _export_into(
     number = record.number
     chip = get_chip(run.main_chip)
     input_shape = run.input_shape
-    student = load_student(run.directory.student_pt(number)).eval().cpu()
+    recovered = run.directory.read_recovered(number)
+    recovered_pt = run.directory.recovered_pt(number)
+    if recovered is not None and recovered_pt.is_file():
+        student = load_student(recovered_pt).eval().cpu()
+        weights = {
+            "source": "recovered",
+            "file": str(recovered_pt.relative_to(run.path)),
+            "epochs": recovered.get("epochs"),
+            "seconds": recovered.get("seconds"),
+            "recipe": recovered.get("recipe"),
+            "sha256": sha256_of(recovered_pt),
+        }
+    else:
+        recovered = None
+        student = load_student(run.directory.student_pt(number)).eval().cpu()
+        weights = {
+            "source": "proxy",
+            "file": str(run.directory.student_pt(number).relative_to(run.path)),
+            "epochs": (run.config.get("finetune") or {}).get("epochs"),
+        }
 
     onnx_path, pt_path = directory / "model.onnx", directory / "model.pt"
     notes, raw = write_onnx(
@@ -260,9 +307,15 @@ def _export_into(
         "input_shape": list(input_shape),
         "normalization": normalization,
         "class_names": list(getattr(data, "class_names", []) or []),
+        "weights": weights,
         "accuracy": {
-            "validation": record.metrics.get("accuracy"),
-            "test": record.metrics.get("test_accuracy"),
+            "validation": (recovered or record.metrics).get("accuracy"),
+            "test": (recovered or record.metrics).get("test_accuracy"),
+            "proxy_validation": record.metrics.get("accuracy"),
+            "proxy_test": record.metrics.get("test_accuracy"),
+            "recovered_validation": recovered.get("accuracy") if recovered else None,
+            "recovered_test": recovered.get("test_accuracy") if recovered else None,
+            "teacher_test": run.teacher.get("test_accuracy"),
             "teacher_agreement": record.metrics.get("teacher_agreement"),
             "onnx_on_check_images": check.onnx_accuracy,
         },

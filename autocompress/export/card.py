@@ -101,6 +101,20 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def _weights_line(weights: Mapping[str, Any]) -> str:
+    if weights.get("source") == "recovered":
+        return (
+            f"recovered by `autocompress finetune` ({_fmt(weights.get('epochs'))} epochs, "
+            f"`{weights.get('file')}`)"
+        )
+    if weights.get("source") == "proxy":
+        return (
+            f"the search's proxy fine-tune ({_fmt(weights.get('epochs'))} epochs, "
+            f"`{weights.get('file')}`); `autocompress finetune` trains it longer"
+        )
+    return "–"
+
+
 def card_markdown(card: Mapping[str, Any]) -> str:
     """The card as Markdown for people."""
     accuracy = card.get("accuracy", {})
@@ -114,10 +128,20 @@ def card_markdown(card: Mapping[str, Any]) -> str:
         f"{card['normalization'].get('mean')}, "
         f"std {card['normalization'].get('std')}",
         f"- picked by: {card.get('picked_by')}",
+        f"- weights: {_weights_line(card.get('weights') or {})}",
         f"- accuracy: validation {_fmt(accuracy.get('validation'))}, test "
         f"{_fmt(accuracy.get('test'))} "
         f"(PyTorch student); ONNX on {check.get('images')} test images: "
         f"{_fmt(check.get('onnx_accuracy'))}",
+        "",
+        "| accuracy | validation | test |",
+        "|---|---|---|",
+        f"| search proxy fine-tune | {_fmt(accuracy.get('proxy_validation'))} | "
+        f"{_fmt(accuracy.get('proxy_test'))} |",
+        f"| recovered (`autocompress finetune`) | {_fmt(accuracy.get('recovered_validation'))} "
+        f"| {_fmt(accuracy.get('recovered_test'))} |",
+        f"| teacher | – | {_fmt(accuracy.get('teacher_test'))} |",
+        "",
         f"- ONNX vs PyTorch: top-1 agreement {_fmt(check.get('top1_agreement'))}, max logit error "
         f"{_fmt(check.get('max_abs_error'))} (onnxruntime {check.get('onnxruntime_version')})",
         f"- predicted on {card['chip_id']}: latency {_fmt(cost.get('latency_ms'))} ms, energy "

@@ -11,7 +11,9 @@ Grammar (keywords are case-insensitive; no Python is evaluated)::
 A ``%`` suffix divides by 100 (``accuracy >= 90%`` is ``accuracy >= 0.9``).
 Metrics are the shared metric names (``accuracy``, ``latency_ms``, ``energy_mj``,
 ``power_mw``, ``peak_memory_kb``, ``model_size_kb``) plus ``test_accuracy``,
-``teacher_agreement``, ``width_multiplier`` and ``trial``. Examples::
+``recovered_accuracy`` / ``recovered_test_accuracy`` (trials recovered by
+``autocompress finetune``), ``teacher_agreement``, ``width_multiplier`` and
+``trial``. Examples::
 
     max accuracy where latency_ms <= 3 and peak_memory_kb <= 2048
     min latency_ms where accuracy >= 0.9
@@ -34,6 +36,8 @@ from autocompress.core.errors import ConfigError
 RULE_METRICS: tuple[str, ...] = (
     "accuracy",
     "test_accuracy",
+    "recovered_accuracy",
+    "recovered_test_accuracy",
     "teacher_agreement",
     "latency_ms",
     "energy_mj",

@@ -75,6 +75,19 @@ class Report:
         out["front"] = len(self.front)
         return out
 
+    @property
+    def has_recovered(self) -> bool:
+        """Some trial has a recovered accuracy (``autocompress finetune`` ran)."""
+        return any(r.value("recovered_test_accuracy") is not None for r in self.rows)
+
+    def finetune_throughput(self) -> dict[str, float] | None:
+        """Median fine-tune seconds per epoch over the trained trials (None if not recorded)."""
+        values = sorted(v for r in self.rows if (v := r.value("finetune_s_per_epoch")) is not None)
+        if not values:
+            return None
+        median = values[len(values) // 2]
+        return {"trials": float(len(values)), "median_s_per_epoch": median}
+
     def layer_cost(self, number: int) -> Cost:
         """Per-layer cost of trial ``number`` on the report's chip (rebuilt, not retrained)."""
         rescorer = self.rescorer or Rescorer(self.run)
@@ -94,6 +107,7 @@ class Report:
             "budget": self.budget.active(),
             "budget_overrides": dict(self.budget_overrides),
             "counts": self.counts(),
+            "finetune_throughput": self.finetune_throughput(),
             "front": list(self.front),
             "teacher": dict(self.teacher),
             "hypervolume": {
@@ -206,7 +220,8 @@ def load_report(
             costs = rescorer.trial_cost(record, chip_id).metrics()
         else:
             costs = None
-        rows.append(make_row(record, costs, budget))
+        recovered = run.directory.read_recovered(record.number)
+        rows.append(make_row(record, costs, budget, recovered))
 
     feasible = [r for r in rows if r.feasible]
     front_index = pareto_front([{n: r.value(n) for n in objectives} for r in feasible], objectives)

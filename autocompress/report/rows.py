@@ -100,11 +100,27 @@ def make_row(
     record: TrialRecord,
     costs: Mapping[str, float] | None,
     budget: Budget,
+    recovered: Mapping[str, Any] | None = None,
 ) -> TrialRow:
-    """A row for ``record`` with ``costs`` on the report's chip, judged against ``budget``."""
+    """A row for ``record`` with ``costs`` on the report's chip, judged against ``budget``.
+
+    ``recovered`` (the trial's ``recovered.json``, from ``autocompress finetune``)
+    adds ``recovered_accuracy`` / ``recovered_test_accuracy``; the trial's
+    ``finetune_s_per_epoch`` timing becomes a metric of the same name.
+    """
     metrics: dict[str, float | None] = {
         k: (float(v) if v is not None else None) for k, v in record.metrics.items()
     }
+    per_epoch = (record.timings_s or {}).get("finetune_s_per_epoch")
+    if per_epoch is not None:
+        metrics["finetune_s_per_epoch"] = float(per_epoch)
+    if recovered:
+        for key, name in (
+            ("accuracy", "recovered_accuracy"),
+            ("test_accuracy", "recovered_test_accuracy"),
+        ):
+            if recovered.get(key) is not None:
+                metrics[name] = float(recovered[key])
     for name in COST_METRICS:
         metrics[name] = float(costs[name]) if costs and costs.get(name) is not None else None
     trained = record.state == "complete" and metrics.get("accuracy") is not None

@@ -27,6 +27,9 @@ CSV_COLUMNS: tuple[str, ...] = (
     "bits",
     "pruning",
 )
+#: Added to :data:`CSV_COLUMNS` when a trial has a recovered accuracy / a fine-tune timing.
+RECOVERED_COLUMNS: tuple[str, ...] = ("recovered_accuracy", "recovered_test_accuracy")
+THROUGHPUT_COLUMNS: tuple[str, ...] = ("finetune_s_per_epoch",)
 
 
 def _num(value: float | None, digits: int = 4) -> str:
@@ -55,16 +58,29 @@ def front_table(report: Report, *, all_trials: bool = False) -> Table:
         "mem: peak memory KB; KB: model size",
         caption_justify="left",
     )
+    recovered = report.has_recovered
+    if recovered:
+        table.caption = (
+            f"{table.caption}; rec acc: recovered test top-1 % (`autocompress finetune`)"
+        )
+    throughput = report.finetune_throughput()
+    if throughput:
+        table.caption = (
+            f"{table.caption}\nfine-tune: median {throughput['median_s_per_epoch']:.3g} s/epoch "
+            f"over {throughput['trials']:.0f} trained trials"
+        )
     table.add_column("trial", justify="right", no_wrap=True)
     if all_trials:
         table.add_column("status", no_wrap=True)
-    for header in ("acc", "lat ms", "mJ", "mW", "mem", "KB", "width"):
+    headers = ["acc", "rec acc"] if recovered else ["acc"]
+    for header in (*headers, "lat ms", "mJ", "mW", "mem", "KB", "width"):
         table.add_column(header, justify="right", no_wrap=True)
     table.add_column("bits", ratio=2, min_width=7)
     table.add_column("pruning", ratio=1, min_width=7)
     for row in rows:
         cells = [
             _percent(row.value("accuracy")),
+            *([_percent(row.value("recovered_test_accuracy"))] if recovered else []),
             _num(row.value("latency_ms"), 3),
             _num(row.value("energy_mj"), 3),
             _num(row.value("power_mw"), 3),
@@ -87,11 +103,20 @@ def front_table(report: Report, *, all_trials: bool = False) -> Table:
 
 
 def report_csv(report: Report) -> str:
-    """Every trial, one line each, columns :data:`CSV_COLUMNS`."""
+    """Every trial, one line each, columns :data:`CSV_COLUMNS` (plus
+    :data:`RECOVERED_COLUMNS` after ``test_accuracy`` when a trial was recovered, and
+    :data:`THROUGHPUT_COLUMNS` when the trials recorded them)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    columns = list(CSV_COLUMNS)
+    if report.has_recovered:
+        columns[columns.index("test_accuracy") + 1 : columns.index("test_accuracy") + 1] = (
+            RECOVERED_COLUMNS
+        )
+    if report.finetune_throughput():
+        columns += THROUGHPUT_COLUMNS
+    writer.writerow(columns)
     for row in report.rows:
         data = row.to_dict()
-        writer.writerow(["" if data.get(c) is None else data.get(c) for c in CSV_COLUMNS])
+        writer.writerow(["" if data.get(c) is None else data.get(c) for c in columns])
     return buffer.getvalue()

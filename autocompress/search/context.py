@@ -122,7 +122,7 @@ def load_context(
     space = resolve_for_model(
         space_cfg["definition"], f"{run.run_yaml} (space)", teacher, input_shape, main_chip
     )
-    batch_size = int(config["finetune"].get("batch_size", 128))
+    batch_size = int(config["finetune"].get("batch_size") or 1024)  # teacher forwards only
     ctx = SearchContext(
         run=run,
         config=config,

@@ -52,7 +52,10 @@ def run_trial(
     """Run trial ``number`` with ``config``; never raises for a trial-level failure
     (the record says ``failed``), but does raise :class:`AutocompressError` for bad input.
     """
-    from autocompress.compress.student import build_student, evaluate, finetune, save_student
+    from autocompress.compress.fastpath import choose_fast_path
+    from autocompress.compress.recipe import distill_with_retry
+    from autocompress.compress.student import build_student, evaluate, save_student
+    from autocompress.compress.training import TrainingDiverged
     from autocompress.hardware.estimate import estimate_costs
     from autocompress.hardware.extract import extract_layers
     from autocompress.hardware.legality import check_layers, issues_text
@@ -105,19 +108,45 @@ def run_trial(
 
         t = time.perf_counter()
         ft = ctx.finetune
-        finetune(
-            student,
-            ctx.teacher,
-            ctx.data,
-            config,
-            epochs=float(ft["epochs"]),
-            batch_size=int(ft.get("batch_size", 128)),
-            lr=float(ft.get("lr", 1e-3)),
-            device=ctx.device,
-            teacher_logits=ctx.train_logits,
-            progress=lambda what, fraction: notify(f"finetune {what}", fraction),
+        epochs = float(ft["epochs"])
+        fast = choose_fast_path(
+            ctx.device,
+            epochs=epochs,
+            train_images=len(ctx.data.train),
+            batch_size=ft.get("batch_size"),
+            compile=ft.get("compile"),
         )
+        try:
+            distilled = distill_with_retry(
+                student,
+                ctx.teacher,
+                ctx.data,
+                config,
+                epochs=epochs,
+                batch_size=fast.batch_size,
+                compile=fast.compile,
+                lr=float(ft.get("lr", 1e-3)),
+                device=ctx.device,
+                teacher_logits=ctx.train_logits,
+                progress=lambda what, fraction: notify(f"finetune {what}", fraction),
+            )
+        except TrainingDiverged as exc:  # never a point on the front: failed, with the reason
+            timings["finetune"] = time.perf_counter() - t
+            timings["total"] = time.perf_counter() - start
+            record = TrialRecord(
+                number=number,
+                state="failed",
+                config=config.to_dict(),
+                costs=costs,
+                timings_s=timings,
+                error=f"training diverged: {exc}",
+                backend=ctx.backend,
+            )
+            return TrialOutcome(record, (), {})
+        student = distilled.student
         timings["finetune"] = time.perf_counter() - t
+        timings["finetune_s_per_epoch"] = float(distilled.stats["seconds_per_epoch"])
+        timings["finetune_images_per_s"] = float(distilled.stats["images_per_s"])
 
         notify("evaluate", 0.0)
         t = time.perf_counter()
@@ -130,6 +159,8 @@ def run_trial(
         }
         if "teacher_agreement" in val:
             metrics["teacher_agreement"] = float(val["teacher_agreement"])
+        if distilled.retried:  # the first LR diverged; say so next to the result
+            metrics["finetune_lr"] = float(distilled.lr)
         violations = ctx.budget.violations({**main_costs, "accuracy": metrics["accuracy"]})
         feasible = all(v <= 0 for v in violations.values())
 

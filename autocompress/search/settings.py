@@ -79,7 +79,7 @@ class SearchSettings:
     teacher: str | None = None
     teacher_epochs: int | None = None  # None: per dataset (digits 30, otherwise 30)
     epochs: float | None = None  # fine-tune epochs per trial; None: per dataset
-    batch_size: int = 128
+    batch_size: int | None = None  # None: per device (128 on the CPU, 512 on a GPU; fastpath)
     lr: float = 1e-3  # AdamW, the fine-tune default (compress.finetune)
     device: str = "auto"
     embedded_default: bool = False

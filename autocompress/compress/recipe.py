@@ -1,0 +1,227 @@
+"""The fine-tune recipe of recovery training, and distillation that survives a diverging LR.
+
+:class:`Recipe` is everything but the budget: optimizer, peak learning rate,
+schedule (linear warm-up then cosine decay to 0), batch size, augmentation,
+KD temperature / weight and whether LSQ learned step sizes are used.
+:func:`distill_with_retry` runs :func:`~autocompress.compress.student.finetune`
+with it and watches for divergence — a non-finite loss, or validation accuracy
+at chance after the first epoch — retrying once at a tenth of the learning rate
+before giving up with :class:`~autocompress.compress.training.TrainingDiverged`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from autocompress.compress.training import EpochEnd, TrainingDiverged
+from autocompress.core.data import DatasetSplits
+from autocompress.core.trial_config import TrialConfig
+
+#: Accuracy at most this multiple of chance (1 / classes) counts as "at chance".
+CHANCE_MARGIN = 1.2
+#: The chance check waits for this many optimizer steps (a short epoch proves nothing).
+CHANCE_CHECK_MIN_STEPS = 50
+#: Learning-rate factor of the one retry after a divergence.
+RETRY_LR_FACTOR = 0.1
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a student is distilled (see docs/recovery.md for how the defaults were measured).
+
+    Attributes:
+        optimizer: ``"adamw"`` or ``"sgd"`` (momentum 0.9, Nesterov).
+        lr: peak learning rate.
+        weight_decay: decoupled (AdamW) / L2 (SGD) decay.
+        warmup_fraction: share of the steps with a linear warm-up (then cosine to 0).
+        batch_size: images per step (None: the device's default, see ``fastpath``).
+        augment: random crop (4 px) + flip, with the teacher run on every augmented batch.
+        learned_steps: LSQ step sizes for <= 4-bit weights and learned activation clipping.
+        kd_temperature / kd_alpha: override the trial's KD settings when set.
+    """
+
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 5e-5
+    warmup_fraction: float = 0.05
+    batch_size: int | None = None
+    augment: bool = True
+    learned_steps: bool = True
+    kd_temperature: float | None = 4.0
+    kd_alpha: float | None = 0.9
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Recipe:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def trial_config(self, config: TrialConfig) -> TrialConfig:
+        """``config`` with this recipe's KD settings (where set)."""
+        changes: dict[str, float] = {}
+        if self.kd_temperature is not None:
+            changes["kd_temperature"] = float(self.kd_temperature)
+        if self.kd_alpha is not None:
+            changes["kd_alpha"] = float(self.kd_alpha)
+        return dataclasses.replace(config, **changes) if changes else config
+
+
+#: The recovery recipe (``autocompress finetune``).
+RECOVERY_RECIPE = Recipe()
+
+#: Recovery epochs by (dataset, device type); see :func:`default_recovery_epochs`.
+_DEFAULT_RECOVERY_EPOCHS: dict[tuple[str, str], int] = {
+    ("digits", "cpu"): 15,
+    ("digits", "cuda"): 30,
+    ("cifar10", "cpu"): 2,
+    ("cifar10", "cuda"): 30,
+}
+
+
+def default_recovery_epochs(dataset: str, device_type: str) -> int:
+    """Recovery epochs when ``--epochs`` is not given.
+
+    digits: 15 on the CPU (about half a minute), 30 on a GPU; cifar10: 30 on a
+    GPU (about a minute on an H200), 2 on the CPU (each epoch is minutes
+    there); any other dataset: 10 on the CPU, 30 on a GPU.
+    """
+    name = dataset.split(":")[-1] if dataset.startswith("cifar10") else dataset
+    kind = "cuda" if device_type.startswith("cuda") else "cpu"
+    return _DEFAULT_RECOVERY_EPOCHS.get((name, kind), 30 if kind == "cuda" else 10)
+
+
+def chance_accuracy(num_classes: int) -> float:
+    """Top-1 accuracy of guessing: ``1 / num_classes``."""
+    return 1.0 / max(1, int(num_classes))
+
+
+def at_chance(accuracy: float, num_classes: int) -> bool:
+    """True when ``accuracy`` is no better than guessing (within :data:`CHANCE_MARGIN`)."""
+    return accuracy <= CHANCE_MARGIN * chance_accuracy(num_classes)
+
+
+@dataclass
+class DistillResult:
+    """What :func:`distill_with_retry` produced.
+
+    Attributes:
+        student: the trained student (a fresh copy when the first attempt was retried).
+        stats: :func:`~autocompress.compress.student.finetune`'s numbers.
+        lr: the learning rate that worked.
+        retried: the first attempt diverged; ``first_failure`` says how.
+    """
+
+    student: nn.Module
+    stats: dict[str, float]
+    lr: float
+    retried: bool = False
+    first_failure: str | None = None
+
+
+def distill_with_retry(
+    student: nn.Module,
+    teacher: nn.Module,
+    data: DatasetSplits,
+    config: TrialConfig,
+    *,
+    epochs: float,
+    lr: float,
+    device: str | torch.device,
+    retry: bool = True,
+    check_chance: bool = True,
+    on_epoch: Callable[[EpochEnd, nn.Module, float], None] | None = None,
+    resume: Mapping[str, Any] | None = None,
+    **finetune_kwargs: Any,
+) -> DistillResult:
+    """Distill with divergence detection and one retry at ``lr * RETRY_LR_FACTOR``.
+
+    Divergence: :class:`TrainingDiverged` from the training loop (loss not
+    finite), or validation accuracy at chance (:func:`at_chance`) after the
+    first epoch that ends :data:`CHANCE_CHECK_MIN_STEPS` steps or more into the
+    run (or at the end of a shorter run: a model at chance is no result) when
+    ``check_chance``. ``on_epoch(end, student, lr)`` runs after every epoch
+    (checkpoint there). ``resume`` (with a ``"lr"`` key from a checkpoint)
+    continues a run; a resumed run does not retry.
+
+    Raises:
+        TrainingDiverged: both attempts diverged (the message names both reasons).
+    """
+    from autocompress.compress.evaluate import evaluate
+    from autocompress.compress.student import finetune
+
+    pristine = copy.deepcopy(student) if retry and resume is None else None
+    attempt_lr = float(resume["lr"]) if resume is not None else float(lr)
+    failure: str | None = None
+    current = student
+    while True:
+        checked: list[bool] = []
+
+        def epoch_done(
+            end: EpochEnd,
+            model: nn.Module = current,
+            used: float = attempt_lr,
+            checked: list[bool] = checked,
+        ) -> None:
+            if check_chance and not checked and end.step >= CHANCE_CHECK_MIN_STEPS:
+                checked.append(True)
+                accuracy = evaluate(model, data.val, device=device)["accuracy"]
+                model.train()
+                if at_chance(accuracy, data.num_classes):
+                    raise TrainingDiverged(
+                        f"validation accuracy {accuracy:.1%} is at chance "
+                        f"({chance_accuracy(data.num_classes):.0%}) after epoch {end.epoch} "
+                        f"(lr {used:g})"
+                    )
+            if on_epoch is not None:
+                on_epoch(end, model, used)
+
+        try:
+            stats = finetune(
+                current,
+                teacher,
+                data,
+                config,
+                epochs=epochs,
+                lr=attempt_lr,
+                device=device,
+                on_epoch=epoch_done,
+                resume=resume,
+                calibrated=resume is not None,
+                **finetune_kwargs,
+            )
+            if check_chance and not checked:  # no epoch of enough steps: judge the end
+                accuracy = evaluate(current, data.val, device=device)["accuracy"]
+                if at_chance(accuracy, data.num_classes):
+                    raise TrainingDiverged(
+                        f"validation accuracy {accuracy:.1%} is at chance "
+                        f"({chance_accuracy(data.num_classes):.0%}) after training "
+                        f"(lr {attempt_lr:g})"
+                    )
+            return DistillResult(current, stats, attempt_lr, failure is not None, failure)
+        except TrainingDiverged as exc:
+            if failure is not None or pristine is None:
+                reason = f"{failure}; retried at lr {attempt_lr:g}: {exc}" if failure else str(exc)
+                raise TrainingDiverged(reason) from None
+            failure = str(exc)
+            attempt_lr *= RETRY_LR_FACTOR
+            current = copy.deepcopy(pristine)
+
+
+__all__ = [
+    "RECOVERY_RECIPE",
+    "DistillResult",
+    "Recipe",
+    "at_chance",
+    "chance_accuracy",
+    "default_recovery_epochs",
+    "distill_with_retry",
+]
