@@ -11,12 +11,13 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 
 import click
 
 from autocompress import __version__
-from autocompress.cli.console import print_error
-from autocompress.core.errors import AutocompressError
+from autocompress.cli.console import print_error, print_warning
+from autocompress.core.errors import AutocompressError, AutocompressWarning
 
 # command name -> (module, one-line help shown by `autocompress --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -65,12 +66,27 @@ def cli() -> None:
     """
 
 
+def _show_autocompress_warnings() -> None:
+    """Print autocompress's own warnings as ``warning: …`` lines (no Python source path)."""
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if isinstance(category, type) and issubclass(category, AutocompressWarning):
+            print_warning(str(message))
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    warnings.simplefilter("always", AutocompressWarning)  # autocompress dedupes its own
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI; user errors print a message and exit non-zero, no traceback.
 
     Set ``AUTOCOMPRESS_DEBUG=1`` to see the traceback of a user error.
     """
     debug = os.environ.get("AUTOCOMPRESS_DEBUG") == "1"
+    _show_autocompress_warnings()
     try:
         cli.main(args=argv, prog_name="autocompress", standalone_mode=False)
     except click.exceptions.Abort:

@@ -22,9 +22,19 @@ from autocompress.cli.console import print_json, stdout
     type=click.Path(path_type=Path),
     help="Output directory (default RUN/models/trial-NNNN).",
 )
+@click.option(
+    "--trust-model-code",
+    is_flag=True,
+    help="Import the run's file.py model even if it is not the file recorded at creation.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(
-    run_dir: Path, trial: int | None, pick: str | None, out: Path | None, as_json: bool
+    run_dir: Path,
+    trial: int | None,
+    pick: str | None,
+    out: Path | None,
+    trust_model_code: bool,
+    as_json: bool,
 ) -> None:
     """Export one trial of RUN: model.onnx (Q/DQ per layer), model.pt, card.json, card.md.
 
@@ -33,13 +43,17 @@ def command(
       autocompress export runs/NAME --trial 17
       autocompress export runs/NAME --pick "max accuracy where latency_ms <= 3"
       autocompress export runs/NAME --pick "min latency_ms where accuracy >= 0.9" --out deploy/
+
+    \b
+    --out must be a new or empty folder, or one holding a previous export
+    (replaced file by file); anything else is refused and nothing is written.
     """
     from autocompress.core.errors import ConfigError
     from autocompress.export.api import export
 
     if (trial is None) == (pick is None):
         raise ConfigError("give exactly one of --trial N or --pick RULE")
-    result = export(run_dir, trial=trial, pick=pick, out=out)
+    result = export(run_dir, trial=trial, pick=pick, out=out, trust_model_code=trust_model_code)
     check = result.check
     if as_json:
         print_json(

@@ -68,3 +68,27 @@ class RunDirectoryError(AutocompressError):
 
 class ExportError(AutocompressError):
     """An export failed its checks (ONNX checker, onnxruntime, output agreement)."""
+
+
+class RunInUseError(RunDirectoryError):
+    """Another live process holds the run directory's lock."""
+
+
+class OutputDirError(AutocompressError):
+    """A destination folder holds files autocompress did not write; nothing was written."""
+
+
+class WriteError(AutocompressError):
+    """A file could not be written (full disk, no permission, read-only file system)."""
+
+
+class UntrustedModelCodeError(ConfigError):
+    """A run or checkpoint names a Python model file that was not trusted."""
+
+
+class AutocompressWarning(UserWarning):
+    """Something a user should know that does not stop the command (printed by the CLI)."""
+
+
+class RunFileWarning(AutocompressWarning):
+    """Lines of a run file were unreadable and skipped."""

@@ -44,6 +44,7 @@ _RECORD_ONLY_KEYS = {
     "versions",
     "finished_utc",
     "status",
+    "model_code",
 }
 
 
