@@ -317,6 +317,10 @@ def _train_pending_teacher(
     )
     spec = ModelSpec.from_dict(dict(config["model"]))
     epochs = int(teacher.get("epochs") or 30)
+    from autocompress.search.samplers import make_sampler
+    from autocompress.search.study import open_study
+
+    open_study(run, config["objectives"], make_sampler("random", seed=0, constrained=False))
     if show_progress:
         from autocompress.cli.console import stderr
 
