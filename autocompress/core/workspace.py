@@ -269,9 +269,13 @@ class RunDirectory:
     def read_run_config(self) -> dict[str, Any]:
         self.require()
         try:
-            data = yaml.safe_load(self.run_yaml.read_text(encoding="utf-8"))
+            data = yaml.safe_load(self.run_yaml.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError:
+            raise RunDirectoryError(f"{self.run_yaml}: not a text file (not UTF-8)") from None
         except yaml.YAMLError as exc:
             raise RunDirectoryError(f"{self.run_yaml}: not valid YAML ({exc})") from None
+        except OSError as exc:
+            raise RunDirectoryError(f"{self.run_yaml} cannot be read: {exc}") from None
         if not isinstance(data, dict):
             raise RunDirectoryError(f"{self.run_yaml}: expected a mapping at the top level")
         version = data.get("format_version")

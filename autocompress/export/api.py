@@ -14,6 +14,7 @@ from typing import Any
 
 from autocompress import __version__
 from autocompress.core.errors import ConfigError, RunDirectoryError
+from autocompress.core.file_writes import writing
 from autocompress.core.model_code import model_code_policy, recorded_identities
 from autocompress.core.owned_dir import OwnedDirectory
 from autocompress.core.workspace import TrialRecord
@@ -168,14 +169,15 @@ def export(
     ):
         staging = owned.stage()
         try:
-            result = _export_into(
-                run,
-                record,
-                staging,
-                picked_by=str(rule) if rule else f"--trial {number}",
-                min_agreement=min_agreement,
-                check_images=check_images,
-            )
+            with writing(f"the export of trial {number}", directory):
+                result = _export_into(
+                    run,
+                    record,
+                    staging,
+                    picked_by=str(rule) if rule else f"--trial {number}",
+                    min_agreement=min_agreement,
+                    check_images=check_images,
+                )
             owned.commit()
         except BaseException:
             owned.abort()

@@ -229,7 +229,12 @@ def _resume(
     arguments: dict[str, Any], *, started: float, show_progress: bool, trust_model_code: bool
 ) -> SearchResult:
     from autocompress.core.run_lock import RunLock
-    from autocompress.search.resume_check import check_model_files, check_unchanged
+    from autocompress.search.resume_check import (
+        check_model_files,
+        check_run_fields,
+        check_study,
+        check_unchanged,
+    )
 
     out = arguments.get("out")
     if out is None:
@@ -238,8 +243,10 @@ def _resume(
     lock = RunLock(run.path).acquire()  # before anything is written
     try:
         config = run.read_run_config()
+        check_run_fields(config, run.run_yaml)
         check_unchanged(config, arguments, run.run_yaml)
         check_model_files(run, config, trusted=trust_model_code)
+        check_study(run, config)
         if not run.teacher_pt.is_file() or config.get("teacher", {}).get("source") == "pending":
             config = _train_pending_teacher(run, config, show_progress=show_progress)
         return _resume_locked(run, config, arguments, started=started, show_progress=show_progress)
@@ -317,10 +324,6 @@ def _train_pending_teacher(
     )
     spec = ModelSpec.from_dict(dict(config["model"]))
     epochs = int(teacher.get("epochs") or 30)
-    from autocompress.search.samplers import make_sampler
-    from autocompress.search.study import open_study
-
-    open_study(run, config["objectives"], make_sampler("random", seed=0, constrained=False))
     if show_progress:
         from autocompress.cli.console import stderr
 

@@ -159,3 +159,66 @@ def check_model_files(run: RunDirectory, config: Mapping[str, Any], *, trusted: 
         for name in names:
             if model_file_of(name) is not None:
                 policy.check(name)
+
+
+def check_study(run: RunDirectory, config: Mapping[str, Any]) -> None:
+    """RunDirectoryError unless study.db is a readable study (created when the run has none
+    and no trial has finished)."""
+    import optuna
+    import sqlalchemy.exc
+
+    from autocompress.core.errors import RunDirectoryError
+    from autocompress.search.samplers import make_sampler
+    from autocompress.search.study import STUDY_NAME, open_study
+
+    if not run.study_db.is_file():
+        if run.trials_jsonl.is_file() and run.trials_jsonl.stat().st_size > 0:
+            raise RunDirectoryError(
+                f"{run.study_db} is missing but {run.trials_jsonl} has trials: resuming would "
+                "number new trials from 0 again and hide the finished ones",
+                hint="Restore study.db, or start a new run with another --out "
+                "(the records stay readable with `autocompress report`).",
+            )
+        open_study(run, config["objectives"], make_sampler("random", seed=0, constrained=False))
+        return
+    try:
+        optuna.load_study(study_name=STUDY_NAME, storage=run.storage_url)
+    except (sqlalchemy.exc.SQLAlchemyError, KeyError, ValueError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RunDirectoryError(
+            f"{run.study_db} is not a readable Optuna study of this run ({detail})",
+            hint="Restore study.db, or start a new run with another --out "
+            "(the records stay readable with `autocompress report`).",
+        ) from None
+
+
+#: run.yaml fields a resume needs (each a mapping, a list, or a value).
+_REQUIRED = {
+    "model": Mapping,
+    "dataset": Mapping,
+    "chip": str,
+    "chips": list,
+    "budget": Mapping,
+    "objectives": list,
+    "space": Mapping,
+    "sampler": Mapping,
+    "trials": int,
+    "finetune": Mapping,
+    "input_shape": list,
+}
+
+
+def check_run_fields(config: Mapping[str, Any], where: Path) -> None:
+    """RunDirectoryError naming the first run.yaml field a resume needs that is missing or
+    of the wrong type."""
+    from autocompress.core.errors import RunDirectoryError
+
+    for key, kind in _REQUIRED.items():
+        value = config.get(key)
+        if value is None:
+            raise RunDirectoryError(f"{where}: field {key!r} is missing; the run cannot resume")
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise RunDirectoryError(
+                f"{where}: field {key!r} has the wrong type ({type(value).__name__}); "
+                "the run cannot resume"
+            )

@@ -182,3 +182,23 @@ def test_the_model_file_a_run_recorded_is_trusted_until_it_changes(run_copy, tmp
         capsys, "export", str(run_copy), "--trial", trial, "--out", str(tmp_path / "b")
     )
     assert code == 2 and "not the file the run recorded" in err, err
+
+
+def test_a_full_disk_during_export_is_a_clear_error_and_leaves_nothing(
+    run_copy, tmp_path, capsys, monkeypatch
+):
+    import errno
+
+    def full(*_args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    trial = str(_trained_trial(run_copy))
+    out = tmp_path / "deploy"
+    before = _tree(run_copy)
+    monkeypatch.setattr(os, "fsync", full)
+    code, err = _main(capsys, "export", str(run_copy), "--trial", trial, "--out", str(out))
+    assert code == 2, err
+    assert "could not write" in err and "No space left on device (ENOSPC)" in err, err
+    assert "Traceback" not in err
+    assert not out.exists()
+    assert _tree(run_copy) == before

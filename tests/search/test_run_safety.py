@@ -199,3 +199,27 @@ def test_resume_rebuilds_records_study_db_has_but_trials_jsonl_lost(digits_run, 
     for chip, costs in before.costs.items():
         assert again.costs[chip]["latency_ms"] == pytest.approx(costs["latency_ms"])
     assert again.feasible == before.feasible
+
+
+def test_a_full_disk_at_run_creation_removes_only_what_it_wrote(
+    tmp_path, teacher_checkpoint, monkeypatch
+):
+    import errno
+
+    from autocompress.core.errors import WriteError
+    from autocompress.search.api import search
+
+    def full(*_args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    for out, existed in ((tmp_path / "new" / "run", False), (tmp_path / "empty", True)):
+        if existed:
+            out.mkdir()
+        with pytest.raises(WriteError, match=r"run\.yaml.*No space left on device") as info:
+            search(out=out, trials=1, teacher=teacher_checkpoint, epochs=1.0)
+        assert "disk is full" in str(info.value)
+        assert out.exists() == existed
+        if existed:
+            assert list(out.iterdir()) == []
+    assert not (tmp_path / "new").exists()
