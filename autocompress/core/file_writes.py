@@ -79,6 +79,11 @@ class CreatedPaths:
             self._files.append(path)
         return path
 
+    def own(self, path: Path) -> Path:
+        """Remember ``path`` as created by this invocation (it made it, e.g. with O_CREAT)."""
+        self._files.append(path)
+        return path
+
     def remove(self) -> None:
         """Remove what this invocation created (files, then empty folders, deepest first)."""
         for path in reversed(self._files):

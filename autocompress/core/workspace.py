@@ -36,8 +36,9 @@ from typing import Any
 
 import yaml
 
-from autocompress.core.errors import RunDirectoryError, RunFileWarning
+from autocompress.core.errors import AutocompressError, RunDirectoryError, RunFileWarning
 from autocompress.core.file_writes import writing
+from autocompress.core.trial_config import TrialConfig
 
 RUN_FORMAT_VERSION = 1
 
@@ -98,6 +99,10 @@ class TrialRecord:
             )
         if not isinstance(values["config"], Mapping):
             raise ValueError("field 'config' must be an object")
+        try:
+            TrialConfig.from_dict(values["config"])
+        except (ValueError, TypeError, KeyError, AutocompressError) as exc:
+            raise ValueError(f"field 'config' is not a trial configuration ({exc})") from None
         for key in ("metrics", "violations", "timings_s"):
             if key in values:
                 _check_numbers(key, values[key])

@@ -452,13 +452,13 @@ def _create_run(settings: SearchSettings, *, show_progress: bool) -> tuple[RunDi
     created = CreatedPaths()  # what this call made: the only files a failure removes
     created.folder(out_dir)
     lock = RunLock(out_dir)
-    if not lock.path.exists():
-        created.file(lock.path)
     try:
         lock.acquire()
     except BaseException:
-        created.remove()
+        created.remove()  # only folders made above: another search holds the lock file
         raise
+    if lock.created_file:
+        created.own(lock.path)
     try:
         check_new_run_dir(out_dir)  # again, under the lock: another search may have won
         for path in (run.run_yaml, run.study_db, run.teacher_pt):

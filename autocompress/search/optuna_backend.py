@@ -162,6 +162,9 @@ def _worker_main(
 ) -> None:
     import torch
 
+    from autocompress.core.errors import RunFileWarning
+
+    warnings.simplefilter("ignore", RunFileWarning)  # the driver reports damaged lines once
     torch.set_num_threads(threads)
     with contextlib.suppress(KeyboardInterrupt):
         run_worker(

@@ -223,3 +223,28 @@ def test_a_full_disk_at_run_creation_removes_only_what_it_wrote(
         if existed:
             assert list(out.iterdir()) == []
     assert not (tmp_path / "new").exists()
+
+
+def test_a_run_on_a_model_file_records_it_and_resumes_only_with_that_file(tmp_path):
+    from autocompress.core.errors import UntrustedModelCodeError
+    from autocompress.core.model_code import model_file_identity
+    from autocompress.search.api import search
+
+    model_file = tmp_path / "net.py"
+    model_file.write_text(
+        "from autocompress.core.models import small_cnn\n\n\n"
+        "def build(num_classes=10):\n"
+        "    return small_cnn(num_classes=num_classes, in_channels=1, width=8)\n"
+    )
+    name = f"{model_file}:build"
+    out = tmp_path / "own-model"
+    search(out=out, model=name, trials=1, teacher_epochs=1, epochs=0.2, latency_ms=1.0)
+    recorded = yaml.safe_load((out / "run.yaml").read_text())["model_code"]
+    assert recorded == model_file_identity(name)
+    search(out=out, resume=True, trials=1)  # the recorded file: trusted
+
+    model_file.write_text(model_file.read_text() + "\n# edited after the run was made\n")
+    with pytest.raises(UntrustedModelCodeError, match=r"net\.py.*not the file the run recorded"):
+        search(out=out, resume=True, trials=1)
+    result = search(out=out, resume=True, trials=1, trust_model_code=True)
+    assert len(result.trials) == 1
