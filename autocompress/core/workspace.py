@@ -3,6 +3,7 @@
 ::
 
     runs/<name>/
+      .lock           held by the running search (see core/run_lock.py)
       run.yaml        resolved configuration + versions (written once, at start)
       study.db        Optuna storage (SQLite)
       teacher.pt      the baseline model (weights_only checkpoint)

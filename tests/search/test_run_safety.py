@@ -65,7 +65,9 @@ def test_a_second_search_on_a_running_run_exits_2_and_ctrl_c_exits_130(
     run = RunDirectory(out)
     try:
         _wait_for(lambda: run.trials_jsonl.is_file(), first, 120, "the first trial")
-        before = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != "study.db"}
+        before = {
+            p.name: p.stat().st_mtime_ns for p in out.iterdir() if not p.name.startswith("study.db")
+        }
         for extra in ([], ["--resume"]):
             started = time.monotonic()
             second = subprocess.run(
@@ -80,7 +82,9 @@ def test_a_second_search_on_a_running_run_exits_2_and_ctrl_c_exits_130(
             assert f"is in use by process {first.pid}" in message
             assert "Traceback" not in message
             assert time.monotonic() - started < 30
-        after = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != "study.db"}
+        after = {
+            p.name: p.stat().st_mtime_ns for p in out.iterdir() if not p.name.startswith("study.db")
+        }
         assert set(after) >= set(before) and after["run.yaml"] == before["run.yaml"]
         assert first.poll() is None  # the first search goes on
 
