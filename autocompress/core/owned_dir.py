@@ -5,7 +5,8 @@ An :class:`OwnedDirectory` of a *kind* (``export`` …) accepts a target folder 
 - it does not exist (it is created), or
 - it is empty, or
 - it holds nothing but a previous output of the same kind: the files listed in
-  its manifest ``.autocompress-<kind>.json`` (written with every output).
+  its manifest ``.autocompress-<kind>.json`` (written with every output), each
+  unchanged since (same sha256).
 
 Anything else is refused with an :class:`~autocompress.core.errors.OutputDirError`
 that says what is there, before a byte is written. New files are written into a
@@ -18,6 +19,7 @@ in the previous manifest is ever deleted.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -29,6 +31,14 @@ from autocompress.core.errors import OutputDirError
 from autocompress.core.file_writes import CreatedPaths, writing
 
 STAGING_PREFIX = ".autocompress-staging-"
+
+
+def sha256_of_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def manifest_name(kind: str) -> str:
@@ -85,16 +95,29 @@ class OwnedDirectory:
         )
 
     def previous_files(self) -> set[str] | None:
-        """Relative paths of the previous output in the target (None: not one of ours)."""
+        """Relative paths of the previous output in the target (None: not one of ours).
+
+        With a manifest, a listed file counts only while its sha256 is the one written
+        (a file edited since is the user's now); paths leaving the folder are ignored.
+        """
         if self.manifest.is_file():
             try:
                 data = json.loads(self.manifest.read_text(encoding="utf-8"))
                 files = data["files"]
-                if data.get("kind") != self.kind or not isinstance(files, list):
+                if data.get("kind") != self.kind or not isinstance(files, dict):
                     return None
-                return {str(f) for f in files if isinstance(f, str)}
             except (OSError, ValueError, KeyError, TypeError):
                 return None
+            root = self.target.resolve()
+            out = set()
+            for relative, digest in files.items():
+                path = self.target / str(relative)
+                if Path(str(relative)).is_absolute() or root not in path.resolve().parents:
+                    continue
+                if path.is_file() and sha256_of_file(path) != digest:
+                    continue  # changed since it was written: not ours to replace
+                out.add(str(relative))
+            return out
         if self.legacy_files is not None:
             return self.legacy_files(self.target)
         return None
@@ -126,8 +149,8 @@ class OwnedDirectory:
         foreign = entries - tops
         if foreign:
             raise self._refuse(
-                f"besides a previous {self.kind} it holds {len(foreign)} other entries "
-                f"({_listing(foreign)})"
+                f"besides a previous {self.kind} it holds {len(foreign)} other "
+                f"{'entry' if len(foreign) == 1 else 'entries'} ({_listing(foreign)})"
             )
         self._previous = previous
 
@@ -148,6 +171,9 @@ class OwnedDirectory:
         )
         with writing(f"the {self.kind}", self.target):
             self.check()  # nothing foreign appeared meanwhile
+            clash = [r for r in new if (self.target / r).exists() and r not in self._previous]
+            if clash:
+                raise self._refuse(f"it already holds {_listing(clash)}, not written by it")
             for relative in new:
                 destination = self.target / relative
                 destination.parent.mkdir(parents=True, exist_ok=True)
@@ -156,7 +182,10 @@ class OwnedDirectory:
                 old = self.target / relative
                 if old.is_file() or old.is_symlink():
                     old.unlink()
-            manifest = {"kind": self.kind, "files": new}
+            manifest = {
+                "kind": self.kind,
+                "files": {r: sha256_of_file(self.target / r) for r in new},
+            }
             tmp = self.target / f"{STAGING_PREFIX}manifest.tmp"
             tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
             os.replace(tmp, self.manifest)

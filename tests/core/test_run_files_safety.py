@@ -185,3 +185,23 @@ def test_owned_directory_refuses_foreign_files_and_replaces_only_its_own(tmp_pat
     owned.stage()
     owned.abort()  # a failed export removes only the folders it created
     assert not (tmp_path / "new").exists()
+
+
+def test_a_file_of_a_previous_export_edited_since_is_not_replaced(tmp_path):
+    out = tmp_path / "out"
+    owned = OwnedDirectory(out, kind="export")
+    (owned.stage() / "card.md").write_text("written by autocompress")
+    owned.commit()
+    (out / "card.md").write_text("my notes on this model")  # the user's now
+    with pytest.raises(OutputDirError, match=r"card\.md"):
+        OwnedDirectory(out, kind="export").stage()
+    assert (out / "card.md").read_text() == "my notes on this model"
+
+    manifest = out / ".autocompress-export.json"  # a manifest naming files outside the folder
+    (tmp_path / "outside.txt").write_text("keep")
+    (out / "card.md").unlink()
+    manifest.write_text(json.dumps({"kind": "export", "files": {"../outside.txt": "x"}}))
+    owned = OwnedDirectory(out, kind="export")
+    (owned.stage() / "model.onnx").write_text("new")
+    owned.commit()
+    assert (tmp_path / "outside.txt").read_text() == "keep"
