@@ -17,7 +17,7 @@ import click
 
 from autocompress import __version__
 from autocompress.cli.console import print_error, reset_warnings, show_python_warning
-from autocompress.core.errors import AutocompressError
+from autocompress.core.errors import AutocompressError, AutocompressWarning
 
 # command name -> (module, one-line help shown by `autocompress --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     """
     debug = os.environ.get("AUTOCOMPRESS_DEBUG") == "1"
     warnings.showwarning = show_python_warning
+    warnings.simplefilter("always", AutocompressWarning)  # print_warning dedupes per command
     try:
         cli.main(args=argv, prog_name="autocompress", standalone_mode=False)
     except click.exceptions.Abort:

@@ -46,12 +46,13 @@ def show_python_warning(
     file: Any = None,
     line: str | None = None,
 ) -> None:
-    """A :func:`warnings.showwarning` that prints autocompress's own warnings (a
-    :class:`~autocompress.hardware.plugins.PluginWarning`) like :func:`print_warning`,
-    without Python's source path; any other warning is shown the usual way."""
-    from autocompress.hardware.plugins import PluginWarning
+    """A :func:`warnings.showwarning` that prints autocompress's own warnings (any
+    :class:`~autocompress.core.errors.AutocompressWarning`, e.g. a plugin problem or
+    skipped run-file lines) like :func:`print_warning`, without Python's source path;
+    any other warning is shown the usual way."""
+    from autocompress.core.errors import AutocompressWarning
 
-    if issubclass(category, PluginWarning):
+    if isinstance(category, type) and issubclass(category, AutocompressWarning):
         print_warning(str(message))
         return
     _python_showwarning(message, category, filename, lineno, file, line)

@@ -35,6 +35,11 @@ from autocompress.cli.console import print_json, stdout
     show_default=True,
     help="Device of the recovery training (--recover-epochs).",
 )
+@click.option(
+    "--trust-model-code",
+    is_flag=True,
+    help="Import the run's file.py model even if it is not the file recorded at creation.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(
     run_dir: Path,
@@ -43,6 +48,7 @@ def command(
     out: Path | None,
     recover_epochs: float | None,
     device: str,
+    trust_model_code: bool,
     as_json: bool,
 ) -> None:
     """Export one trial of RUN: model.onnx (Q/DQ per layer), model.pt, card.json, card.md.
@@ -56,6 +62,10 @@ def command(
 
     The recovered weights of `autocompress finetune` are exported when they
     exist (the card says which weights, with both accuracies).
+
+    \b
+    --out must be a new or empty folder, or one holding a previous export
+    (replaced file by file); anything else is refused and nothing is written.
     """
     from autocompress.core.errors import ConfigError
     from autocompress.export.api import export
@@ -63,7 +73,7 @@ def command(
     if (trial is None) == (pick is None):
         raise ConfigError("give exactly one of --trial N or --pick RULE")
     if recover_epochs is None:
-        result = export(run_dir, trial=trial, pick=pick, out=out)
+        result = export(run_dir, trial=trial, pick=pick, out=out, trust_model_code=trust_model_code)
     else:
         from rich.progress import (
             BarColumn,
@@ -90,6 +100,7 @@ def command(
                 trial=trial,
                 pick=pick,
                 out=out,
+                trust_model_code=trust_model_code,
                 recover_epochs=recover_epochs,
                 device=device,
                 recover_progress=lambda _s, done: bar.update(task, completed=done),

@@ -39,6 +39,11 @@ DEVICE_CHOICES = click.Choice(["auto", "cpu", "cuda"])
     help="torch.compile the student (default: on a GPU for runs of 300+ steps).",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--trust-model-code",
+    is_flag=True,
+    help="Import the run's file.py model even if it is not the file recorded at creation.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(
     run_dir: Path,
@@ -50,6 +55,7 @@ def command(
     lr: float | None,
     compile: bool | None,
     seed: int,
+    trust_model_code: bool,
     as_json: bool,
 ) -> None:
     """Train one trial of RUN from the teacher for longer: models/trial-NNNN/recovered.pt.
@@ -104,6 +110,7 @@ def command(
             lr=lr,
             compile=compile,
             seed=seed,
+            trust_model_code=trust_model_code,
             progress=lambda _stage, done: bar.update(task, completed=done),
         )
     info = result.info

@@ -125,6 +125,12 @@ def _summary_dict(result: Any) -> dict[str, Any]:
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Training device (default auto)."
 )
+@click.option(
+    "--trust-model-code",
+    is_flag=True,
+    help="--resume: import the run's file.py model even if it is not the file recorded at "
+    "creation.",
+)
 @click.option("--no-progress", is_flag=True, help="No live progress line.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of the table.")
 @calibration_options
@@ -169,6 +175,7 @@ def command(
     )
     if as_json:
         print_json(_summary_dict(result))
+        _exit_if_cancelled(result)
         return
     counts = result.counts
     # A pipe or a log gets the full table, not one cut to 80 columns.
@@ -201,3 +208,11 @@ def command(
     )
     if result.interrupted:
         stderr.print(f"resume with: autocompress search --resume --out {result.run_dir}")
+    _exit_if_cancelled(result)
+
+
+def _exit_if_cancelled(result: Any) -> None:
+    """Ctrl-C: exit 130 (the shell convention) so `search … && export …` stops there."""
+    if result.cancelled:
+        stderr.print("[yellow]interrupted[/]: the finished trials are saved")
+        raise SystemExit(130)

@@ -42,7 +42,7 @@ from autocompress.compress.slim import channel_groups, slim
 from autocompress.compress.sparsity import apply_sparsity
 from autocompress.compress.training import EpochEnd, TrainingSchedule, resolve_device, train
 from autocompress.core.data import DatasetSplits
-from autocompress.core.errors import CheckpointError, ConfigError
+from autocompress.core.errors import CheckpointError, ConfigError, UntrustedModelCodeError
 from autocompress.core.models import ModelSpec, load_state_dict_checked
 from autocompress.core.trial_config import TrialConfig
 from autocompress.hardware.spec import ChipSpec, QuantGranularity, QuantizationScheme
@@ -389,9 +389,9 @@ def save_student(
         "extra": dict(extra or {}),
         "state_dict": {k: v.detach().cpu() for k, v in student.state_dict().items()},
     }
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    from autocompress.core.models import save_payload_atomic
+
+    save_payload_atomic(payload, path, what="the trained student")
     return path
 
 
@@ -440,6 +440,8 @@ def load_student(path: str | os.PathLike[str]) -> nn.Module:
     spec: ModelSpec = payload["teacher_spec"]
     try:
         fresh = spec.build()
+    except UntrustedModelCodeError:
+        raise
     except Exception as exc:
         raise CheckpointError(
             f"student file {str(path)!r}: its teacher model {spec.name!r} cannot be built: {exc}"

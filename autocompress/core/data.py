@@ -411,8 +411,11 @@ def _read_image_source(path: Path, *, limit: int | None, seed: int) -> _RawImage
     if raw.test_images is not None:
         payload["test_images"] = raw.test_images
         payload["test_labels"] = raw.test_labels
-    torch.save(payload, tmp)
-    os.replace(tmp, cache_file)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, cache_file)
+    except (OSError, RuntimeError):  # a cache that cannot be written only costs a re-decode
+        tmp.unlink(missing_ok=True)
     return raw
 
 

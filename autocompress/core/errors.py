@@ -72,3 +72,27 @@ class ExportError(AutocompressError):
 
 class TrainingError(AutocompressError):
     """Training could not produce a usable model (diverged even at a lower learning rate)."""
+
+
+class RunInUseError(RunDirectoryError):
+    """Another live process holds the run directory's lock."""
+
+
+class OutputDirError(AutocompressError):
+    """A destination folder holds files autocompress did not write; nothing was written."""
+
+
+class WriteError(AutocompressError):
+    """A file could not be written (full disk, no permission, read-only file system)."""
+
+
+class UntrustedModelCodeError(ConfigError):
+    """A run or checkpoint names a Python model file that was not trusted."""
+
+
+class AutocompressWarning(UserWarning):
+    """Something a user should know that does not stop the command (printed by the CLI)."""
+
+
+class RunFileWarning(AutocompressWarning):
+    """Lines of a run file were unreadable and skipped."""

@@ -14,6 +14,7 @@ checkpoint is loaded separately (``weights_only=True``).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import inspect
 import os
@@ -30,6 +31,7 @@ from autocompress.core.errors import (
     CheckpointError,
     ConfigError,
     UnknownNameError,
+    UntrustedModelCodeError,
 )
 
 _LOCAL_MODELS: dict[str, Callable[..., nn.Module]] = {}
@@ -183,8 +185,11 @@ def _use_small_input_stem(model: nn.Module) -> None:
 
 
 def _build_user_model(spec: str, *, num_classes: int) -> nn.Module:
+    from autocompress.core.model_code import check_model_code
+
     path_text, _, func_name = spec.rpartition(":")
     path = Path(path_text)
+    check_model_code(spec)  # a name read from someone's file is imported only when trusted
     if not path.is_file():
         raise ConfigError(f"model file {path_text!r} does not exist (from --model {spec!r})")
     module_name = f"autocompress_user_model_{abs(hash(path.resolve()))}"
@@ -229,8 +234,6 @@ def save_checkpoint(
     ``extra`` holds plain data only (numbers, strings, lists, dicts, tensors), e.g.
     accuracy, dataset name, normalisation; it must load with ``weights_only=True``.
     """
-    import torch
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -240,10 +243,47 @@ def save_checkpoint(
         "extra": dict(extra or {}),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    save_payload_atomic(payload, path, what="the checkpoint")
     return path
+
+
+def save_payload_atomic(payload: dict, path: Path, *, what: str) -> None:
+    """``torch.save`` into memory, then write a temp file beside ``path`` and rename.
+
+    A failed write (full disk, no permission, read-only) removes the temp file and
+    raises a :class:`~autocompress.core.errors.WriteError` naming ``what`` and ``path``.
+    """
+    import io
+
+    import torch
+
+    from autocompress.core.file_writes import writing
+
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with writing(what, path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as handle:
+                handle.write(buffer.getbuffer())
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def _first_line_without_advice(exc: BaseException) -> str:
+    """The first line of a torch load error, without torch's advice to unpickle code."""
+    text = str(exc)
+    line = text.splitlines()[0] if text else ""
+    for marker in ("weights_only", "Weights only load failed", "re-running `torch.load`"):
+        if marker in line:
+            return "not a weights-only checkpoint"
+    return line
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, ModelSpec, dict]:
@@ -266,7 +306,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, ModelSpec,
     except Exception as exc:
         raise CheckpointError(
             f"checkpoint {str(path)!r} cannot be read (corrupt or not a PyTorch file): "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            f"{type(exc).__name__}: {_first_line_without_advice(exc)}"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
@@ -285,6 +325,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, ModelSpec,
         raise CheckpointError(f"checkpoint {str(path)!r} is incomplete: {exc}") from None
     try:
         model = spec.build()
+    except UntrustedModelCodeError:
+        raise
     except AutocompressError as exc:
         raise CheckpointError(
             f"checkpoint {str(path)!r} names model {spec.name!r} that cannot be built: {exc}"
@@ -292,6 +334,22 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, ModelSpec,
     load_state_dict_checked(model, state, source=str(path))
     model.eval()
     return model, spec, dict(payload.get("extra") or {})
+
+
+def checkpoint_model_name(path: str | os.PathLike[str]) -> str | None:
+    """The model name a checkpoint (teacher or student file) names, read without building it
+    (None when the file is missing or unreadable)."""
+    import torch
+
+    try:
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    if not isinstance(payload, dict):
+        return None
+    spec = payload.get("spec") or payload.get("teacher_spec")
+    name = spec.get("name") if isinstance(spec, dict) else None
+    return str(name) if name is not None else None
 
 
 def load_state_dict_checked(model: nn.Module, state: dict, *, source: str) -> None:

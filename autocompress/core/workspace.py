@@ -3,6 +3,7 @@
 ::
 
     runs/<name>/
+      .lock           held by the running search (see core/run_lock.py)
       run.yaml        resolved configuration + versions (written once, at start)
       study.db        Optuna storage (SQLite)
       teacher.pt      the baseline model (weights_only checkpoint)
@@ -15,15 +16,22 @@
                        (recovery-state.pt while it runs: the resumable epoch checkpoint)
 
 Writers append or replace atomically, so a reader (report on a running
-search) never sees a half-written file; a torn last line of ``trials.jsonl``
-(a killed writer) is skipped.
+search) never sees a half-written file. Every record starts on a fresh line (a
+torn last line left by a killed writer never swallows the next record), and
+:meth:`RunDirectory.scan_trials` is the one reader of ``trials.jsonl``: it skips
+any line that is not a valid record (torn, not JSON, JSON of another shape,
+wrong types, random bytes) and :meth:`RunDirectory.read_trials` reports the
+skipped lines once, as a :class:`~autocompress.core.errors.RunFileWarning`
+naming the file, the line numbers and the count.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +39,9 @@ from typing import Any
 
 import yaml
 
-from autocompress.core.errors import RunDirectoryError
+from autocompress.core.errors import AutocompressError, RunDirectoryError, RunFileWarning
+from autocompress.core.file_writes import writing
+from autocompress.core.trial_config import TrialConfig
 
 RUN_FORMAT_VERSION = 1
 
@@ -75,23 +85,122 @@ class TrialRecord:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrialRecord:
+        """A record from its dict; ``ValueError`` naming the field when a value has the wrong
+        type (unknown keys are ignored, so newer files stay readable)."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in names})
+        values = {k: v for k, v in data.items() if k in names}
+        for key in ("number", "state", "config"):
+            if key not in values:
+                raise ValueError(f"field {key!r} is missing")
+        number = values["number"]
+        if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+            raise ValueError(f"field 'number' must be a non-negative integer, got {number!r}")
+        if values["state"] not in TRIAL_STATES:
+            raise ValueError(
+                f"field 'state' must be one of {TRIAL_STATES}, got {values['state']!r}"
+            )
+        if not isinstance(values["config"], Mapping):
+            raise ValueError("field 'config' must be an object")
+        try:
+            TrialConfig.from_dict(values["config"])
+        except (ValueError, TypeError, KeyError, AutocompressError) as exc:
+            raise ValueError(f"field 'config' is not a trial configuration ({exc})") from None
+        for key in ("metrics", "violations", "timings_s"):
+            if key in values:
+                _check_numbers(key, values[key])
+        costs = values.get("costs", {})
+        if not isinstance(costs, Mapping):
+            raise ValueError("field 'costs' must be an object")
+        for chip, metrics in costs.items():
+            _check_numbers(f"costs.{chip}", metrics)
+        if not isinstance(values.get("feasible", False), bool):
+            raise ValueError(f"field 'feasible' must be true or false, got {values['feasible']!r}")
+        if not isinstance(values.get("error"), (str, type(None))):
+            raise ValueError("field 'error' must be a string or null")
+        if not isinstance(values.get("backend", "optuna"), str):
+            raise ValueError("field 'backend' must be a string")
+        return cls(**values)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so readers see the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _check_numbers(key: str, value: Any) -> None:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"field {key!r} must be an object of numbers")
+    for name, number in value.items():
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or math.isnan(number):
+            raise ValueError(f"field {key}.{name} must be a number, got {number!r}")
+
+
+@dataclass(frozen=True)
+class SkippedLine:
+    """A line of a run file that could not be read as a record."""
+
+    line: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class TrialScan:
+    """What :meth:`RunDirectory.scan_trials` found: records in file order and skipped lines."""
+
+    records: list[TrialRecord]
+    skipped: list[SkippedLine]
+
+
+def _line_ranges(numbers: list[int]) -> str:
+    parts: list[str] = []
+    start = previous = numbers[0]
+    for n in [*numbers[1:], None]:
+        if n is not None and n == previous + 1:
+            previous = n
+            continue
+        parts.append(str(start) if start == previous else f"{start}-{previous}")
+        if n is not None:
+            start = previous = n
+    return ", ".join(parts[:12]) + (" …" if len(parts) > 12 else "")
+
+
+_warned: set[tuple[str, tuple[int, ...]]] = set()
+
+
+def warn_skipped(path: Path, skipped: list[SkippedLine]) -> None:
+    """One :class:`RunFileWarning` per file and set of skipped lines (per process)."""
+    if not skipped:
+        return
+    key = (str(path.resolve()), tuple(s.line for s in skipped))
+    if key in _warned:
+        return
+    _warned.add(key)
+    count = len(skipped)
+    warnings.warn(
+        RunFileWarning(
+            f"{path}: skipped {count} unreadable line{'s' if count != 1 else ''} "
+            f"(line{'s' if count != 1 else ''} {_line_ranges([s.line for s in skipped])}; "
+            f"first: {skipped[0].reason}); the other records were read"
+        ),
+        stacklevel=3,
+    )
+
+
+def write_atomic(path: Path, text: str, *, what: str | None = None) -> None:
+    """Replace ``path`` with ``text`` so readers see the old or the new file, never half.
+
+    A failed write (full disk, no permission) removes the temp file and raises a
+    :class:`~autocompress.core.errors.WriteError` naming ``what`` (default: the file name).
+    """
+    with writing(what or path.name, path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 class RunDirectory:
@@ -192,9 +301,13 @@ class RunDirectory:
     def read_run_config(self) -> dict[str, Any]:
         self.require()
         try:
-            data = yaml.safe_load(self.run_yaml.read_text(encoding="utf-8"))
+            data = yaml.safe_load(self.run_yaml.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError:
+            raise RunDirectoryError(f"{self.run_yaml}: not a text file (not UTF-8)") from None
         except yaml.YAMLError as exc:
             raise RunDirectoryError(f"{self.run_yaml}: not valid YAML ({exc})") from None
+        except OSError as exc:
+            raise RunDirectoryError(f"{self.run_yaml} cannot be read: {exc}") from None
         if not isinstance(data, dict):
             raise RunDirectoryError(f"{self.run_yaml}: expected a mapping at the top level")
         version = data.get("format_version")
@@ -207,31 +320,57 @@ class RunDirectory:
 
     # -- trials.jsonl ------------------------------------------------------------
     def append_trial(self, record: TrialRecord) -> None:
-        """Append one record and flush it to disk (one line, one write)."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        """Append one record on a line of its own and flush it to disk (one write).
+
+        When the file does not end with a newline (a writer was killed mid-line),
+        the record starts on a fresh line so the torn line never swallows it.
+        """
         line = json.dumps(record.to_dict(), sort_keys=True) + "\n"
-        with open(self.trials_jsonl, "a", encoding="utf-8") as handle:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
+        with writing(f"trial {record.number}'s record", self.trials_jsonl):
+            self.path.mkdir(parents=True, exist_ok=True)
+            with open(self.trials_jsonl, "ab+") as handle:
+                handle.seek(0, os.SEEK_END)
+                if handle.tell() > 0:
+                    handle.seek(-1, os.SEEK_END)
+                    if handle.read(1) != b"\n":
+                        line = "\n" + line
+                handle.write(line.encode("utf-8"))
+                handle.flush()
+                os.fsync(handle.fileno())
+
+    def scan_trials(self) -> TrialScan:
+        """Every readable record in file order, and the lines that were skipped (with why)."""
+        records: list[TrialRecord] = []
+        skipped: list[SkippedLine] = []
+        try:
+            with open(self.trials_jsonl, "rb") as handle:
+                lines = list(handle)
+        except FileNotFoundError:
+            return TrialScan(records, skipped)
+        except OSError as exc:
+            raise RunDirectoryError(f"{self.trials_jsonl} cannot be read: {exc}") from None
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
+            try:
+                records.append(TrialRecord.from_dict(json.loads(raw.decode("utf-8"))))
+            except UnicodeDecodeError:
+                skipped.append(SkippedLine(number, "not UTF-8 text"))
+            except json.JSONDecodeError:
+                skipped.append(SkippedLine(number, "not a complete JSON line"))
+            except (ValueError, TypeError, RecursionError) as exc:
+                skipped.append(SkippedLine(number, f"not a trial record ({exc})"))
+        return TrialScan(records, skipped)
 
     def iter_trials(self) -> Iterator[TrialRecord]:
-        """Records in file order; a torn or unreadable line is skipped.
+        """Records in file order; unreadable lines are skipped (and reported once).
 
         When a trial number appears twice (a retried trial), the later record wins
         in :meth:`read_trials`.
         """
-        if not self.trials_jsonl.is_file():
-            return
-        with open(self.trials_jsonl, encoding="utf-8") as handle:
-            for line in handle:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    yield TrialRecord.from_dict(json.loads(line))
-                except (json.JSONDecodeError, TypeError):
-                    continue
+        scan = self.scan_trials()
+        warn_skipped(self.trials_jsonl, scan.skipped)
+        yield from scan.records
 
     def read_trials(self) -> list[TrialRecord]:
         """One record per trial number (the latest), sorted by number."""
@@ -245,6 +384,9 @@ class RunDirectory:
         write_atomic(self.pareto_json, json.dumps(data, indent=2, sort_keys=True))
 
     def read_pareto(self) -> dict[str, Any] | None:
-        if not self.pareto_json.is_file():
+        """pareto.json, or None when missing or unreadable (it is recomputed from the records)."""
+        try:
+            data = json.loads(self.pareto_json.read_bytes().decode("utf-8"))
+        except (OSError, ValueError):
             return None
-        return json.loads(self.pareto_json.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else None

@@ -8,13 +8,15 @@
 from __future__ import annotations
 
 import platform
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from autocompress import __version__
 from autocompress.core.errors import ConfigError, RunDirectoryError
+from autocompress.core.file_writes import writing
+from autocompress.core.model_code import model_code_policy, recorded_identities
+from autocompress.core.owned_dir import OwnedDirectory
 from autocompress.core.workspace import TrialRecord
 from autocompress.export.card import layer_entries, sha256_of, write_card
 from autocompress.export.onnx_model import write_onnx
@@ -121,6 +123,7 @@ def export(
     recover_epochs: float | None = None,
     device: str = "auto",
     recover_progress: Any = None,
+    trust_model_code: bool = False,
 ) -> ExportResult:
     """Export one trial of ``run_dir`` (by number or by a ``--pick`` rule).
 
@@ -137,11 +140,20 @@ def export(
         out: directory to write (default ``RUN/models/trial-NNNN``).
         min_agreement: top-1 agreement ONNX vs PyTorch required on held-out images.
         check_images: at most this many test-split images are compared.
+        trust_model_code: import the run's ``file.py:function`` model even when it is
+            not the file the run recorded at creation (resolved path + sha256).
+
+    The export writes only its own files: into a new or empty folder, or over a
+    previous export in that folder (file by file); any other folder is refused
+    before anything is written (:class:`~autocompress.core.errors.OutputDirError`).
 
     Raises:
         ConfigError: bad rule, both/neither of trial and pick, a trial with no model.
         RunDirectoryError: not a run directory, unknown trial, missing student.
         ExportError: the ONNX checker, onnxruntime or the agreement check failed.
+        OutputDirError: ``out`` holds files that are not a previous export.
+        UntrustedModelCodeError: the run's model is a Python file that is not trusted.
+        WriteError: a file could not be written (full disk, no permission).
     """
     if (trial is None) == (pick is None):
         raise ConfigError("give exactly one of trial (--trial N) or pick (--pick RULE)")
@@ -149,45 +161,77 @@ def export(
     rule = parse_rule(pick) if pick is not None else None
     number = trial if trial is not None else pick_trial(run, rule)  # type: ignore[arg-type]
     record = check_exportable(run, number)
-    if recover_epochs is not None:
-        from autocompress.recover.api import recover
-
-        recover(
-            run.path, trial=number, epochs=recover_epochs, device=device, progress=recover_progress
-        )
     directory = Path(out) if out is not None else run.directory.model_dir(number)
-    staging = directory.with_name(f".{directory.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        result = _export_into(
-            run,
-            record,
-            staging,
-            picked_by=str(rule) if rule else f"--trial {number}",
-            min_agreement=min_agreement,
-            check_images=check_images,
-        )
-        _carry_recovery_files(run, number, directory, staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if directory.exists():
-        shutil.rmtree(directory)
-    staging.rename(directory)
+    owned = OwnedDirectory(
+        directory,
+        kind="export",
+        protected=[run.path],
+        legacy_files=_previous_export_files,
+        how_to_choose=f"Pass --out a new or empty folder, e.g. --out exports/trial-{number:04d} "
+        f"(the default is {run.directory.model_dir(number)}).",
+        alongside=_recovery_files(run, number, directory),
+    )
+    owned.check()  # before any work: a wrong --out costs nothing
+    with model_code_policy(
+        trusted=trust_model_code,
+        allowed=recorded_identities(run.config),
+        command="export",
+    ):
+        if recover_epochs is not None:
+            from autocompress.recover.api import recover
+
+            recover(
+                run.path,
+                trial=number,
+                epochs=recover_epochs,
+                device=device,
+                progress=recover_progress,
+                trust_model_code=trust_model_code,
+            )
+        staging = owned.stage()
+        try:
+            with writing(f"the export of trial {number}", directory):
+                result = _export_into(
+                    run,
+                    record,
+                    staging,
+                    picked_by=str(rule) if rule else f"--trial {number}",
+                    min_agreement=min_agreement,
+                    check_images=check_images,
+                )
+            owned.commit()
+        except BaseException:
+            owned.abort()
+            raise
     return _relocate(result, staging, directory)
 
 
-def _carry_recovery_files(run: RunData, number: int, directory: Path, staging: Path) -> None:
-    """Keep ``finetune``'s files (recovered.pt/json, a checkpoint) when replacing the folder."""
-    files = (
-        run.directory.recovered_pt(number),
-        run.directory.recovered_json(number),
-        run.directory.recovery_state_pt(number),
-    )
-    for path in files:
-        if path.is_file() and path.parent == directory:
-            shutil.copy2(path, staging / path.name)
+def _previous_export_files(directory: Path) -> set[str] | None:
+    """Files of an export written before manifests (its card.json lists them), else None."""
+    import json
+
+    try:
+        card = json.loads((directory / "card.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(card, dict) or "trial" not in card or not isinstance(card.get("files"), dict):
+        return None
+    chip_files = card.get("chip_files") or []
+    return {"card.json", "card.md", *map(str, card["files"]), *map(str, chip_files)}
+
+
+def _recovery_files(run: RunData, number: int, directory: Path) -> set[str]:
+    """``finetune``'s files, which live in the trial's default export folder and are kept."""
+    if directory.resolve() != run.directory.model_dir(number).resolve():
+        return set()
+    return {
+        path.name
+        for path in (
+            run.directory.recovered_pt(number),
+            run.directory.recovered_json(number),
+            run.directory.recovery_state_pt(number),
+        )
+    }
 
 
 def _relocate(result: ExportResult, old: Path, new: Path) -> ExportResult:

@@ -44,7 +44,7 @@ from typing import Any
 
 import pluggy
 
-from autocompress.core.errors import PluginError, UnknownNameError
+from autocompress.core.errors import AutocompressWarning, PluginError, UnknownNameError
 from autocompress.hardware import hookspecs
 from autocompress.hardware.cost import Cost, LayerCost
 from autocompress.hardware.layers import LayerDescriptor
@@ -76,7 +76,7 @@ class PluginProblem:
         return f"plugin {self.plugin!r}: {self.reason}"
 
 
-class PluginWarning(UserWarning):
+class PluginWarning(AutocompressWarning):
     """A plugin problem that leaves every other chip working (e.g. a duplicate chip id)."""
 
 

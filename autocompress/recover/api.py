@@ -105,6 +105,7 @@ def recover(
     seed: int = 0,
     progress: Progress | None = None,
     is_cuda: Callable[[str | torch.device], bool] | None = None,
+    trust_model_code: bool = False,
 ) -> RecoveryResult:
     """Recovery-train one trial of ``run_dir``; resume from its checkpoint when there is one.
 
@@ -120,6 +121,8 @@ def recover(
         seed: batch order and augmentation.
         progress: ``progress(stage, fraction)`` (fraction of the whole run).
         is_cuda: the device decision (tests pass a fake one).
+        trust_model_code: import the run's ``file.py:function`` model even when it is
+            not the file the run recorded at creation (see ``docs/safety-and-recovery.md``).
 
     Raises:
         ConfigError / RunDirectoryError: bad input (see ``export``'s checks).
@@ -140,6 +143,7 @@ def recover(
     from autocompress.compress.training import TrainingDiverged, resolve_device
     from autocompress.core.data import load_dataset
     from autocompress.core.errors import ConfigError
+    from autocompress.core.model_code import model_code_policy, recorded_identities
     from autocompress.core.models import load_checkpoint
     from autocompress.export.api import check_exportable
     from autocompress.hardware.plugins import get_chip
@@ -164,7 +168,10 @@ def recover(
         limit=dataset.get("limit"),
         device=dev,
     )
-    teacher, spec, _ = load_checkpoint(directory.teacher_pt)
+    with model_code_policy(
+        trusted=trust_model_code, allowed=recorded_identities(run.config), command="finetune"
+    ):
+        teacher, spec, _ = load_checkpoint(directory.teacher_pt)
     teacher = teacher.to(dev).eval()
     chip = get_chip(run.main_chip)
     recipe = RECOVERY_RECIPE if lr is None else dataclasses.replace(RECOVERY_RECIPE, lr=lr)

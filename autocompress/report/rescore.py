@@ -52,7 +52,15 @@ class Rescorer:
                 f"{path} is missing: the teacher is needed to rebuild trial architectures",
                 hint="Wait until the search has trained its teacher, or use a chip the run costed.",
             )
-        model, _spec, _extra = load_checkpoint(path)
+        from autocompress.core.model_code import model_code_policy
+
+        with model_code_policy(
+            command="report",
+            refuse_hint="report never runs model code from a run directory (it reads the "
+            "records only); re-scoring on another chip needs the model: use a chip the run "
+            "costed, or export the trial (autocompress export … --trust-model-code).",
+        ):
+            model, _spec, _extra = load_checkpoint(path)
         return model.eval()
 
     def student(self, record: TrialRecord) -> nn.Module:

@@ -15,14 +15,13 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autocompress.core.errors import RunDirectoryError
+from autocompress.core.errors import ConfigError, RunDirectoryError
 from autocompress.core.models import ModelSpec
 from autocompress.core.workspace import RunDirectory, TrialRecord
 from autocompress.search.settings import BUDGET_FIELDS, SearchSettings, settings_from_file
@@ -39,6 +38,7 @@ class SearchResult:
         trials: one record per finished trial (latest per number).
         fronts: chip id -> trial numbers on its feasible Pareto front.
         interrupted: stopped by Ctrl-C (or a timeout) before the plan was done.
+        cancelled: stopped by Ctrl-C (SIGINT); the CLI exits with code 130.
         elapsed_s: wall-clock seconds of this call.
         teacher: run.yaml's teacher entry (accuracy, source).
         budget: the resolved budget.
@@ -51,6 +51,7 @@ class SearchResult:
     trials: list[TrialRecord]
     fronts: dict[str, list[int]]
     interrupted: bool = False
+    cancelled: bool = False
     elapsed_s: float = 0.0
     teacher: dict[str, Any] = field(default_factory=dict)
     budget: dict[str, Any] = field(default_factory=dict)
@@ -130,6 +131,7 @@ def search(
     data_limit: int | None = None,
     show_progress: bool = False,
     embedded_default: bool = False,
+    trust_model_code: bool = False,
 ) -> SearchResult:
     """Run (or resume) a search and return its result.
 
@@ -155,6 +157,13 @@ def search(
         teacher: a checkpoint from ``autocompress train`` (else trained once and cached).
         epochs: fine-tune epochs per trial; teacher_epochs: teacher training epochs.
         show_progress: draw a rich progress line on stderr.
+        trust_model_code: on resume, import the run's ``file.py:function`` model even
+            when it is not the file the run recorded at creation (path + sha256).
+
+    Raises:
+        RunInUseError: another live search holds the run (``RUN/.lock``).
+        OutputDirError: ``out`` is a folder with other files that is not a run.
+        ConfigError: on resume, a setting differs from the one the run recorded.
     """
     started = time.perf_counter()
     arguments = {
@@ -191,26 +200,68 @@ def search(
         "data_limit": data_limit,
     }
     if resume:
-        return _resume(arguments, started=started, show_progress=show_progress)
+        if config is not None:
+            raise ConfigError(
+                "--config cannot be combined with --resume: a run keeps the settings it was "
+                "created with",
+                hint="Resume with --resume --out RUN (and --trials, --timeout, --workers, "
+                "--device to change how it goes on).",
+            )
+        return _resume(
+            arguments,
+            started=started,
+            show_progress=show_progress,
+            trust_model_code=trust_model_code,
+        )
     settings = _settings_from_arguments(config, arguments)
     if embedded_default:
         settings = dataclasses.replace(settings, embedded_default=True)
-    run = _create_run(settings, show_progress=show_progress)
-    return _run_backend(
-        run, settings, planned=settings.trials, started=started, show_progress=show_progress
+    run, lock = _create_run(settings, show_progress=show_progress)
+    try:
+        return _run_backend(
+            run, settings, planned=settings.trials, started=started, show_progress=show_progress
+        )
+    finally:
+        lock.release()
+
+
+def _resume(
+    arguments: dict[str, Any], *, started: float, show_progress: bool, trust_model_code: bool
+) -> SearchResult:
+    from autocompress.core.run_lock import RunLock
+    from autocompress.search.resume_check import (
+        check_model_files,
+        check_run_fields,
+        check_study,
+        check_unchanged,
     )
 
-
-def _resume(arguments: dict[str, Any], *, started: float, show_progress: bool) -> SearchResult:
     out = arguments.get("out")
     if out is None:
         raise RunDirectoryError("--resume needs the run directory", hint="Pass --out runs/<name>.")
     run = RunDirectory(out).require()
-    config = run.read_run_config()
-    if not run.teacher_pt.is_file() or config.get("teacher", {}).get("source") == "pending":
-        raise RunDirectoryError(
-            f"{run.path} has no teacher yet: the run never started; start it again without --resume"
-        )
+    lock = RunLock(run.path).acquire()  # before anything is written
+    try:
+        config = run.read_run_config()
+        check_run_fields(config, run.run_yaml)
+        check_unchanged(config, arguments, run.run_yaml)
+        check_model_files(run, config, trusted=trust_model_code)
+        check_study(run, config)
+        if not run.teacher_pt.is_file() or config.get("teacher", {}).get("source") == "pending":
+            config = _train_pending_teacher(run, config, show_progress=show_progress)
+        return _resume_locked(run, config, arguments, started=started, show_progress=show_progress)
+    finally:
+        lock.release()
+
+
+def _resume_locked(
+    run: RunDirectory,
+    config: dict[str, Any],
+    arguments: dict[str, Any],
+    *,
+    started: float,
+    show_progress: bool,
+) -> SearchResult:
     planned = int(arguments["trials"] or config["trials"])
     settings = SearchSettings(
         trials=planned,
@@ -228,18 +279,116 @@ def _resume(arguments: dict[str, Any], *, started: float, show_progress: bool) -
         chips=tuple(config["chips"]),
         objectives=tuple(config["objectives"]),
     ).validate()
-    if planned != config["trials"] or settings.backend != config.get("backend"):
+    applied = {
+        "trials": planned,
+        "backend": settings.backend,
+        "workers": settings.workers,
+        "timeout_s": settings.timeout_s,
+    }
+    device = arguments.get("device")
+    finetune = dict(config.get("finetune") or {})
+    if device is not None and finetune.get("device") != device:
+        finetune["device"] = device  # workers read the device from run.yaml
+        applied["finetune"] = finetune
+    if any(config.get(k) != v for k, v in applied.items()):
         config = {k: v for k, v in config.items() if k != "format_version"}
-        config["trials"] = planned
-        config["backend"] = settings.backend
+        config.update(applied)
         run.write_run_config(config)
     return _run_backend(
         run, settings, planned=planned, started=started, show_progress=show_progress
     )
 
 
-def _create_run(settings: SearchSettings, *, show_progress: bool) -> RunDirectory:
-    """Validate everything, then create the run directory, write run.yaml, get the teacher."""
+def _train_pending_teacher(
+    run: RunDirectory, config: dict[str, Any], *, show_progress: bool
+) -> dict[str, Any]:
+    """A run killed while its teacher trained: get the teacher again, as recorded."""
+    from autocompress.core.data import load_dataset
+    from autocompress.search.context import pick_device
+    from autocompress.search.teacher_source import obtain_teacher
+
+    dataset = config["dataset"]
+    teacher = dict(config.get("teacher") or {})
+    given = teacher.get("given_path")
+    if given is not None and not Path(given).is_file():
+        raise RunDirectoryError(
+            f"{run.path} has no teacher yet and its given teacher {given!r} is gone",
+            hint="Start a new run with --teacher PATH and another --out.",
+        )
+    data = load_dataset(
+        dataset["name"],
+        seed=int(dataset.get("seed", 0)),
+        val_fraction=float(dataset.get("val_fraction", 0.2)),
+        root=dataset.get("root"),
+        limit=dataset.get("limit"),
+    )
+    spec = ModelSpec.from_dict(dict(config["model"]))
+    epochs = int(teacher.get("epochs") or 30)
+    if show_progress:
+        from autocompress.cli.console import stderr
+
+        stderr.print(f"[bold]run[/] {run.path} · teacher: {spec.name} (again: it never finished) …")
+    info = obtain_teacher(
+        spec=spec,
+        data=data,
+        dataset_key={k: dataset.get(k) for k in ("name", "seed", "val_fraction", "limit")},
+        destination=run.teacher_pt,
+        given=given,
+        epochs=epochs,
+        seed=int(config.get("seed", 0)),
+        device=pick_device(str((config.get("finetune") or {}).get("device", "auto"))),
+    )
+    config = {k: v for k, v in config.items() if k != "format_version"}
+    config["teacher"] = _teacher_entry(info, epochs, given)
+    run.write_run_config(config)
+    return run.read_run_config()
+
+
+def _teacher_entry(info: Any, epochs: int, given: str | None) -> dict[str, Any]:
+    entry = {
+        "path": "teacher.pt",
+        "source": info.source,
+        "epochs": epochs,
+        "val_accuracy": info.val_accuracy,
+        "test_accuracy": info.test_accuracy,
+        "train_seconds": round(info.train_seconds, 2),
+    }
+    if info.source == "given" and given is not None:
+        entry["given_path"] = str(Path(given).resolve())
+    return entry
+
+
+def check_new_run_dir(out_dir: Path) -> None:
+    """Refuse a ``--out`` that is a file, holds a run (without --resume), or holds other files."""
+    from autocompress.core.errors import OutputDirError
+    from autocompress.core.run_lock import LOCK_NAME
+
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise OutputDirError(f"--out {str(out_dir)!r} is a file, not a folder")
+    if (out_dir / "run.yaml").exists():
+        raise RunDirectoryError(
+            f"run directory {str(out_dir)!r} already holds a run",
+            hint="Pass --resume to continue it, or another --out.",
+        )
+    entries = sorted(p.name for p in out_dir.iterdir() if p.name != LOCK_NAME)
+    if entries:
+        shown = ", ".join(entries[:5]) + (
+            f", … ({len(entries) - 5} more)" if len(entries) > 5 else ""
+        )
+        raise OutputDirError(
+            f"--out {str(out_dir)!r} is not empty and is not a run ({len(entries)} entries: "
+            f"{shown}); a search writes only into a new or empty folder, nothing was written",
+            hint="Pass --out a new folder (e.g. runs/<name>), or --resume --out RUN for a run.",
+        )
+
+
+def _create_run(settings: SearchSettings, *, show_progress: bool) -> tuple[RunDirectory, Any]:
+    """Validate everything, then create the run directory, write run.yaml, get the teacher.
+
+    Returns the run and its held :class:`~autocompress.core.run_lock.RunLock`.
+    """
     from autocompress.compress.student import quantizable_layers
     from autocompress.core.data import load_dataset
     from autocompress.hardware.plugins import get_chip
@@ -249,6 +398,10 @@ def _create_run(settings: SearchSettings, *, show_progress: bool) -> RunDirector
     from autocompress.search.space_catalog import load_space
     from autocompress.search.teacher_source import obtain_teacher
 
+    name = settings.name or prepare.default_run_name(settings)
+    out_dir = prepare.resolve_out_dir(settings, name)
+    _refuse_if_in_use(out_dir)
+    check_new_run_dir(out_dir)  # before any work: a wrong --out costs nothing
     chips = {chip_id: get_chip(chip_id) for chip_id in settings.chips}
     main_chip = chips[settings.chips[0]]
     space = load_space(settings.space)
@@ -290,18 +443,27 @@ def _create_run(settings: SearchSettings, *, show_progress: bool) -> RunDirector
     budget, sources = prepare.resolve_budget(settings, main_chip, reference, smallest)
     prepare.check_budget_reachable(budget, smallest, space.name)
 
-    name = settings.name or prepare.default_run_name(settings)
-    out_dir = prepare.resolve_out_dir(settings, name)
+    from autocompress.core.file_writes import CreatedPaths
+    from autocompress.core.run_lock import RunLock
+
     run = RunDirectory(out_dir)
-    if run.run_yaml.exists():
-        raise RunDirectoryError(
-            f"run directory {str(out_dir)!r} already holds a run",
-            hint="Pass --resume to continue it, or another --out.",
-        )
     prepared = prepare.PreparedRun(settings, {}, data, spec, space, resolved, chips, budget)
     config = prepare.run_yaml_content(prepared, name=name, budget_sources=sources)
-    created = not out_dir.exists()
+    created = CreatedPaths()  # what this call made: the only files a failure removes
+    created.folder(out_dir)
+    lock = RunLock(out_dir)
     try:
+        lock.acquire()
+    except BaseException:
+        created.remove()  # only folders made above: another search holds the lock file
+        raise
+    if lock.created_file:
+        created.own(lock.path)
+    try:
+        check_new_run_dir(out_dir)  # again, under the lock: another search may have won
+        for path in (run.run_yaml, run.study_db, run.teacher_pt):
+            created.file(path)
+        created.file(run.path / "study.db-journal")
         run.write_run_config(config)
         from autocompress.search.samplers import make_sampler
         from autocompress.search.study import open_study
@@ -325,25 +487,21 @@ def _create_run(settings: SearchSettings, *, show_progress: bool) -> RunDirector
             seed=settings.seed,
             device=device,
         )
-        config["teacher"] = {
-            "path": "teacher.pt",
-            "source": info.source,
-            "epochs": prepare.teacher_epochs(settings),
-            "val_accuracy": info.val_accuracy,
-            "test_accuracy": info.test_accuracy,
-            "train_seconds": round(info.train_seconds, 2),
-        }
-        if info.source == "given":
-            config["teacher"]["given_path"] = str(Path(settings.teacher).resolve())
+        config["teacher"] = _teacher_entry(info, prepare.teacher_epochs(settings), settings.teacher)
         run.write_run_config(config)
     except BaseException:
-        if created:
-            shutil.rmtree(out_dir, ignore_errors=True)
-        else:
-            for path in (run.run_yaml, run.study_db, run.teacher_pt):
-                path.unlink(missing_ok=True)
+        lock.release()
+        if not run.trials_jsonl.exists():  # never remove a run that has finished trials
+            created.remove()
         raise
-    return run
+    return run, lock
+
+
+def _refuse_if_in_use(out_dir: Path) -> None:
+    """RunInUseError at once when a live search holds ``out_dir`` (nothing is touched)."""
+    from autocompress.core.run_lock import RunLock
+
+    RunLock(out_dir).check_free()
 
 
 def _run_backend(
@@ -391,6 +549,7 @@ def _run_backend(
         trials=records,
         fronts={k: list(v) for k, v in pareto["fronts"].items()},
         interrupted=bool(summary.interrupted) or done < planned,
+        cancelled=bool(summary.interrupted),
         elapsed_s=time.perf_counter() - started,
         teacher=dict(config.get("teacher", {})),
         budget=dict(config.get("budget", {})),

@@ -26,6 +26,7 @@ from autocompress.search.context import SearchContext, load_context
 from autocompress.search.front import update_pareto
 from autocompress.search.objective import run_trial
 from autocompress.search.progress import SearchProgress
+from autocompress.search.recover import RECORD_ATTR, recover_missing_records
 from autocompress.search.samplers import make_sampler
 from autocompress.search.study import (
     FAILED_ATTR,
@@ -63,6 +64,8 @@ def _make_objective(ctx: SearchContext, progress: SearchProgress, state: WorkerS
             config,
             stage=lambda text, frac: progress.stage(trial.number, text, frac),
         )
+        # study.db keeps the record too, so a lost trials.jsonl line can be rebuilt exactly
+        trial.set_user_attr(RECORD_ATTR, outcome.record.to_dict())
         ctx.run.append_trial(outcome.record)
         state.trials_run += 1
         if outcome.record.state == "failed":
@@ -127,6 +130,8 @@ def run_worker(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+    if worker_index == 0:
+        recover_missing_records(ctx, study)
     summary = WorkerSummary()
     done = counted_trials(study)
     if done >= planned:
@@ -161,6 +166,10 @@ def _worker_main(
 
     # The parent process already told the user about plugin problems.
     warnings.filterwarnings("ignore", category=PluginWarning)
+
+    from autocompress.core.errors import RunFileWarning
+
+    warnings.simplefilter("ignore", RunFileWarning)  # the driver reports damaged lines once
     torch.set_num_threads(threads)
     with contextlib.suppress(KeyboardInterrupt):
         run_worker(
@@ -197,6 +206,7 @@ def run_optuna_search(
             others.append(process)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
+    summary: WorkerSummary | None = None
     try:
         summary = run_worker(
             run.path,
@@ -209,6 +219,8 @@ def run_optuna_search(
         summary = WorkerSummary(interrupted=True)
     finally:
         torch.set_num_threads(previous)
+        if summary is None or summary.interrupted:
+            _interrupt(others)  # Ctrl-C reaches the driver only: stop the others too
         for process in others:
             try:
                 process.join()
@@ -217,3 +229,13 @@ def run_optuna_search(
                 process.join()
                 summary = WorkerSummary(interrupted=True)
     return summary
+
+
+def _interrupt(processes: list[Any]) -> None:
+    """SIGINT to worker processes still alive (they stop after recording what finished)."""
+    import signal
+
+    for process in processes:
+        if process.is_alive() and process.pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(process.pid, signal.SIGINT)

@@ -18,6 +18,7 @@ from torch import nn
 
 from autocompress.core.budget import Budget
 from autocompress.core.errors import BudgetError
+from autocompress.core.model_code import model_file_identity
 from autocompress.core.models import ModelSpec
 from autocompress.core.trial_config import TrialConfig
 from autocompress.hardware.spec import ChipSpec
@@ -218,6 +219,8 @@ def run_yaml_content(
         "name": name,
         "created_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "model": prepared.spec.to_dict(),
+        # a file.py:function model: the file this run trusts later (export, --resume)
+        "model_code": model_file_identity(prepared.spec.name),
         "input_shape": list(data.input_shape),
         "dataset": {
             "name": settings.dataset,

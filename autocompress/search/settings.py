@@ -45,6 +45,7 @@ _RECORD_ONLY_KEYS = {
     "finished_utc",
     "status",
     "calibration",
+    "model_code",
 }
 
 

@@ -57,6 +57,21 @@ def teacher_cache_key(spec: ModelSpec, dataset: dict[str, Any], *, epochs: int, 
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+def _copy_into_run(source: Path, destination: Path) -> None:
+    """Copy a teacher into the run (temp file + rename; a failed write says where)."""
+    from autocompress.core.file_writes import writing
+
+    tmp = destination.with_name(f".{destination.name}.tmp{os.getpid()}")
+    try:
+        with writing("the teacher checkpoint", destination):
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, tmp)
+            os.replace(tmp, destination)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _accuracies(teacher: nn.Module, data: Any, device: str) -> tuple[float, float]:
     from autocompress.compress.student import evaluate
 
@@ -101,9 +116,8 @@ def obtain_teacher(
                 f"the search was asked for {spec.name!r}",
                 hint=f"Pass --model {given_spec.name} (or leave --model out with --teacher).",
             )
-        destination.parent.mkdir(parents=True, exist_ok=True)
         if Path(given).resolve() != destination.resolve():
-            shutil.copyfile(given, destination)
+            _copy_into_run(Path(given), destination)
         val, test = _accuracies(model, data, device)
         return TeacherInfo(destination, "given", val, test)
 
@@ -116,8 +130,7 @@ def obtain_teacher(
         except CheckpointError:
             cached.unlink(missing_ok=True)  # a torn cache entry: train again
         else:
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(cached, destination)
+            _copy_into_run(cached, destination)
             val, test = _accuracies(model, data, device)
             return TeacherInfo(destination, "cache", val, test)
 
@@ -131,13 +144,13 @@ def obtain_teacher(
         kwargs["batch_size"] = batch_size
     result = train_teacher(spec, data, **kwargs)
     seconds = time.perf_counter() - start
+    tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
         shutil.copyfile(destination, tmp)
         os.replace(tmp, cached)
-    except OSError:
-        pass  # a read-only cache only costs the next run a retrain
+    except OSError:  # a read-only or full cache only costs the next run a retrain
+        tmp.unlink(missing_ok=True)
     return TeacherInfo(
         destination,
         "trained",

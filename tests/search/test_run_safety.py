@@ -1,0 +1,254 @@
+"""Searches that share, reuse or lose parts of a run directory (issue 8): one lock per run,
+Ctrl-C exits 130, --resume continues what it can and refuses changed settings, records that
+study.db has but trials.jsonl lost are rebuilt."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from autocompress.core.workspace import RunDirectory
+
+pytestmark = pytest.mark.slow
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "autocompress", "search", *args]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _copy_run(digits_run, tmp_path: Path) -> Path:
+    out = tmp_path / "run"
+    shutil.copytree(digits_run.run_dir, out, ignore=shutil.ignore_patterns(".lock"))
+    return out
+
+
+def _wait_for(predicate, process: subprocess.Popen, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if process.poll() is not None:
+            pytest.fail(f"search ended before {what}: {process.stderr.read()}")
+        time.sleep(0.05)
+    process.kill()
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def test_a_second_search_on_a_running_run_exits_2_and_ctrl_c_exits_130(
+    tmp_path, teacher_checkpoint
+):
+    out = tmp_path / "busy"
+    first = subprocess.Popen(
+        [
+            *_cli("--out", str(out), "--trials", "40", "--epochs", "1", "--no-progress"),
+            *("--teacher", str(teacher_checkpoint), "--latency-ms", "97%"),
+        ],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run = RunDirectory(out)
+    try:
+        _wait_for(lambda: run.trials_jsonl.is_file(), first, 120, "the first trial")
+        before = {
+            p.name: p.stat().st_mtime_ns for p in out.iterdir() if not p.name.startswith("study.db")
+        }
+        for extra in ([], ["--resume"]):
+            started = time.monotonic()
+            second = subprocess.run(
+                _cli("--out", str(out), "--no-progress", *extra),
+                env=_env(),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            message = " ".join(second.stderr.split())
+            assert second.returncode == 2, message
+            assert f"is in use by process {first.pid}" in message
+            assert "Traceback" not in message
+            assert time.monotonic() - started < 30
+        after = {
+            p.name: p.stat().st_mtime_ns for p in out.iterdir() if not p.name.startswith("study.db")
+        }
+        assert set(after) >= set(before) and after["run.yaml"] == before["run.yaml"]
+        assert first.poll() is None  # the first search goes on
+
+        first.send_signal(signal.SIGINT)  # Ctrl-C
+        first.wait(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 130, first.stderr.read()
+    saved = run.read_trials()
+    assert saved and len(saved) < 40
+
+    from autocompress.core.run_lock import RunLock
+
+    RunLock(out).acquire().release()  # the lock went with the process
+
+
+def test_search_refuses_a_folder_that_is_not_a_run(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "teacher.pt").write_text("a user's own file")
+    result = subprocess.run(
+        _cli("--out", str(mine), "--trials", "1", "--no-progress"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    message = " ".join(result.stderr.split())
+    assert result.returncode == 2 and "not empty and is not a run" in message, message
+    assert "teacher.pt" in message
+    assert [p.name for p in mine.iterdir()] == ["teacher.pt"]
+    assert (mine / "teacher.pt").read_text() == "a user's own file"
+
+
+def test_resume_refuses_changed_settings_and_applies_the_others(digits_run, tmp_path):
+    from autocompress.core.errors import ConfigError
+    from autocompress.search.api import search
+
+    out = _copy_run(digits_run, tmp_path)
+    config = yaml.safe_load((out / "run.yaml").read_text())
+    changed = {
+        "chip": (["nvidia/orin-nano"], "['rockchip/rv1126', 'rockchip/rk3588']"),
+        "latency_ms": (1.0, str(config["budget"]["latency_ms"])),
+        "model": ("resnet18", "'small_cnn'"),
+        "dataset": ("cifar10", "'digits'"),
+        "sampler": ("tpe", "'nsga2'"),
+        "space": ("pruning", "'default'"),
+        "epochs": (3.0, "1.0"),
+        "seed": (7, "0"),
+    }
+    for key, (value, recorded) in changed.items():
+        with pytest.raises(ConfigError) as info:
+            search(out=out, resume=True, **{key: value})
+        assert key in str(info.value) and recorded in str(info.value), str(info.value)
+    done = len(RunDirectory(out).read_trials())
+    result = search(  # same values as recorded, plus settings resume applies
+        out=out,
+        resume=True,
+        trials=done,
+        latency_ms="97%",
+        chip=["rockchip/rv1126", "rockchip/rk3588"],
+        workers=2,
+        timeout_s=30,
+        device="cpu",
+    )
+    assert len(result.trials) == done
+    applied = yaml.safe_load((out / "run.yaml").read_text())
+    assert applied["workers"] == 2 and applied["timeout_s"] == 30
+    assert applied["finetune"]["device"] == "cpu"
+
+
+def test_resume_of_a_run_killed_while_its_teacher_trained_trains_it_again(digits_run, tmp_path):
+    from autocompress.search.api import search
+
+    out = tmp_path / "pending"
+    out.mkdir()
+    config = yaml.safe_load((Path(digits_run.run_dir) / "run.yaml").read_text())
+    config.pop("format_version")
+    config["teacher"] = {"path": "teacher.pt", "source": "pending", "epochs": 2}
+    config["seed"] = config["sampler"]["seed"] = config["dataset"]["seed"] = 3  # not cached
+    RunDirectory(out).write_run_config(config)  # what a kill during teacher training leaves
+    result = search(out=out, resume=True, trials=1)
+    assert (out / "teacher.pt").is_file()
+    recorded = yaml.safe_load((out / "run.yaml").read_text())["teacher"]
+    assert recorded["source"] == "trained" and recorded["val_accuracy"] > 0
+    assert len(result.trials) == 1
+
+
+def test_resume_rebuilds_records_study_db_has_but_trials_jsonl_lost(digits_run, tmp_path):
+    from autocompress.search.api import search
+
+    out = _copy_run(digits_run, tmp_path)
+    run = RunDirectory(out)
+    original = {r.number: r for r in run.read_trials()}
+    complete = [n for n, r in original.items() if r.state == "complete"]
+    infeasible = [n for n, r in original.items() if r.state == "infeasible"]
+    lost = [complete[0], complete[1], infeasible[0]] if infeasible else complete[:3]
+    lines = run.trials_jsonl.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if json.loads(line)["number"] not in lost]
+    run.trials_jsonl.write_text("".join(kept) + '{"number": 99, "sta')  # and a torn last line
+    with sqlite3.connect(out / "study.db") as db:  # an older run: no stored record for one
+        db.execute(
+            "DELETE FROM trial_user_attributes WHERE key = 'autocompress:record' AND trial_id = "
+            "(SELECT trial_id FROM trials WHERE number = ?)",
+            (lost[0],),
+        )
+    result = search(out=out, resume=True, trials=len(original))
+    rebuilt = {r.number: r for r in result.trials}
+    assert set(rebuilt) == set(original)
+    for number in lost[1:]:  # stored in study.db: exactly the record it wrote
+        assert rebuilt[number].to_dict() == original[number].to_dict()
+    again, before = rebuilt[lost[0]], original[lost[0]]  # rebuilt from params and values
+    assert again.state == before.state and dict(again.config) == dict(before.config)
+    assert again.metrics["accuracy"] == pytest.approx(before.metrics["accuracy"])
+    for chip, costs in before.costs.items():
+        assert again.costs[chip]["latency_ms"] == pytest.approx(costs["latency_ms"])
+    assert again.feasible == before.feasible
+
+
+def test_a_full_disk_at_run_creation_removes_only_what_it_wrote(
+    tmp_path, teacher_checkpoint, monkeypatch
+):
+    import errno
+
+    from autocompress.core.errors import WriteError
+    from autocompress.search.api import search
+
+    def full(*_args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    for out, existed in ((tmp_path / "new" / "run", False), (tmp_path / "empty", True)):
+        if existed:
+            out.mkdir()
+        with pytest.raises(WriteError, match=r"run\.yaml.*No space left on device") as info:
+            search(out=out, trials=1, teacher=teacher_checkpoint, epochs=1.0)
+        assert "disk is full" in str(info.value)
+        assert out.exists() == existed
+        if existed:
+            assert list(out.iterdir()) == []
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_run_on_a_model_file_records_it_and_resumes_only_with_that_file(tmp_path):
+    from autocompress.core.errors import UntrustedModelCodeError
+    from autocompress.core.model_code import model_file_identity
+    from autocompress.search.api import search
+
+    model_file = tmp_path / "net.py"
+    model_file.write_text(
+        "from autocompress.core.models import small_cnn\n\n\n"
+        "def build(num_classes=10):\n"
+        "    return small_cnn(num_classes=num_classes, in_channels=1, width=8)\n"
+    )
+    name = f"{model_file}:build"
+    out = tmp_path / "own-model"
+    search(out=out, model=name, trials=1, teacher_epochs=1, epochs=0.2, latency_ms=1.0)
+    recorded = yaml.safe_load((out / "run.yaml").read_text())["model_code"]
+    assert recorded == model_file_identity(name)
+    search(out=out, resume=True, trials=1)  # the recorded file: trusted
+
+    model_file.write_text(model_file.read_text() + "\n# edited after the run was made\n")
+    with pytest.raises(UntrustedModelCodeError, match=r"net\.py.*not the file the run recorded"):
+        search(out=out, resume=True, trials=1)
+    result = search(out=out, resume=True, trials=1, trust_model_code=True)
+    assert len(result.trials) == 1
