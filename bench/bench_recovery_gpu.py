@@ -92,6 +92,13 @@ def main() -> None:
     parser.add_argument("--data-root", type=Path)
     parser.add_argument("--quick", action="store_true", help="Digits on the CPU, minutes.")
     parser.add_argument("--json", type=Path, help="Write the results here.")
+    parser.add_argument(
+        "--part",
+        choices=["all", "search", "baselines"],
+        default="all",
+        help="Run only the search + its recovery, or only the two baselines (a device call "
+        "of limited length runs them one after the other; the table shows what ran).",
+    )
     args = parser.parse_args()
 
     if args.quick:
@@ -139,28 +146,34 @@ def main() -> None:
     stamp = time.strftime("%Y%m%d-%H%M%S")
 
     # 2-3: the search with default settings, then recovery of its best feasible model
-    run = work / f"search-{stamp}"
-    search_args = ["search", *common, "--out", str(run), "--json", "--no-progress"]
-    search_args += search_extra + (["--timeout", str(timeout)] if timeout else [])
-    search = autocompress(search_args, log)
-    report = autocompress(["report", str(run), "--json"], log)["output"]
-    recovered = autocompress(
-        [
-            "finetune",
-            str(run),
-            "--pick",
-            "max accuracy",
-            "--epochs",
-            str(recover_epochs),
-            "--device",
-            device,
-            "--json",
-        ],
-        log,
-    )
-    export = autocompress(
-        ["export", str(run), "--trial", str(recovered["output"]["trial"])], log, parse_json=False
-    )
+    run_search = args.part in ("all", "search")
+    run_baselines = args.part in ("all", "baselines")
+    report = recovered = export = search = None
+    if run_search:
+        run = work / f"search-{stamp}"
+        search_args = ["search", *common, "--out", str(run), "--json", "--no-progress"]
+        search_args += search_extra + (["--timeout", str(timeout)] if timeout else [])
+        search = autocompress(search_args, log)
+        report = autocompress(["report", str(run), "--json"], log)["output"]
+        recovered = autocompress(
+            [
+                "finetune",
+                str(run),
+                "--pick",
+                "max accuracy",
+                "--epochs",
+                str(recover_epochs),
+                "--device",
+                device,
+                "--json",
+            ],
+            log,
+        )
+        export = autocompress(
+            ["export", str(run), "--trial", str(recovered["output"]["trial"])],
+            log,
+            parse_json=False,
+        )
 
     # 4-5: baselines as one-trial searches over fixed spaces, recovered the same way
     def baseline(name: str, width: float, bits: int, epochs: float | None) -> dict:
@@ -186,7 +199,7 @@ def main() -> None:
         )
         rows = autocompress(["report", str(out), "--json"], log)["output"]
         trial = rows["trials"][0]
-        result = {"search": one, "trial": trial}
+        result = {"search": one, "trial": trial, "run": str(out)}
         if trial["state"] == "complete" and trial["feasible"]:
             result["recovered"] = autocompress(
                 [
@@ -204,15 +217,15 @@ def main() -> None:
             )["output"]
         return result
 
-    uniform = baseline("uniform-int8", args.uniform_width, 8, None)
-    w4a8 = baseline("w4a8-50pct", 0.5, 4, w4a8_epochs)
+    uniform = w4a8 = None
+    if run_baselines:
+        uniform = baseline("uniform-int8", args.uniform_width, 8, None)
+        w4a8 = baseline("w4a8-50pct", 0.5, 4, w4a8_epochs)
     total = time.perf_counter() - started
+    if report is None:  # baselines only: the teacher's figures come from a baseline's run
+        report = autocompress(["report", uniform["run"], "--json"], log)["output"]
 
     teacher_test = report["teacher"].get("test_accuracy")
-    counts = report["counts"]
-    search_seconds = search["seconds"]
-    throughput = report.get("finetune_throughput") or {}
-    best = next(t for t in report["trials"] if t["trial"] == recovered["output"]["trial"])
 
     def row(name, proxy, rec, latency, seconds):
         gap = (
@@ -226,7 +239,7 @@ def main() -> None:
     print(f"## issue 10 headline ({dataset}, {model}, rv1126, latency <= {latency} of int8)")
     print(
         f"machine: {platform.node()} {platform.machine()}, device {device}, "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, part {args.part}"
     )
     print()
     print(
@@ -238,64 +251,73 @@ def main() -> None:
         f"| teacher | {100 * (teacher_test or 0):.2f} | – | – | "
         f"{report['teacher'].get('latency_ms') or 0:.3g} | – |"
     )
-    rec = recovered["output"]
-    row(
-        "searched best (pick max accuracy)",
-        best.get("test_accuracy"),
-        rec["test_accuracy"],
-        best.get("latency_ms"),
-        search_seconds + rec["seconds"],
-    )
-    for name, base in (
-        (f"uniform width {args.uniform_width:g} int8", uniform),
-        (f"50 % channels W4A8 ({w4a8_epochs:g} ep)", w4a8),
-    ):
-        trial = base["trial"]
-        rec_b = base.get("recovered") or {}
-        row(
-            name,
-            trial.get("test_accuracy"),
-            rec_b.get("test_accuracy"),
-            trial.get("latency_ms"),
-            base["search"]["seconds"] + rec_b.get("seconds", 0),
-        )
-    print()
-    per_minute = counts["complete"] / max(search_seconds / 60.0, 1e-9)
-    print(
-        f"search: {counts['trials']} trials in {search_seconds:.0f} s ({counts['complete']} "
-        f"trained, {counts['infeasible']} over budget, {counts['failed']} failed): "
-        f"{per_minute:.1f} trained trials/min; median fine-tune "
-        f"{throughput.get('median_s_per_epoch', float('nan')):.3g} s/epoch"
-    )
-    print(
-        f"recovery: {rec['epochs']:g} epochs in {rec['seconds']:.0f} s "
-        f"({rec['seconds_per_epoch']:.3g} s/epoch); total {total / 60:.1f} min"
-    )
-    searched_beats_uniform = (uniform.get("recovered") or {}).get("test_accuracy", 0) < rec[
-        "test_accuracy"
-    ]
-    print(f"searched model beats the uniform int8 baseline: {searched_beats_uniform}")
-    print(f"export: {export['seconds']:.0f} s; commands: {len(log)}")
-    results = {
+    results: dict = {
         "dataset": dataset,
         "model": model,
         "device": device,
         "quick": args.quick,
+        "part": args.part,
         "teacher": teacher_info | {"test_accuracy": teacher_test},
-        "search": {
+    }
+    rec = None
+    if run_search:
+        counts = report["counts"]
+        search_seconds = search["seconds"]
+        throughput = report.get("finetune_throughput") or {}
+        best = next(t for t in report["trials"] if t["trial"] == recovered["output"]["trial"])
+        rec = recovered["output"]
+        row(
+            "searched best (pick max accuracy)",
+            best.get("test_accuracy"),
+            rec["test_accuracy"],
+            best.get("latency_ms"),
+            search_seconds + rec["seconds"],
+        )
+        per_minute = counts["complete"] / max(search_seconds / 60.0, 1e-9)
+        results["search"] = {
             "seconds": search_seconds,
             "counts": counts,
             "throughput": throughput,
             "trained_per_minute": per_minute,
             "run": str(run),
-        },
-        "searched_best": {"trial": best, "recovered": rec},
-        "uniform_int8": uniform,
-        "w4a8_50pct": w4a8,
-        "total_seconds": total,
-        "commands": log,
-        "env": {"python": platform.python_version(), "cwd": os.getcwd()},
-    }
+        }
+        results["searched_best"] = {"trial": best, "recovered": rec}
+    if run_baselines:
+        for name, base in (
+            (f"uniform width {args.uniform_width:g} int8", uniform),
+            (f"50 % channels W4A8 ({w4a8_epochs:g} ep)", w4a8),
+        ):
+            trial = base["trial"]
+            rec_b = base.get("recovered") or {}
+            row(
+                name,
+                trial.get("test_accuracy"),
+                rec_b.get("test_accuracy"),
+                trial.get("latency_ms"),
+                base["search"]["seconds"] + rec_b.get("seconds", 0),
+            )
+        results["uniform_int8"] = uniform
+        results["w4a8_50pct"] = w4a8
+    print()
+    if run_search:
+        print(
+            f"search: {counts['trials']} trials in {search_seconds:.0f} s ({counts['complete']} "
+            f"trained, {counts['infeasible']} over budget, {counts['failed']} failed): "
+            f"{per_minute:.1f} trained trials/min; median fine-tune "
+            f"{throughput.get('median_s_per_epoch', float('nan')):.3g} s/epoch"
+        )
+        print(
+            f"recovery: {rec['epochs']:g} epochs in {rec['seconds']:.0f} s "
+            f"({rec['seconds_per_epoch']:.3g} s/epoch)"
+        )
+        print(f"export: {export['seconds']:.0f} s")
+    if run_search and run_baselines:
+        beaten = (uniform.get("recovered") or {}).get("test_accuracy", 0) < rec["test_accuracy"]
+        print(f"searched model beats the uniform int8 baseline: {beaten}")
+    print(f"total {total / 60:.1f} min; commands: {len(log)}")
+    results["total_seconds"] = total
+    results["commands"] = log
+    results["env"] = {"python": platform.python_version(), "cwd": os.getcwd()}
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
         print(f"wrote {args.json}")
