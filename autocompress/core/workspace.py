@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,8 @@ class TrialRecord:
     Attributes:
         number: Optuna trial number (unique in the run).
         state: ``complete`` (trained and scored), ``infeasible`` (a cost budget
-            was broken before training; no training spent) or ``failed``.
+            was broken before training; no training spent), ``duplicate`` (the
+            configuration of an earlier trial; its result reused) or ``failed``.
         config: ``TrialConfig.to_dict()``.
         metrics: ``accuracy`` (validation top-1, fraction), optionally
             ``test_accuracy``, ``teacher_agreement`` …; empty when not trained.
@@ -54,6 +55,11 @@ class TrialRecord:
         timings_s: stage -> seconds (``compress``, ``cost``, ``finetune``, ``evaluate``, ``total``).
         error: message for a failed trial.
         backend: ``optuna`` or ``ray``.
+        rungs: one entry per fine-tune the configuration got, shortest first
+            (``epochs``, ``accuracy``, ``test_accuracy``, ``seconds``); ``metrics``
+            are the last (longest) rung's. Promotion appends rungs.
+        duplicate_of: for state ``duplicate`` (the sampler proposed a configuration
+            this run had already trained or costed), the trial whose result was reused.
     """
 
     number: int
@@ -66,6 +72,8 @@ class TrialRecord:
     timings_s: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None
     backend: str = "optuna"
+    rungs: Sequence[Mapping[str, float]] = field(default_factory=list)
+    duplicate_of: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))

@@ -48,9 +48,12 @@ def run_trial(
     config: TrialConfig,
     *,
     stage: StageCallback | None = None,
+    epochs: float | None = None,
 ) -> TrialOutcome:
     """Run trial ``number`` with ``config``; never raises for a trial-level failure
     (the record says ``failed``), but does raise :class:`AutocompressError` for bad input.
+
+    ``epochs`` overrides the run's fine-tune epochs (promotion to a longer rung).
     """
     from autocompress.compress.student import build_student, evaluate, finetune, save_student
     from autocompress.hardware.estimate import estimate_costs
@@ -98,17 +101,20 @@ def run_trial(
 
         t = time.perf_counter()
         ft = ctx.finetune
+        fine_epochs = float(ft["epochs"] if epochs is None else epochs)
         finetune(
             student,
             ctx.teacher,
             ctx.data,
             config,
-            epochs=float(ft["epochs"]),
+            epochs=fine_epochs,
             batch_size=int(ft.get("batch_size", 128)),
             lr=float(ft.get("lr", 1e-3)),
             device=ctx.device,
             teacher_logits=ctx.train_logits,
-            progress=lambda what, fraction: notify(f"finetune {what}", fraction),
+            progress=lambda what, fraction: notify(
+                "finetune" if what in ("finetune", "train") else f"finetune ({what})", fraction
+            ),
         )
         timings["finetune"] = time.perf_counter() - t
 
@@ -146,6 +152,14 @@ def run_trial(
             feasible=feasible,
             timings_s=timings,
             backend=ctx.backend,
+            rungs=[
+                {
+                    "epochs": fine_epochs,
+                    "accuracy": metrics["accuracy"],
+                    "test_accuracy": metrics["test_accuracy"],
+                    "seconds": round(timings["finetune"] + timings["evaluate"], 3),
+                }
+            ],
         )
         return TrialOutcome(
             record, objective_values(ctx.objectives, metrics, main_costs), violations

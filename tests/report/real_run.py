@@ -55,6 +55,7 @@ def search_run(root: Path) -> Path:
             trials=6,
             out=out,
             chip=["rockchip/rv1126", "nvidia/orin-nano"],
+            model="small_cnn",
             latency_ms="95%",  # of the teacher's int8 latency: binds whatever the cost model
             teacher_epochs=4,
             epochs=0.5,
