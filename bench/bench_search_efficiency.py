@@ -238,7 +238,8 @@ def compare_samplers(args: argparse.Namespace) -> None:
             )
     baseline_name = "random-plain" if "random-plain" in results else "random"
     print(
-        f"\n{args.model or 'fc_cnn'} on {args.dataset or 'digits'}, chip {args.chip}, {args.trials} trained trials, "
+        f"\n{args.model or 'fc_cnn'} on {args.dataset or 'digits'}, chip {args.chip}, "
+        f"{args.trials} trained trials, "
         f"seeds {args.seeds}, device {_device(args)}, commit {_commit()}; "
         f"baseline {baseline_name}"
     )

@@ -96,7 +96,14 @@ def _settings_from_arguments(
         settings = settings.with_overrides(**file_values, budget=file_budget)
     if budget:
         settings = settings.with_overrides(budget={**dict(settings.budget), **budget})
+    model_given = arguments.get("model") is not None or "model" in file_values
     settings = settings.with_overrides(**arguments)
+    if not model_given and settings.teacher is not None and Path(settings.teacher).is_file():
+        # --teacher without --model: the teacher's own architecture.
+        from autocompress.core.models import load_checkpoint
+
+        _model, spec, _extra = load_checkpoint(settings.teacher)
+        settings = settings.with_overrides(model=spec.name)
     return settings.validate()
 
 
