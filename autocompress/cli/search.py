@@ -80,7 +80,11 @@ def _summary_dict(result: Any) -> dict[str, Any]:
     type=click.Path(dir_okay=False),
     help="YAML config (or a previous run.yaml).",
 )
-@click.option("--model", help="small_cnn (default), a torchvision name, or path/file.py:function.")
+@click.option(
+    "--model",
+    help="fc_cnn (default; with --teacher: the teacher's), small_cnn, a torchvision name, "
+    "or path/file.py:function.",
+)
 @click.option("--dataset", help="digits (default), cifar10, imagefolder:PATH.")
 @click.option(
     "--chip", "chips", multiple=True, help="Chip id; repeat for more (the first is the main chip)."
@@ -116,8 +120,9 @@ def _summary_dict(result: Any) -> dict[str, Any]:
 @click.option("--sampler", help="tpe (default), nsga2, random, qmc, gp, nsga3.")
 @click.option(
     "--rungs",
-    help="Promotion rungs as factors of --epochs (default 1,3,9: the best third of each "
-    "rung is fine-tuned again for 3× then 9× the epochs, then the front); 1 = off.",
+    help="Promotion rungs as factors of --epochs (default 1,3,9; 1,3 on digits): the best "
+    "third of each rung is fine-tuned again for the next rung's epochs, then the front; "
+    "1 = off.",
 )
 @click.option(
     "--no-anchors",
@@ -166,9 +171,10 @@ def command(
 
     \b
     With no arguments: the digits, fc_cnn (a CNN with a wide hidden layer),
-    rockchip/rv1126, 30 trained trials (1 epoch each, the best promoted to 3 and
-    9 epochs) and a latency budget halfway between the cheapest configuration of
-    the space and the teacher at int8 (plus the chip's own budgets).
+    rockchip/rv1126, 30 trained trials (1 epoch each, the best third promoted to
+    3 epochs, then the front) and a latency budget derived halfway between the
+    cheapest configuration of the space and the teacher at int8 (plus the chip's
+    own budgets). The uniform-scaling configurations are tried first.
     \b
     Examples:
       autocompress search

@@ -172,9 +172,9 @@ def search(
         seed: seeds data split, teacher and sampler.
         teacher: a checkpoint from ``autocompress train`` (else trained once and cached).
         epochs: fine-tune epochs per trial; teacher_epochs: teacher training epochs.
-        rungs: promotion rungs as factors of ``epochs`` (default 1, 3, 9: the best third of
-            each rung is fine-tuned again for 3× then 9× the epochs, then the front);
-            ``[1]`` switches promotion off.
+        rungs: promotion rungs as factors of ``epochs`` (default 1, 3, 9; 1, 3 on the
+            digits): the best third of each rung is fine-tuned again for the next rung's
+            epochs, then the front; ``[1]`` switches promotion off.
         anchors: enqueue the uniform-scaling configurations first (default True).
         show_progress: draw a rich progress line on stderr.
     """

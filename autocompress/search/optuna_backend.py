@@ -197,6 +197,7 @@ def run_worker(
     timeout_s: float | None,
     show_progress: bool,
     deadline: float | None = None,
+    workers: int = 1,
 ) -> WorkerSummary:
     """One worker: optimise until the run has ``planned`` trained trials, or
     :func:`~autocompress.search.study.proposal_cap` proposals (or timeout / Ctrl-C)."""
@@ -227,7 +228,9 @@ def run_worker(
         if remaining <= 0:
             return summary
         timeout_s = remaining if timeout_s is None else min(timeout_s, remaining)
-    with SearchProgress(enabled=show_progress, planned=planned, done=done) as progress:
+    with SearchProgress(
+        enabled=show_progress, planned=planned, done=done, workers=workers
+    ) as progress:
         try:
             study.optimize(
                 _make_objective(ctx, progress, summary),
@@ -291,6 +294,7 @@ def run_optuna_search(
             planned=planned,
             timeout_s=timeout_s,
             show_progress=show_progress,
+            workers=workers,
         )
     except KeyboardInterrupt:
         summary = WorkerSummary(interrupted=True)

@@ -8,7 +8,9 @@ backend), the driver promotes:
    previous rung, the best third (``keep_fraction``) by Pareto rank of their
    accuracy *at that rung* (then by accuracy) is fine-tuned again from the
    teacher for the next rung's epochs;
-2. then the current front: any front model not at the top rung is promoted
+2. then the uniform-scaling anchors (feasible, trained) not at the top rung, so
+   the front is never worse than uniform scaling at the front's own epochs;
+3. then the current front: any front model not at the top rung is promoted
    to it, until every model on the front carries top-rung accuracy.
 
 Each promotion appends the trial's record again (same number, the later record
@@ -150,6 +152,24 @@ def front_below_top(
     )
 
 
+def anchors_below_top(
+    run: RunDirectory, records: Sequence[TrialRecord], *, top: float
+) -> list[TrialRecord]:
+    """Feasible trained anchor trials (see :mod:`autocompress.search.anchors`) not yet
+    trained at ``top`` epochs, by trial number."""
+    import optuna
+
+    from autocompress.search.anchors import ANCHOR_ATTR
+
+    study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
+    anchors = {t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get(ANCHOR_ATTR)}
+    return [
+        r
+        for r in records
+        if r.number in anchors and r.state == "complete" and r.feasible and not has_rung(r, top)
+    ]
+
+
 def merged_record(previous: TrialRecord, fresh: TrialRecord) -> TrialRecord:
     """``fresh`` (a longer rung of the same trial) with the earlier rungs and timings kept."""
     timings = dict(previous.timings_s)
@@ -255,9 +275,9 @@ def promote(
         )
     per_epoch = _seconds_per_epoch(records)
     if show_progress and per_epoch:
-        from autocompress.cli.console import stderr
+        from rich.console import Console
 
-        stderr.print(
+        Console(stderr=True).print(
             f"[bold]promotion[/] rungs {' → '.join(f'{e:g}' for e in epochs)} epochs "
             f"(best {keep_fraction:.0%} of each rung move up, then the front)"
         )
@@ -276,6 +296,11 @@ def promote(
                 ):
                     if not train(record, epochs[rung], progress):
                         break
+            # The uniform-scaling anchors at the top rung too: the front is never worse
+            # than uniform scaling at the front's own epochs.
+            for record in anchors_below_top(run, run.read_trials(), top=epochs[-1]):
+                if not train(record, epochs[-1], progress):
+                    break
             # The front, at the top rung: repeat until every front model has it.
             for _ in range(len(records) + 1):
                 pending = front_below_top(
@@ -297,6 +322,7 @@ def promotion_settings(factors: Sequence[float]) -> dict[str, Any]:
 __all__ = [
     "DEFAULT_RUNGS",
     "PromotionSummary",
+    "anchors_below_top",
     "check_rungs",
     "front_below_top",
     "has_rung",

@@ -178,6 +178,11 @@ def test_promotion_records_rungs_and_the_front_is_at_the_top_rung(promoted_run):
         assert record.timings_s["promotion"] > 0
     for record in promoted_run.front():
         assert record.rungs[-1]["epochs"] == 1.5
+    study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
+    anchors = {t.number for t in study.trials if t.user_attrs.get(ANCHOR_ATTR)}
+    for record in complete:  # every feasible uniform-scaling anchor has the top rung too
+        if record.number in anchors and record.feasible:
+            assert record.rungs[-1]["epochs"] == 1.5
     # run again (resume with the same plan): nothing left to promote, nothing changes
     from autocompress.search.api import search
 
