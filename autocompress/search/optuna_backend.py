@@ -273,7 +273,9 @@ def run_optuna_search(
     """Run with ``workers`` processes (this one included); returns this process's summary."""
     import torch
 
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    # Never more threads than this process was given (OMP_NUM_THREADS, torch.set_num_threads):
+    # on a shared or loaded machine extra threads make each trial several times slower.
+    threads = max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // workers))
     others = []
     if workers > 1:
         context = multiprocessing.get_context("spawn")
