@@ -60,6 +60,7 @@ def search_run(root: Path) -> Path:
             teacher_epochs=4,
             epochs=0.5,
             seed=0,
+            rungs=[1],  # no promotion: one trials.jsonl line per trial, as these tests read it
         )
         _CACHE["search"] = out
     return _CACHE["search"]
