@@ -25,6 +25,7 @@ def front_table(result: Any, chip: str | None = None) -> Table:
         ("trial", "right"),
         ("val acc", "right"),
         ("test acc", "right"),
+        ("epochs", "right"),
         ("latency ms", "right"),
         ("energy mJ", "right"),
         ("peak mem KB", "right"),
@@ -42,6 +43,7 @@ def front_table(result: Any, chip: str | None = None) -> Table:
             str(record.number),
             f"{record.metrics.get('accuracy', 0):.3f}",
             f"{record.metrics.get('test_accuracy', 0):.3f}",
+            f"{max((r.get('epochs', 0) for r in record.rungs), default=0):g}",
             f"{cost.get('latency_ms', 0):.4g}",
             f"{cost.get('energy_mj', 0):.4g}",
             f"{cost.get('peak_memory_kb', 0):.4g}",
@@ -60,6 +62,10 @@ def _summary_dict(result: Any) -> dict[str, Any]:
         "chip": result.chip,
         "objectives": result.objectives,
         "counts": result.counts,
+        "planned_trained": result.planned,
+        "stop_reason": result.stop_reason,
+        "promotion": result.promotion,
+        "budget_sources": result.budget_sources,
         "fronts": result.fronts,
         "budget": result.budget,
         "teacher": result.teacher,
@@ -75,7 +81,11 @@ def _summary_dict(result: Any) -> dict[str, Any]:
     type=click.Path(dir_okay=False),
     help="YAML config (or a previous run.yaml).",
 )
-@click.option("--model", help="small_cnn (default), a torchvision name, or path/file.py:function.")
+@click.option(
+    "--model",
+    help="fc_cnn (default; with --teacher: the teacher's), small_cnn, a torchvision name, "
+    "or path/file.py:function.",
+)
 @click.option("--dataset", help="digits (default), cifar10, imagefolder:PATH.")
 @click.option(
     "--chip", "chips", multiple=True, help="Chip id; repeat for more (the first is the main chip)."
@@ -99,11 +109,28 @@ def _summary_dict(result: Any) -> dict[str, Any]:
 @click.option(
     "--space", help="Search space: a built-in name (see `autocompress spaces`) or a YAML file."
 )
-@click.option("--trials", type=int, help="Planned trials for the run (default 60).")
+@click.option(
+    "--trials",
+    type=int,
+    help="Trained candidates for the run (default 30). Infeasible and duplicate proposals "
+    "are recorded but not counted; the run stops after 10 × this many proposals.",
+)
 @click.option(
     "--timeout", "timeout_s", type=float, help="Stop starting trials after this many seconds."
 )
-@click.option("--sampler", help="nsga2 (default), tpe, random, qmc, gp, nsga3.")
+@click.option("--sampler", help="tpe (default), nsga2, random, qmc, gp, nsga3.")
+@click.option(
+    "--rungs",
+    help="Promotion rungs as factors of --epochs (default 1,3,9; 1,3 on digits): the best "
+    "third of each rung is fine-tuned again for the next rung's epochs, then the front; "
+    "1 = off.",
+)
+@click.option(
+    "--no-anchors",
+    is_flag=True,
+    help="Do not start with the uniform-scaling configurations (each width at the chip's "
+    "default bits, and the teacher at int8).",
+)
 @click.option("--backend", type=click.Choice(["optuna", "ray"]), help="optuna (default) or ray.")
 @click.option("--workers", type=int, help="Parallel trials (processes, or Ray concurrent trials).")
 @click.option("--address", help="Ray cluster address (default: start a local Ray runtime).")
@@ -120,7 +147,11 @@ def _summary_dict(result: Any) -> dict[str, Any]:
     type=click.Path(dir_okay=False),
     help="Teacher checkpoint (from `autocompress train`).",
 )
-@click.option("--epochs", type=float, help="Fine-tune epochs per trial (default: 2 on digits).")
+@click.option(
+    "--epochs",
+    type=float,
+    help="Fine-tune epochs of every trained trial, the first rung (default: 1 on digits).",
+)
 @click.option("--teacher-epochs", type=int, help="Teacher training epochs when none is given.")
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Training device (default auto)."
@@ -140,14 +171,18 @@ def command(
     objectives: tuple[str, ...],
     no_progress: bool,
     as_json: bool,
+    rungs: str | None,
+    no_anchors: bool,
     **options: Any,
 ) -> None:
     """Search for compressed models that meet a chip's budgets.
 
     \b
-    With no arguments: the digits, a small CNN, rockchip/rv1126, 60 trials and
-    a latency budget halfway between the cheapest configuration of the space and
-    the teacher at int8 (plus the chip's own budgets).
+    With no arguments: the digits, fc_cnn (a CNN with a wide hidden layer),
+    rockchip/rv1126, 30 trained trials (1 epoch each, the best third promoted to
+    3 epochs, then the front) and a latency budget derived halfway between the
+    cheapest configuration of the space and the teacher at int8 (plus the chip's
+    own budgets). The uniform-scaling configurations are tried first.
     \b
     Examples:
       autocompress search
@@ -165,10 +200,23 @@ def command(
         and options.get("dataset") is None
         and options.get("latency_ms") is None
     )
+    factors = None
+    if rungs is not None:
+        try:
+            factors = [float(v) for v in rungs.replace(" ", "").split(",") if v]
+        except ValueError:
+            from autocompress.core.errors import ConfigError
+
+            raise ConfigError(
+                f"--rungs must be numbers separated by commas, got {rungs!r}",
+                hint="e.g. --rungs 1,3,9",
+            ) from None
     result = search(
         config_path,
         chip=list(chips) or None,
         objectives=list(objectives) or None,
+        rungs=factors,
+        anchors=False if no_anchors else None,
         show_progress=not no_progress and not as_json,
         embedded_default=embedded,
         **options,
@@ -189,18 +237,36 @@ def command(
             f"teacher ({teacher.get('source')}): val {teacher['val_accuracy']:.3f}"
             f" · test {teacher['test_accuracy']:.3f}"
         )
-    budget = ", ".join(
-        f"{k} ≤ {v:g}" if k != "min_accuracy" else f"accuracy ≥ {v:g}"
-        for k, v in result.budget.items()
-        if v is not None
-    )
-    stdout.print(f"budget on {result.chip}: {budget}")
+    parts = []
+    for key, value in result.budget.items():
+        if value is None:
+            continue
+        text = f"{key} ≤ {value:g}" if key != "min_accuracy" else f"accuracy ≥ {value:g}"
+        source = result.budget_sources.get(key, "")
+        if source.startswith("derived"):
+            text += f" ({source})"
+        parts.append(text)
+    stdout.print(f"budget on {result.chip}: {', '.join(parts)}", soft_wrap=True)
     stdout.print(
-        f"trials: {counts.get('complete', 0)} trained, "
-        f"{counts.get('infeasible', 0)} infeasible (not trained), "
+        f"trials: {counts.get('complete', 0)} trained of {result.planned} planned (--trials "
+        f"counts trained ones), {counts.get('infeasible', 0)} infeasible (not trained), "
+        f"{counts.get('duplicate', 0)} duplicates (not retrained), "
         f"{counts.get('failed', 0)} failed · {result.elapsed_s:.0f} s"
         + (" · [yellow]stopped early[/]" if result.interrupted else "")
     )
+    rung_epochs = result.promotion.get("rung_epochs", [])
+    if len(rung_epochs) > 1:
+        front_epochs = sorted(
+            {max((r.get("epochs", 0) for r in t.rungs), default=0) for t in result.front()}
+        )
+        stdout.print(
+            f"promotion: rungs {' → '.join(f'{e:g}' for e in rung_epochs)} epochs, "
+            f"{len(result.promotion.get('promoted', []))} promotions this session; "
+            f"front accuracies from {', '.join(f'{e:g}' for e in front_epochs) or '-'}-epoch "
+            "fine-tunes"
+        )
+    if result.stop_reason:
+        stdout.print(f"[yellow]{result.stop_reason}[/]")
     stdout.print(f"run directory: {result.run_dir}")
     stdout.print(
         f"next: autocompress report {result.run_dir}   ·   "

@@ -32,7 +32,7 @@ import math
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ from autocompress.core.trial_config import TrialConfig
 
 RUN_FORMAT_VERSION = 1
 
-TRIAL_STATES = ("complete", "infeasible", "failed")
+TRIAL_STATES = ("complete", "infeasible", "failed", "duplicate")
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,8 @@ class TrialRecord:
     Attributes:
         number: Optuna trial number (unique in the run).
         state: ``complete`` (trained and scored), ``infeasible`` (a cost budget
-            was broken before training; no training spent) or ``failed``.
+            was broken before training; no training spent), ``duplicate`` (the
+            configuration of an earlier trial; its result reused) or ``failed``.
         config: ``TrialConfig.to_dict()``.
         metrics: ``accuracy`` (validation top-1, fraction), optionally
             ``test_accuracy``, ``teacher_agreement`` …; empty when not trained.
@@ -67,6 +68,11 @@ class TrialRecord:
             plus ``finetune_s_per_epoch`` and ``finetune_images_per_s`` (fine-tune throughput).
         error: message for a failed trial.
         backend: ``optuna`` or ``ray``.
+        rungs: one entry per fine-tune the configuration got, shortest first
+            (``epochs``, ``accuracy``, ``test_accuracy``, ``seconds``); ``metrics``
+            are the last (longest) rung's. Promotion appends rungs.
+        duplicate_of: for state ``duplicate`` (the sampler proposed a configuration
+            this run had already trained or costed), the trial whose result was reused.
     """
 
     number: int
@@ -79,6 +85,8 @@ class TrialRecord:
     timings_s: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None
     backend: str = "optuna"
+    rungs: Sequence[Mapping[str, float]] = field(default_factory=list)
+    duplicate_of: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
@@ -121,6 +129,16 @@ class TrialRecord:
             raise ValueError("field 'error' must be a string or null")
         if not isinstance(values.get("backend", "optuna"), str):
             raise ValueError("field 'backend' must be a string")
+        duplicate_of = values.get("duplicate_of")
+        if duplicate_of is not None and (
+            isinstance(duplicate_of, bool) or not isinstance(duplicate_of, int)
+        ):
+            raise ValueError(f"field 'duplicate_of' must be a trial number, got {duplicate_of!r}")
+        rungs = values.get("rungs", [])
+        if not isinstance(rungs, list):
+            raise ValueError("field 'rungs' must be a list")
+        for index, rung in enumerate(rungs):
+            _check_numbers(f"rungs[{index}]", rung)
         return cls(**values)
 
 

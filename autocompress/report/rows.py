@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,8 @@ class TrialRow:
         pruning: e.g. ``"0–50% (mean 22%)"`` over the pruned layers.
         config: the TrialConfig as a dict.
         error: a failed trial's message.
+        epochs: fine-tune epochs behind ``metrics`` (the longest rung; None if untrained).
+        rungs: every fine-tune of the trial (``epochs``, ``accuracy``, …), shortest first.
     """
 
     number: int
@@ -43,6 +45,8 @@ class TrialRow:
     pruning: str = ""
     config: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
+    epochs: float | None = None
+    rungs: Sequence[Mapping[str, Any]] = field(default_factory=list)
 
     def value(self, metric: str) -> float | None:
         """A metric by name (``trial`` and ``width_multiplier`` included), None if unknown."""
@@ -67,6 +71,8 @@ class TrialRow:
             "pruning": self.pruning,
             "config": dict(self.config),
             "error": self.error,
+            "epochs": self.epochs,
+            "rungs": [dict(r) for r in self.rungs],
         }
 
 
@@ -141,4 +147,6 @@ def make_row(
         pruning=summarize_pruning(config),
         config=config,
         error=record.error,
+        epochs=max((float(r["epochs"]) for r in record.rungs if "accuracy" in r), default=None),
+        rungs=[dict(r) for r in record.rungs],
     )

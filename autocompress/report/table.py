@@ -26,6 +26,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "width_multiplier",
     "bits",
     "pruning",
+    "epochs",
 )
 #: Added to :data:`CSV_COLUMNS` when a trial has a recovered accuracy / a fine-tune timing.
 RECOVERED_COLUMNS: tuple[str, ...] = ("recovered_accuracy", "recovered_test_accuracy")
@@ -54,8 +55,8 @@ def front_table(report: Report, *, all_trials: bool = False) -> Table:
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
-        caption="acc: validation top-1 %; lat: latency ms; mJ: energy; mW: power; "
-        "mem: peak memory KB; KB: model size",
+        caption="acc: validation top-1 %; ep: fine-tune epochs behind acc; lat: latency ms; "
+        "mJ: energy; mW: power; mem: peak memory KB; KB: model size",
         caption_justify="left",
     )
     recovered = report.has_recovered
@@ -73,7 +74,7 @@ def front_table(report: Report, *, all_trials: bool = False) -> Table:
     if all_trials:
         table.add_column("status", no_wrap=True)
     headers = ["acc", "rec acc"] if recovered else ["acc"]
-    for header in (*headers, "lat ms", "mJ", "mW", "mem", "KB", "width"):
+    for header in (*headers, "ep", "lat ms", "mJ", "mW", "mem", "KB", "width"):
         table.add_column(header, justify="right", no_wrap=True)
     table.add_column("bits", ratio=2, min_width=7)
     table.add_column("pruning", ratio=1, min_width=7)
@@ -81,6 +82,7 @@ def front_table(report: Report, *, all_trials: bool = False) -> Table:
         cells = [
             _percent(row.value("accuracy")),
             *([_percent(row.value("recovered_test_accuracy"))] if recovered else []),
+            "–" if row.epochs is None else f"{row.epochs:g}",
             _num(row.value("latency_ms"), 3),
             _num(row.value("energy_mj"), 3),
             _num(row.value("power_mw"), 3),

@@ -39,6 +39,10 @@ class SearchResult:
         fronts: chip id -> trial numbers on its feasible Pareto front.
         interrupted: stopped by Ctrl-C (or a timeout) before the plan was done.
         cancelled: stopped by Ctrl-C (SIGINT); the CLI exits with code 130.
+        planned: trained trials asked for (``--trials``; infeasible and duplicate
+            proposals do not count).
+        stop_reason: why the run ended before ``planned`` trained trials, if it did.
+        promotion: rung epochs and the promotions this call made.
         elapsed_s: wall-clock seconds of this call.
         teacher: run.yaml's teacher entry (accuracy, source).
         budget: the resolved budget.
@@ -56,6 +60,9 @@ class SearchResult:
     teacher: dict[str, Any] = field(default_factory=dict)
     budget: dict[str, Any] = field(default_factory=dict)
     budget_sources: dict[str, str] = field(default_factory=dict)
+    planned: int = 0
+    stop_reason: str | None = None
+    promotion: dict[str, Any] = field(default_factory=dict)
 
     def front(self, chip: str | None = None) -> list[TrialRecord]:
         """Records on the feasible front of ``chip`` (default: the main chip), by accuracy."""
@@ -90,7 +97,14 @@ def _settings_from_arguments(
         settings = settings.with_overrides(**file_values, budget=file_budget)
     if budget:
         settings = settings.with_overrides(budget={**dict(settings.budget), **budget})
+    model_given = arguments.get("model") is not None or "model" in file_values
     settings = settings.with_overrides(**arguments)
+    if not model_given and settings.teacher is not None and Path(settings.teacher).is_file():
+        # --teacher without --model: the teacher's own architecture.
+        from autocompress.core.models import load_checkpoint
+
+        _model, spec, _extra = load_checkpoint(settings.teacher)
+        settings = settings.with_overrides(model=spec.name)
     return settings.validate()
 
 
@@ -129,6 +143,8 @@ def search(
     small_input: bool | None = None,
     data_root: str | None = None,
     data_limit: int | None = None,
+    rungs: Sequence[float] | None = None,
+    anchors: bool | None = None,
     show_progress: bool = False,
     embedded_default: bool = False,
     trust_model_code: bool = False,
@@ -137,7 +153,7 @@ def search(
 
     Args:
         config: a YAML config (or a previous run.yaml); keyword arguments override it.
-        model / dataset: what to compress and on which data (default small_cnn on digits).
+        model / dataset: what to compress and on which data (default fc_cnn on digits).
         chip: main chip id, or a list (main first); every trial is costed on all of them.
         latency_ms, memory_kb, power_mw, energy_mj, model_size_kb: upper budgets on the
             main chip, numbers or "NN%" of the teacher's int8 cost; unset ones default to
@@ -145,9 +161,11 @@ def search(
         min_accuracy: lower bound on validation accuracy (fraction).
         objectives: metric names, accuracy first by convention (default accuracy, latency_ms).
         space: built-in space name or path of a space file.
-        trials: planned trials for the whole run (resumes count earlier ones).
+        trials: trained trials for the whole run (resumes count earlier ones); infeasible
+            and duplicate proposals are recorded but not counted (at most
+            10 × trials proposals in all).
         timeout_s: stop starting new trials after this many seconds.
-        sampler: nsga2 (default), tpe, random, qmc, gp, nsga3.
+        sampler: tpe (default), nsga2, random, qmc, gp, nsga3.
         backend: ``optuna`` (processes on this machine) or ``ray`` (Ray Tune).
         workers: parallel trials (processes, or Ray concurrent trials).
         address: Ray cluster address (default: a local Ray runtime).
@@ -156,6 +174,10 @@ def search(
         seed: seeds data split, teacher and sampler.
         teacher: a checkpoint from ``autocompress train`` (else trained once and cached).
         epochs: fine-tune epochs per trial; teacher_epochs: teacher training epochs.
+        rungs: promotion rungs as factors of ``epochs`` (default 1, 3, 9; 1, 3 on the
+            digits): the best third of each rung is fine-tuned again for the next rung's
+            epochs, then the front; ``[1]`` switches promotion off.
+        anchors: enqueue the uniform-scaling configurations first (default True).
         show_progress: draw a rich progress line on stderr.
         trust_model_code: on resume, import the run's ``file.py:function`` model even
             when it is not the file the run recorded at creation (path + sha256).
@@ -198,6 +220,8 @@ def search(
         "small_input": small_input,
         "data_root": data_root,
         "data_limit": data_limit,
+        "rungs": tuple(rungs) if rungs is not None else None,
+        "anchors": anchors,
     }
     if resume:
         if config is not None:
@@ -420,7 +444,9 @@ def _create_run(settings: SearchSettings, *, show_progress: bool) -> tuple[RunDi
     c, h, _w = data.input_shape
     small_input = settings.small_input
     if small_input is None:
-        small_input = settings.model != "small_cnn" and h <= 64 and ":" not in settings.model
+        small_input = (
+            settings.model not in ("small_cnn", "fc_cnn") and h <= 64 and ":" not in settings.model
+        )
     spec = ModelSpec(
         settings.model, num_classes=data.num_classes, in_channels=c, small_input=small_input
     )
@@ -465,10 +491,17 @@ def _create_run(settings: SearchSettings, *, show_progress: bool) -> tuple[RunDi
             created.file(path)
         created.file(run.path / "study.db-journal")
         run.write_run_config(config)
-        from autocompress.search.samplers import make_sampler
+        from autocompress.search.anchors import enqueue_anchors
+        from autocompress.search.samplers import make_sampler, uses_numeric_encoding
         from autocompress.search.study import open_study
 
-        open_study(run, settings.objectives, make_sampler("random", seed=0, constrained=False))
+        study = open_study(
+            run, settings.objectives, make_sampler("random", seed=0, constrained=False)
+        )
+        if settings.anchors:
+            enqueue_anchors(
+                study, resolved, main_chip, numeric=uses_numeric_encoding(settings.sampler)
+            )
         if show_progress:
             from autocompress.cli.console import stderr
 
@@ -514,6 +547,7 @@ def _run_backend(
 ) -> SearchResult:
     from autocompress.search.front import update_pareto
 
+    started_monotonic = time.monotonic()
     if settings.backend == "ray":
         from autocompress.search.ray_backend import run_ray_search
 
@@ -538,9 +572,43 @@ def _run_backend(
             show_progress=show_progress,
         )
     config = run.read_run_config()
+    interrupted = bool(summary.interrupted)
+    promotion_info: dict[str, Any] = {}
+    if not interrupted:
+        from autocompress.search.promotion import promote, rung_epochs
+
+        deadline = None if settings.timeout_s is None else started_monotonic + settings.timeout_s
+        promoted = promote(run, config, deadline=deadline, show_progress=show_progress)
+        interrupted = promoted.interrupted
+        factors = (config.get("promotion") or {}).get("rungs", [1.0])
+        promotion_info = {
+            "rung_epochs": rung_epochs(float(config["finetune"]["epochs"]), factors),
+            "promoted": [list(p) for p in promoted.promoted],
+            "skipped_for_time": promoted.skipped_for_time,
+            "seconds": round(promoted.seconds, 2),
+        }
     pareto = update_pareto(run, config)
     records = run.read_trials()
-    done = sum(1 for r in records if r.state in ("complete", "infeasible", "failed"))
+    trained = sum(1 for r in records if r.state in ("complete", "failed"))
+    if settings.backend == "ray":  # Ray Tune counts every proposal toward --trials
+        trained = sum(1 for r in records if r.state != "duplicate")
+    stop_reason = None
+    capped = False
+    if trained < planned and not interrupted:
+        from autocompress.search.study import proposal_cap
+
+        finished = sum(
+            1 for r in records if r.state in ("complete", "infeasible", "failed", "duplicate")
+        )
+        if finished >= proposal_cap(planned):
+            capped = True
+            stop_reason = (
+                f"stopped after {finished} proposals (the cap, 10 × --trials): only {trained} of "
+                f"{planned} planned candidates could be trained, the rest broke a budget or "
+                "repeated a configuration; relax the budget or widen the space"
+            )
+        else:
+            stop_reason = f"stopped by --timeout after {trained} of {planned} trained trials"
     return SearchResult(
         run_dir=run.path,
         chip=config["chip"],
@@ -548,12 +616,15 @@ def _run_backend(
         objectives=list(config["objectives"]),
         trials=records,
         fronts={k: list(v) for k, v in pareto["fronts"].items()},
-        interrupted=bool(summary.interrupted) or done < planned,
-        cancelled=bool(summary.interrupted),
+        interrupted=interrupted or (trained < planned and not capped),
+        cancelled=interrupted,
         elapsed_s=time.perf_counter() - started,
         teacher=dict(config.get("teacher", {})),
         budget=dict(config.get("budget", {})),
         budget_sources=dict(config.get("budget_sources", {})),
+        planned=planned,
+        stop_reason=stop_reason,
+        promotion=promotion_info,
     )
 
 

@@ -48,9 +48,12 @@ def run_trial(
     config: TrialConfig,
     *,
     stage: StageCallback | None = None,
+    epochs: float | None = None,
 ) -> TrialOutcome:
     """Run trial ``number`` with ``config``; never raises for a trial-level failure
     (the record says ``failed``), but does raise :class:`AutocompressError` for bad input.
+
+    ``epochs`` overrides the run's fine-tune epochs (promotion to a longer rung).
     """
     from autocompress.compress.fastpath import choose_fast_path
     from autocompress.compress.recipe import distill_with_retry
@@ -108,7 +111,7 @@ def run_trial(
 
         t = time.perf_counter()
         ft = ctx.finetune
-        epochs = float(ft["epochs"])
+        epochs = float(ft["epochs"] if epochs is None else epochs)
         fast = choose_fast_path(
             ctx.device,
             epochs=epochs,
@@ -128,7 +131,9 @@ def run_trial(
                 lr=float(ft.get("lr", 1e-3)),
                 device=ctx.device,
                 teacher_logits=ctx.train_logits,
-                progress=lambda what, fraction: notify(f"finetune {what}", fraction),
+                progress=lambda what, fraction: notify(
+                    "finetune" if what in ("finetune", "train") else f"finetune ({what})", fraction
+                ),
             )
         except TrainingDiverged as exc:  # never a point on the front: failed, with the reason
             timings["finetune"] = time.perf_counter() - t
@@ -184,6 +189,14 @@ def run_trial(
             feasible=feasible,
             timings_s=timings,
             backend=ctx.backend,
+            rungs=[
+                {
+                    "epochs": epochs,
+                    "accuracy": metrics["accuracy"],
+                    "test_accuracy": metrics["test_accuracy"],
+                    "seconds": round(timings["finetune"] + timings["evaluate"], 3),
+                }
+            ],
         )
         return TrialOutcome(
             record, objective_values(ctx.objectives, metrics, main_costs), violations

@@ -22,6 +22,7 @@ from autocompress.core.model_code import model_file_identity
 from autocompress.core.models import ModelSpec
 from autocompress.core.trial_config import TrialConfig
 from autocompress.hardware.spec import ChipSpec
+from autocompress.search.promotion import DEFAULT_RUNGS, promotion_settings
 from autocompress.search.resolve import ResolvedSpace
 from autocompress.search.settings import SearchSettings, parse_budget_value
 from autocompress.search.space import SearchSpace
@@ -31,8 +32,12 @@ from autocompress.search.space import SearchSpace
 EMBEDDED_DEFAULT_LATENCY_FRACTION = 0.5
 
 # Fine-tune epochs per trial and teacher epochs, per dataset, when not given.
-_DEFAULT_EPOCHS = {"digits": 4.0, "synthetic": 1.0}
+_DEFAULT_EPOCHS = {"digits": 1.0, "synthetic": 1.0}
 _DEFAULT_TEACHER_EPOCHS = {"digits": 15, "synthetic": 3}
+# Promotion rungs (factors of the fine-tune epochs), per dataset, when not given. On the
+# digits every model reaches ~99 % after 9 epochs (bench/RESULTS.md), and 1 -> 3 keeps the
+# embedded default within two minutes on a 2-core CPU.
+_DEFAULT_RUNGS = {"digits": (1.0, 3.0), "synthetic": (1.0, 3.0)}
 _CHIP_BUDGET_FIELDS = ("latency_ms", "memory_kb", "power_mw")
 
 
@@ -56,6 +61,13 @@ def finetune_epochs(settings: SearchSettings) -> float:
         if settings.epochs is not None
         else _DEFAULT_EPOCHS.get(settings.dataset, 3.0)
     )
+
+
+def promotion_rungs(settings: SearchSettings) -> tuple[float, ...]:
+    """Rung factors of the run: the settings', else the dataset's default, else 1, 3, 9."""
+    if settings.rungs is not None:
+        return tuple(settings.rungs)
+    return _DEFAULT_RUNGS.get(settings.dataset, DEFAULT_RUNGS)
 
 
 def teacher_epochs(settings: SearchSettings) -> int:
@@ -136,7 +148,8 @@ def resolve_budget(
             low + EMBEDDED_DEFAULT_LATENCY_FRACTION * max(high - low, 0.0), 6
         )
         sources["latency_ms"] = (
-            "default (halfway between the cheapest configuration and the int8 teacher)"
+            f"derived: halfway between the cheapest configuration of the space ({low:.4g} ms)"
+            f" and the teacher at int8 ({high:.4g} ms)"
         )
     for key, value in asked.items():
         parsed = parse_budget_value(key, value)
@@ -246,6 +259,9 @@ def run_yaml_content(
         },
         "sampler": {"name": settings.sampler, "seed": settings.seed},
         "trials": settings.trials,
+        "trials_count": "trained",
+        "anchors": settings.anchors,
+        "promotion": promotion_settings(promotion_rungs(settings)),
         "timeout_s": settings.timeout_s,
         "finetune": {
             "epochs": finetune_epochs(settings),

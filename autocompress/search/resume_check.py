@@ -72,6 +72,7 @@ def _recorded(config: Mapping[str, Any]) -> dict[str, tuple[Any, Callable[[Any],
     teacher = config.get("teacher") or {}
     space = config.get("space") or {}
     sampler = config.get("sampler") or {}
+    promotion = config.get("promotion") or {}
     chips = list(config.get("chips") or [config.get("chip")])
 
     def same_space(given: Any) -> bool:
@@ -112,6 +113,11 @@ def _recorded(config: Mapping[str, Any]) -> dict[str, tuple[Any, Callable[[Any],
         "batch_size": (finetune.get("batch_size"), lambda g: g == finetune.get("batch_size")),
         "lr": (finetune.get("lr"), lambda g: _same_number(g, finetune.get("lr"))),
         "name": (config.get("name"), lambda g: str(g) == config.get("name")),
+        "rungs": (
+            promotion.get("rungs"),
+            lambda g: [float(x) for x in g] == [float(x) for x in promotion.get("rungs") or [1.0]],
+        ),
+        "anchors": (config.get("anchors", True), lambda g: bool(g) == config.get("anchors", True)),
     }
     for key in ("latency_ms", "memory_kb", "power_mw", "energy_mj", "model_size_kb"):
         out[key] = ((config.get("budget") or {}).get(key), _budget_same(key, config))

@@ -16,11 +16,12 @@ from typing import Any
 
 from autocompress.core.budget import METRIC_SENSE, Budget
 from autocompress.core.errors import BudgetError, ConfigError
+from autocompress.search.promotion import check_rungs
 from autocompress.search.samplers import DEFAULT_SAMPLER, check_sampler_name
 from autocompress.search.yaml_lines import LineDict, load_yaml_with_lines
 
 DEFAULT_CHIP = "rockchip/rv1126"
-DEFAULT_MODEL = "small_cnn"
+DEFAULT_MODEL = "fc_cnn"
 DEFAULT_DATASET = "digits"
 DEFAULT_OBJECTIVES = ("accuracy", "latency_ms")
 BACKENDS = ("optuna", "ray")
@@ -46,6 +47,7 @@ _RECORD_ONLY_KEYS = {
     "status",
     "calibration",
     "model_code",
+    "trials_count",
 }
 
 
@@ -65,7 +67,7 @@ class SearchSettings:
     budget: Mapping[str, float | str | None] = field(default_factory=dict)
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     space: str = "default"
-    trials: int = 60
+    trials: int = 30  # trained trials (infeasible and duplicate proposals do not count)
     timeout_s: float | None = None
     sampler: str = DEFAULT_SAMPLER
     backend: str = "optuna"
@@ -84,6 +86,9 @@ class SearchSettings:
     lr: float = 1e-3  # AdamW, the fine-tune default (compress.finetune)
     device: str = "auto"
     embedded_default: bool = False
+    # Promotion rungs, factors of ``epochs``; (1,) = off; None: per dataset (prepare.py).
+    rungs: tuple[float, ...] | None = None
+    anchors: bool = True  # enqueue the uniform-scaling configurations first
 
     def with_overrides(self, **overrides: Any) -> SearchSettings:
         """A copy with every override that is not None applied."""
@@ -132,6 +137,7 @@ class SearchSettings:
                 f"objectives must be two or more distinct metrics, got {list(self.objectives)}"
             )
         sampler = check_sampler_name(self.sampler)
+        rungs = check_rungs(self.rungs) if self.rungs is not None else None
         budget = dict(self.budget)
         for key, value in budget.items():
             if key not in BUDGET_FIELDS:
@@ -139,7 +145,7 @@ class SearchSettings:
                     f"unknown budget {key!r}", hint=f"Budgets: {', '.join(BUDGET_FIELDS)}."
                 )
             parse_budget_value(key, value)
-        return replace(self, sampler=sampler, budget=budget)
+        return replace(self, sampler=sampler, budget=budget, rungs=rungs)
 
 
 def parse_budget_value(key: str, value: Any) -> tuple[float, bool] | None:
@@ -180,6 +186,7 @@ _SIMPLE_KEYS = {
     "seed": int,
     "out": str,
     "name": str,
+    "anchors": bool,
 }
 
 
@@ -308,6 +315,12 @@ def settings_from_file(path: str | Path) -> dict[str, Any]:
                     out["cpus_per_trial"] = float(value["cpus_per_trial"])
                 if value.get("gpus_per_trial") is not None:
                     out["gpus_per_trial"] = float(value["gpus_per_trial"])
+            elif key == "promotion":
+                rungs = value.get("rungs") if isinstance(value, dict) else value
+                if not isinstance(rungs, list):
+                    raise fail(key, "expected {rungs: [1, 3, 9]} (factors of the fine-tune epochs)")
+                out["rungs"] = tuple(float(r) for r in rungs)
+                check_rungs(out["rungs"])
             elif key in ("space_protect",):
                 continue
             else:
@@ -316,7 +329,7 @@ def settings_from_file(path: str | Path) -> dict[str, Any]:
                     "unknown field",
                     "Known fields: model, dataset, chip, chips, budget, objectives, space, trials, "
                     "timeout_s, sampler, backend, workers, address, resources, finetune, "
-                    "teacher, seed, out, name.",
+                    "promotion, anchors, teacher, seed, out, name.",
                 )
         except ConfigError:
             raise

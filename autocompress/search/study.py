@@ -19,6 +19,7 @@ import optuna
 from autocompress.core.budget import METRIC_SENSE
 from autocompress.core.trial_config import TrialConfig
 from autocompress.core.workspace import RunDirectory
+from autocompress.search.anchors import ordered_choices
 from autocompress.search.resolve import ResolvedSpace
 
 # Heartbeats and stale-trial retries are "experimental" in Optuna's words; used knowingly.
@@ -31,6 +32,13 @@ GRACE_PERIOD_S = 6
 MAX_RETRY = 2
 FAILED_ATTR = "autocompress:failed"
 INFEASIBLE_ATTR = "autocompress:infeasible"
+TRAINED_ATTR = "autocompress:trained"
+KEY_ATTR = "autocompress:config_key"
+DUPLICATE_ATTR = "autocompress:duplicate_of"
+#: A run stops proposing after this many proposals per planned trained trial
+#: (infeasible and duplicate proposals are cheap but not free; an almost
+#: impossible space must still end).
+MAX_PROPOSALS_PER_TRIAL = 10
 
 
 def directions(objectives: Sequence[str]) -> list[str]:
@@ -83,12 +91,20 @@ def open_study(
     )
 
 
-def suggest_config(trial: Any, space: ResolvedSpace) -> TrialConfig:
-    """Ask ``trial`` for every free dimension of ``space`` (define-by-run)."""
+def suggest_config(trial: Any, space: ResolvedSpace, *, numeric: bool = False) -> TrialConfig:
+    """Ask ``trial`` for every free dimension of ``space`` (define-by-run).
+
+    ``numeric``: ask each choice dimension as the index of its choice (an
+    ordered integer) instead of a categorical, for samplers that model numbers
+    (the Gaussian process); numeric choices in increasing order.
+    """
     params: dict[str, Any] = {}
     for dim in space.free_dimensions:
         spec = dim.spec
-        if spec.choices is not None:
+        if spec.choices is not None and numeric:
+            index = trial.suggest_int(dim.name, 0, len(spec.choices) - 1)
+            params[dim.name] = ordered_choices(spec.choices)[index]
+        elif spec.choices is not None:
             params[dim.name] = trial.suggest_categorical(dim.name, list(spec.choices))
         else:
             params[dim.name] = trial.suggest_float(
@@ -129,3 +145,33 @@ def retry_orphaned_trials(study: optuna.Study) -> list[int]:
         failed.append(trial.number)
         retry(study, storage.get_trial(trial._trial_id))
     return failed
+
+
+def trained_trials(study: optuna.Study) -> int:
+    """Trials that count toward ``--trials``: candidates that were trained (or failed
+    while being built or trained). Infeasible and duplicate proposals do not count."""
+    wanted = {
+        optuna.trial.TrialState.COMPLETE: TRAINED_ATTR,
+        optuna.trial.TrialState.FAIL: FAILED_ATTR,
+    }
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False)
+        if t.state in wanted and t.user_attrs.get(wanted[t.state])
+    )
+
+
+def proposals(study: optuna.Study) -> int:
+    """Finished proposals of every kind (trained, infeasible, duplicate, failed)."""
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False)
+        if t.state in done
+        or (t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get(FAILED_ATTR))
+    )
+
+
+def proposal_cap(planned: int) -> int:
+    """The most proposals a run with ``planned`` trained trials makes."""
+    return MAX_PROPOSALS_PER_TRIAL * max(1, planned)

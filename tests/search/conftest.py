@@ -35,6 +35,7 @@ def digits_run(tmp_path_factory: pytest.TempPathFactory, search_cache: Path):
     out = tmp_path_factory.mktemp("runs") / "digits"
     return search(
         out=out,
+        model="small_cnn",
         trials=10,
         chip=CHIPS,
         latency_ms="97%",

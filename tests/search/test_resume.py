@@ -37,6 +37,8 @@ def test_sigkill_then_resume_keeps_every_finished_trial(tmp_path, teacher_checkp
             str(teacher_checkpoint),
             "--latency-ms",
             "97%",
+            "--rungs",
+            "1",  # no promotion: the resumed run must leave every finished record unchanged
         ),
         env=env,
         stdout=subprocess.DEVNULL,
