@@ -17,7 +17,17 @@ def test_illegal_trials_are_infeasible_with_reasons_and_untrained(tmp_path):
 
     # qcs6490's space proposes 16-bit weights with 8-bit activations on some layers;
     # QNN HTP has no such precision (plugins/autocompress_qualcomm/legality.py).
-    run = search(out=tmp_path / "qc", trials=6, chip=["qualcomm/qcs6490"], seed=0, **FAST)
+    # Anchors (uniform int8) and promotion off: the sampler's own proposals are what is tested.
+    run = search(
+        out=tmp_path / "qc",
+        trials=6,
+        chip=["qualcomm/qcs6490"],
+        seed=0,
+        model="small_cnn",
+        anchors=False,
+        rungs=[1],
+        **FAST,
+    )
     records = [json.loads(line) for line in (Path(run.run_dir) / "trials.jsonl").open()]
     illegal = [r for r in records if (r.get("error") or "").startswith("not deployable")]
     assert illegal, "expected at least one w16/a8 configuration in 6 trials"

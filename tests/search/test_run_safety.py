@@ -131,7 +131,7 @@ def test_resume_refuses_changed_settings_and_applies_the_others(digits_run, tmp_
         "latency_ms": (1.0, str(config["budget"]["latency_ms"])),
         "model": ("resnet18", "'small_cnn'"),
         "dataset": ("cifar10", "'digits'"),
-        "sampler": ("tpe", "'nsga2'"),
+        "sampler": ("random", repr(config["sampler"]["name"])),
         "space": ("pruning", "'default'"),
         "epochs": (3.0, "1.0"),
         "seed": (7, "0"),
@@ -140,11 +140,13 @@ def test_resume_refuses_changed_settings_and_applies_the_others(digits_run, tmp_
         with pytest.raises(ConfigError) as info:
             search(out=out, resume=True, **{key: value})
         assert key in str(info.value) and recorded in str(info.value), str(info.value)
-    done = len(RunDirectory(out).read_trials())
+    records = RunDirectory(out).read_trials()
+    done = len(records)
+    trained = sum(1 for r in records if r.state in ("complete", "failed"))
     result = search(  # same values as recorded, plus settings resume applies
         out=out,
         resume=True,
-        trials=done,
+        trials=trained,  # --trials counts trained candidates: nothing left to do
         latency_ms="97%",
         chip=["rockchip/rv1126", "rockchip/rk3588"],
         workers=2,
@@ -192,17 +194,29 @@ def test_resume_rebuilds_records_study_db_has_but_trials_jsonl_lost(digits_run, 
             "(SELECT trial_id FROM trials WHERE number = ?)",
             (lost[0],),
         )
-    result = search(out=out, resume=True, trials=len(original))
+    trained = sum(1 for r in original.values() if r.state in ("complete", "failed"))
+    result = search(out=out, resume=True, trials=trained)  # --trials counts trained ones
     rebuilt = {r.number: r for r in result.trials}
     assert set(rebuilt) == set(original)
-    for number in lost[1:]:  # stored in study.db: exactly the record it wrote
-        assert rebuilt[number].to_dict() == original[number].to_dict()
+    for number in lost[1:]:  # stored in study.db: the record the trial wrote
+        # study.db holds the record of the trial's first rung (a finished Optuna trial takes
+        # no new attributes); promotion trains the longer rung again, deterministically, so
+        # every figure but the seconds is the one that was lost.
+        got, want = _without_seconds(rebuilt[number]), _without_seconds(original[number])
+        assert got == want
     again, before = rebuilt[lost[0]], original[lost[0]]  # rebuilt from params and values
     assert again.state == before.state and dict(again.config) == dict(before.config)
     assert again.metrics["accuracy"] == pytest.approx(before.metrics["accuracy"])
     for chip, costs in before.costs.items():
         assert again.costs[chip]["latency_ms"] == pytest.approx(costs["latency_ms"])
     assert again.feasible == before.feasible
+
+
+def _without_seconds(record) -> dict:
+    data = record.to_dict()
+    data.pop("timings_s")
+    data["rungs"] = [{k: v for k, v in rung.items() if k != "seconds"} for rung in data["rungs"]]
+    return data
 
 
 def test_a_full_disk_at_run_creation_removes_only_what_it_wrote(
