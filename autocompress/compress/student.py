@@ -41,8 +41,10 @@ from autocompress.compress.sparsity import apply_sparsity
 from autocompress.compress.training import TrainingSchedule, resolve_device, train
 from autocompress.core.data import DatasetSplits
 from autocompress.core.errors import CheckpointError, ConfigError
+from autocompress.core.model_files import register_sources_near
 from autocompress.core.models import ModelSpec, load_state_dict_checked
 from autocompress.core.trial_config import TrialConfig
+from autocompress.core.weights import detached_state
 from autocompress.hardware.spec import ChipSpec, QuantGranularity, QuantizationScheme
 
 STUDENT_FORMAT = "autocompress-student"
@@ -357,7 +359,7 @@ def save_student(
         "input_shape": [int(v) for v in input_shape],
         "protect": list(protect),
         "extra": dict(extra or {}),
-        "state_dict": {k: v.detach().cpu() for k, v in student.state_dict().items()},
+        "state_dict": detached_state(student),
     }
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     torch.save(payload, tmp)
@@ -408,6 +410,7 @@ def load_student(path: str | os.PathLike[str]) -> nn.Module:
     """
     payload = read_student_file(path)
     spec: ModelSpec = payload["teacher_spec"]
+    register_sources_near(Path(path))  # the run's (or export's) model_source/ copy
     try:
         fresh = spec.build()
     except Exception as exc:

@@ -23,9 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from autocompress.core.errors import RunDirectoryError
-from autocompress.core.models import ModelSpec
 from autocompress.core.workspace import RunDirectory, TrialRecord
-from autocompress.search.settings import BUDGET_FIELDS, SearchSettings, settings_from_file
+from autocompress.search.settings import (
+    BUDGET_FIELDS,
+    SearchSettings,
+    parse_input_size,
+    settings_from_file,
+)
 
 
 @dataclass
@@ -89,8 +93,34 @@ def _settings_from_arguments(
         settings = settings.with_overrides(**file_values, budget=file_budget)
     if budget:
         settings = settings.with_overrides(budget={**dict(settings.budget), **budget})
+    model_given = arguments.get("model") is not None or "model" in file_values
     settings = settings.with_overrides(**arguments)
+    if not model_given and settings.teacher is not None and Path(settings.teacher).is_file():
+        settings = _model_of_teacher(settings)
     return settings.validate()
+
+
+def _model_of_teacher(settings: SearchSettings) -> SearchSettings:
+    """The architecture an autocompress teacher checkpoint names (no --model given)."""
+    from autocompress.core.errors import ConfigError
+    from autocompress.core.models import peek_checkpoint
+
+    assert settings.teacher is not None
+    given = peek_checkpoint(settings.teacher)
+    if given is None:
+        raise ConfigError(
+            f"--teacher {settings.teacher!r} holds weights only (a state dict), "
+            "not the architecture they belong to",
+            hint="Pass --model too: a torchvision name (resnet18, mobilenet_v2 …) or "
+            "path/to/file.py:function that builds the network, plus --model-arg key=value "
+            "for the arguments it was built with.",
+        )
+    return dataclasses.replace(
+        settings,
+        model=given.name,
+        model_args=dict(given.model_args),
+        small_input=given.small_input if settings.small_input is None else settings.small_input,
+    )
 
 
 def search(
@@ -126,6 +156,10 @@ def search(
     lr: float | None = None,
     device: str | None = None,
     small_input: bool | None = None,
+    model_args: dict[str, Any] | None = None,
+    input_size: int | tuple[int, int] | str | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
     data_root: str | None = None,
     data_limit: int | None = None,
     show_progress: bool = False,
@@ -136,6 +170,9 @@ def search(
     Args:
         config: a YAML config (or a previous run.yaml); keyword arguments override it.
         model / dataset: what to compress and on which data (default small_cnn on digits).
+        model_args: keyword arguments of the model function (``{"width": 32}``).
+        input_size: image size of an ``imagefolder:`` dataset, ``32`` or ``(H, W)`` / "HxW".
+        mean / std: per-channel normalisation (default: the training split's statistics).
         chip: main chip id, or a list (main first); every trial is costed on all of them.
         latency_ms, memory_kb, power_mw, energy_mj, model_size_kb: upper budgets on the
             main chip, numbers or "NN%" of the teacher's int8 cost; unset ones default to
@@ -152,7 +189,8 @@ def search(
         cpus_per_trial / gpus_per_trial: Ray resources per trial.
         out: run directory (default runs/<name>); resume=True continues it.
         seed: seeds data split, teacher and sampler.
-        teacher: a checkpoint from ``autocompress train`` (else trained once and cached).
+        teacher: a checkpoint from ``autocompress train``, or a state dict of ``model``
+            (plain, or under state_dict / model / model_state_dict); else trained once.
         epochs: fine-tune epochs per trial; teacher_epochs: teacher training epochs.
         show_progress: draw a rich progress line on stderr.
     """
@@ -187,6 +225,10 @@ def search(
         "lr": lr,
         "device": device,
         "small_input": small_input,
+        "model_args": dict(model_args) if model_args else None,
+        "input_size": parse_input_size(input_size) if input_size is not None else None,
+        "mean": tuple(float(v) for v in mean) if mean is not None else None,
+        "std": tuple(float(v) for v in std) if std is not None else None,
         "data_root": data_root,
         "data_limit": data_limit,
     }
@@ -241,7 +283,8 @@ def _resume(arguments: dict[str, Any], *, started: float, show_progress: bool) -
 def _create_run(settings: SearchSettings, *, show_progress: bool) -> RunDirectory:
     """Validate everything, then create the run directory, write run.yaml, get the teacher."""
     from autocompress.compress.student import quantizable_layers
-    from autocompress.core.data import load_dataset
+    from autocompress.core.data import describe_dataset, load_dataset
+    from autocompress.core.model_files import is_file_model, keep_model_source
     from autocompress.hardware.plugins import get_chip
     from autocompress.search import prepare
     from autocompress.search.context import model_layers, pick_device
@@ -257,21 +300,35 @@ def _create_run(settings: SearchSettings, *, show_progress: bool) -> RunDirector
 
         raise CheckpointError(f"teacher checkpoint {settings.teacher!r} does not exist (--teacher)")
     device = pick_device(settings.device)
+    # The model and the teacher are checked before the (possibly long) decode of the data.
+    described = describe_dataset(settings.dataset, settings.data_root)
+    given_teacher = None
+    if described is not None:
+        classes, channels, (h, w) = described
+        spec, given_teacher = prepare.model_and_teacher(
+            settings, classes, channels, settings.input_size or (h, w)
+        )
+    else:
+        prepare.check_before_decode(settings)
     data = load_dataset(
         settings.dataset,
         seed=settings.seed,
         val_fraction=settings.val_fraction,
         root=settings.data_root,
         limit=settings.data_limit,
+        input_size=settings.input_size,
+        mean=settings.mean,
+        std=settings.std,
     )
-    c, h, _w = data.input_shape
-    small_input = settings.small_input
-    if small_input is None:
-        small_input = settings.model != "small_cnn" and h <= 64 and ":" not in settings.model
-    spec = ModelSpec(
-        settings.model, num_classes=data.num_classes, in_channels=c, small_input=small_input
-    )
+    c, h, w = data.input_shape
+    if described is None or (described[0], described[1], described[2]) != (
+        data.num_classes,
+        c,
+        (h, w),
+    ):
+        spec, given_teacher = prepare.model_and_teacher(settings, data.num_classes, c, (h, w))
     architecture = spec.build().eval()
+    prepare.check_forward(architecture, spec, tuple(data.input_shape), data.num_classes)
     input_shape = tuple(data.input_shape)
     quantizable, prunable, out_channels = model_layers(architecture, input_shape)
     resolved = resolve_space(
@@ -301,7 +358,11 @@ def _create_run(settings: SearchSettings, *, show_progress: bool) -> RunDirector
     prepared = prepare.PreparedRun(settings, {}, data, spec, space, resolved, chips, budget)
     config = prepare.run_yaml_content(prepared, name=name, budget_sources=sources)
     created = not out_dir.exists()
+    kept_source = None
     try:
+        if is_file_model(spec.name):
+            kept_source = keep_model_source(spec.name, out_dir)
+            config["model_source"] = str(kept_source.relative_to(out_dir))
         run.write_run_config(config)
         from autocompress.search.samplers import make_sampler
         from autocompress.search.study import open_study
@@ -324,7 +385,15 @@ def _create_run(settings: SearchSettings, *, show_progress: bool) -> RunDirector
             epochs=prepare.teacher_epochs(settings),
             seed=settings.seed,
             device=device,
+            given_model=given_teacher,
         )
+        if show_progress and info.val_accuracy is not None:
+            from autocompress.cli.console import stderr
+
+            stderr.print(
+                f"[bold]baseline[/] teacher ({info.source}): val {info.val_accuracy:.3f} · "
+                f"test {info.test_accuracy:.3f} (chance {1 / max(data.num_classes, 1):.3f})"
+            )
         config["teacher"] = {
             "path": "teacher.pt",
             "source": info.source,
@@ -342,6 +411,8 @@ def _create_run(settings: SearchSettings, *, show_progress: bool) -> RunDirector
         else:
             for path in (run.run_yaml, run.study_db, run.teacher_pt):
                 path.unlink(missing_ok=True)
+            if kept_source is not None:
+                kept_source.unlink(missing_ok=True)
         raise
     return run
 
