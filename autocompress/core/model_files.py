@@ -57,8 +57,14 @@ def resolve_model_file(name: str) -> tuple[str, str]:
         )
     resolved = path.resolve()
     digest = file_sha256(resolved)
-    _SOURCE_BY_HASH.setdefault(digest, resolved)
+    _remember(digest, resolved)
     return f"{resolved}:{func}", digest
+
+
+def _remember(digest: str, path: Path) -> None:
+    known = _SOURCE_BY_HASH.get(digest)
+    if known is None or not known.is_file():
+        _SOURCE_BY_HASH[digest] = path
 
 
 def register_model_sources(folder: Path) -> None:
@@ -67,7 +73,7 @@ def register_model_sources(folder: Path) -> None:
         return
     for path in sorted(folder.glob("*.py")):
         try:
-            _SOURCE_BY_HASH.setdefault(file_sha256(path), path.resolve())
+            _remember(file_sha256(path), path.resolve())
         except OSError:
             continue
 
