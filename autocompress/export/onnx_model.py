@@ -104,6 +104,25 @@ def deploy_copy(
     return model, layers, raw
 
 
+def _layers_that_run(
+    model: nn.Module, input_shape: tuple[int, ...], names: Mapping[str, Any]
+) -> set[str]:
+    """The layers of ``names`` an inference forward pass runs (GoogLeNet's and
+    Inception's auxiliary heads only run in training: they are not in the graph)."""
+    ran: set[str] = set()
+    handles = [
+        model.get_submodule(name).register_forward_hook(lambda *_a, n=name: ran.add(n))
+        for name in names
+    ]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros((1, *input_shape), dtype=torch.float32))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return ran
+
+
 def _torch_to_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> onnx.ModelProto:
     example = torch.zeros((1, *input_shape), dtype=torch.float32)
     with warnings.catch_warnings():
@@ -146,6 +165,8 @@ def write_onnx(
     """Export ``student`` to ``path`` with Q/DQ nodes; return (layer notes, raw quant params)."""
     model, layers, raw = deploy_copy(student)
     path.parent.mkdir(parents=True, exist_ok=True)
+    ran = _layers_that_run(model, tuple(input_shape), layers)
+    layers = {name: quant for name, quant in layers.items() if name in ran}
     proto = _torch_to_onnx(model, tuple(input_shape), path)
     notes = insert_qdq(proto, layers)
     proto.producer_name = "autocompress"

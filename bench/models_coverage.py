@@ -1,0 +1,237 @@
+"""Every torchvision classifier through cost -> prune -> quantize -> export, on the CPU.
+
+    nice -n 10 python bench/models_coverage.py --out docs/models.md            # all models
+    python bench/models_coverage.py --models resnet18,mobilenet_v2 --out -     # a few, to stdout
+
+Each model runs in its own process (a time limit per model; a crash or hang of one
+model does not stop the table). Per model, at the smallest input it accepts among
+32, 64, 96 and 224 pixels (ViT and MaxViT need 224):
+
+- cost: layers extracted and costed on rockchip/rv1126 (MACs in millions);
+- prune: a student at width 0.5, 8-bit, built with physical pruning; the status says
+  how many channel groups shrank and how many stayed at full width;
+- quantize: the weights that run fake-quantized (every Conv2d/Linear weight, including
+  the attention projections), as "quantized / all";
+- export: ONNX with Q/DQ written, checked by onnx.checker and compared with PyTorch on
+  random images by onnxruntime (top-1 agreement).
+
+The table (markdown) is written to --out; the per-model JSON lines to --jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+SIZES = (32, 64, 96, 224)
+CHIP = "rockchip/rv1126"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:160]
+
+
+def probe(name: str) -> dict:
+    """Run every stage on one model; never raises (the result says what failed)."""
+    import tempfile
+
+    import torch
+
+    from autocompress.compress.slim import channel_groups
+    from autocompress.compress.student import build_student, calibrate, quantizable_layers
+    from autocompress.core.models import ModelSpec
+    from autocompress.core.trial_config import TrialConfig
+    from autocompress.export.onnx_model import write_onnx
+    from autocompress.export.verify import check_onnx_file, compare_with_torch
+    from autocompress.hardware.estimate import estimate_costs
+    from autocompress.hardware.extract import extract_layers
+    from autocompress.hardware.plugins import get_chip
+
+    torch.set_num_threads(1)
+    out: dict = {"model": name}
+    chip = get_chip(CHIP)
+    spec = ModelSpec(name, num_classes=10)
+    started = time.perf_counter()
+    try:
+        model = spec.build().eval()
+    except Exception as exc:
+        out["build"] = _first_line(exc)
+        return out
+    size = None
+    for s in SIZES:
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, 3, s, s))
+            size = s
+            break
+        except Exception:
+            continue
+    if size is None:
+        out["build"] = "no input size of 32..224 runs"
+        return out
+    shape = (3, size, size)
+    out["input"] = size
+    out["params_m"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
+    # cost
+    try:
+        layers = extract_layers(model, shape)
+        cost = estimate_costs(layers, [chip])[chip.chip_id]
+        out["macs_m"] = round(sum(layer.macs for layer in layers) / 1e6, 1)
+        out["latency_ms"] = round(float(cost.metrics()["latency_ms"]), 3)
+        out["cost"] = "ok"
+    except Exception as exc:
+        out["cost"] = _first_line(exc)
+    # prune
+    student = None
+    try:
+        quantizable = quantizable_layers(model)
+        config = TrialConfig(
+            width_multiplier=0.5,
+            weight_bits=dict.fromkeys(quantizable, 8),
+            activation_bits=dict.fromkeys(quantizable, 8),
+        )
+        example = torch.zeros(1, *shape)
+        groups = channel_groups(model, example)
+        student = build_student(model, config, chip, shape)
+        with torch.no_grad():
+            logits = student(torch.randn(2, *shape))
+        assert logits.shape == (2, 10), logits.shape
+        slim_layers = {d.name: d.out_channels for d in extract_layers(student, shape)}
+        full_layers = {d.name: d.out_channels for d in extract_layers(model, shape)}
+        shrunk = sum(1 for k, v in slim_layers.items() if full_layers.get(k, v) > v)
+        prunable = sum(1 for g in groups if g.prunable)
+        out["prune"] = f"ok ({shrunk} of {len(full_layers)} layers narrower; {prunable} groups)"
+    except Exception as exc:
+        out["prune"] = _first_line(exc)
+        out["prune_trace"] = traceback.format_exc()[-1500:]
+    # quantize
+    if student is not None:
+        try:
+            from autocompress.compress.quantize import quantized_layers
+
+            weights = [
+                n
+                for n, m in model.named_modules()
+                if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.MultiheadAttention))
+            ]
+            quantized = dict(quantized_layers(student))
+            out["quantize"] = f"{len(quantized)} / {len(weights)}"
+        except Exception as exc:
+            out["quantize"] = _first_line(exc)
+        # export
+        try:
+            calibrate(student, torch.randn(8, *shape))
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "model.onnx"
+                write_onnx(student, shape, path)
+                check_onnx_file(path)
+                check = compare_with_torch(
+                    path, student, torch.randn(16, *shape), min_agreement=0.0
+                )
+            out["export"] = f"ok (agreement {check.top1_agreement:.0%})"
+        except Exception as exc:
+            out["export"] = _first_line(exc)
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    return out
+
+
+def _run_one(name: str, timeout_s: float) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    try:
+        process = subprocess.run(
+            [sys.executable, __file__, "--one", name],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:
+        return {"model": name, "build": f"timed out after {timeout_s:.0f} s"}
+    for line in reversed(process.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    tail = (process.stderr or "").strip().splitlines()[-1:] or ["no output"]
+    return {"model": name, "build": f"crashed: {tail[0][:160]}"}
+
+
+def _cell(value: str | None) -> str:
+    if value is None:
+        return "–"
+    return str(value).replace("|", "\\|")
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "# torchvision classifiers: coverage",
+        "",
+        "Generated by `nice -n 10 python bench/models_coverage.py --out docs/models.md` on the CPU "
+        f"(chip {CHIP}; a student at width 0.5, 8-bit; export compared with PyTorch on random "
+        "images). Do not edit by hand.",
+        "",
+        "| model | input | params M | MACs M | cost | prune (width 0.5) | quantized layers "
+        "| export | s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        if "build" in row:
+            lines.append(f"| {row['model']} | – | – | – | {_cell(row['build'])} | – | – | – | – |")
+            continue
+        lines.append(
+            "| "
+            + " | ".join(
+                _cell(row.get(k))
+                for k in (
+                    "model",
+                    "input",
+                    "params_m",
+                    "macs_m",
+                    "cost",
+                    "prune",
+                    "quantize",
+                    "export",
+                    "seconds",
+                )
+            )
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--models", help="comma-separated names (default: every classifier)")
+    parser.add_argument("--out", default="docs/models.md", help="markdown table ('-': stdout)")
+    parser.add_argument("--jsonl", default=None, help="also write one JSON line per model")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per model")
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(probe(args.one)))
+        return
+    from autocompress.core.models import torchvision_model_names
+
+    names = args.models.split(",") if args.models else torchvision_model_names()
+    rows = []
+    for name in names:
+        row = _run_one(name, args.timeout)
+        rows.append(row)
+        print(json.dumps({k: v for k, v in row.items() if k != "prune_trace"}), flush=True)
+        if args.jsonl:
+            with open(args.jsonl, "a") as handle:
+                handle.write(json.dumps(row) + "\n")
+        text = table(rows)
+        if args.out != "-":
+            Path(args.out).write_text(text)  # rewritten after every model: partial is useful
+    if args.out == "-":
+        print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
