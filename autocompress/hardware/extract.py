@@ -463,6 +463,25 @@ def _example_input(model: nn.Module, input_shape: tuple[int, ...]) -> torch.Tens
     return torch.zeros(shape, dtype=dtype, device=device)
 
 
+def _failed_on(example: torch.Tensor, exc: BaseException) -> ConfigError:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return ConfigError(
+        f"the model failed on an input of shape {tuple(example.shape)}: "
+        f"{type(exc).__name__}: {lines[0].strip()[:300] if lines else ''}",
+        hint="Check the input size (C×H×W) against the model: its channels must match "
+        "the first layer, and an input too small for its down-sampling fails "
+        "(ViT and MaxViT need 224×224).",
+    )
+
+
+def _check_runs(model: nn.Module, example: torch.Tensor) -> None:
+    """ConfigError (one line, no traceback) when a plain forward pass fails."""
+    try:
+        model(example)
+    except Exception as exc:
+        raise _failed_on(example, exc) from None
+
+
 def _check_bits(arg: BitsArg, what: str) -> None:
     values = [arg] if isinstance(arg, int) else list(arg.values()) if arg is not None else []
     for value in values:
@@ -526,6 +545,7 @@ def _extract(model, input_shape, weight_bits, activation_bits, sparsity):
     example = _example_input(model, input_shape)
     precision = PrecisionResolver(weight_bits, activation_bits, sparsity)
     with _untouched(model), torch.no_grad():
+        _check_runs(model, example)
         try:
             gm = fx.GraphModule(model, _LeafTracer().trace(model))
         except Exception:  # data-dependent control flow etc.: hooks see the modules
@@ -542,11 +562,7 @@ def _extract(model, input_shape, weight_bits, activation_bits, sparsity):
         except ConfigError:
             raise
         except Exception as exc:
-            raise ConfigError(
-                f"the model failed on an input of shape {tuple(example.shape)}: "
-                f"{type(exc).__name__}: {exc}",
-                hint="Check --input-size (C×H×W) and --in-channels against the model.",
-            ) from None
+            raise _failed_on(example, exc) from None
     _check_names(
         precision,
         drafts,
