@@ -5,7 +5,8 @@
 
 Each model runs in its own process (a time limit per model; a crash or hang of one
 model does not stop the table). Per model, at the smallest input it accepts among
-32, 64, 96 and 224 pixels (ViT and MaxViT need 224):
+32, 64, 96 and 224 pixels (ViT and MaxViT need 224; models that pool adaptively to
+more than 1x1, AlexNet and VGG, get 224 so their ONNX export is possible):
 
 - cost: layers extracted and costed on rockchip/rv1126 (MACs in millions);
 - prune: a student at width 0.5, 8-bit, built with physical pruning; the status says
@@ -65,7 +66,14 @@ def probe(name: str) -> dict:
         out["build"] = _first_line(exc)
         return out
     size = None
-    for s in SIZES:
+    pooled = [
+        m.output_size
+        for m in model.modules()
+        if isinstance(m, (torch.nn.AdaptiveAvgPool2d, torch.nn.AdaptiveMaxPool2d))
+    ]
+    # ONNX exports adaptive pooling only to a factor of its input (AlexNet's 6x6, VGG's 7x7)
+    sizes = (224,) if any(o not in (1, (1, 1), None) for o in pooled) else SIZES
+    for s in sizes:
         try:
             with torch.no_grad():
                 model(torch.zeros(1, 3, s, s))
@@ -167,7 +175,7 @@ def _cell(value: str | None) -> str:
     return str(value).replace("|", "\\|")
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], pending: list[str] = ()) -> str:
     lines = [
         "# torchvision classifiers: coverage",
         "",
@@ -201,6 +209,8 @@ def table(rows: list[dict]) -> str:
             )
             + " |"
         )
+    for name in pending:
+        lines.append(f"| {name} | – | – | – | not run yet | – | – | – | – |")
     return "\n".join(lines) + "\n"
 
 
@@ -211,6 +221,9 @@ def main() -> None:
     parser.add_argument("--out", default="docs/models.md", help="markdown table ('-': stdout)")
     parser.add_argument("--jsonl", default=None, help="also write one JSON line per model")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per model")
+    parser.add_argument(
+        "--resume-from", default=None, help="a --jsonl file of an earlier run: keep its rows"
+    )
     args = parser.parse_args()
     if args.one:
         print(json.dumps(probe(args.one)))
@@ -218,15 +231,22 @@ def main() -> None:
     from autocompress.core.models import torchvision_model_names
 
     names = args.models.split(",") if args.models else torchvision_model_names()
-    rows = []
-    for name in names:
+    if args.resume_from and Path(args.resume_from).is_file():
+        rows = [json.loads(line) for line in Path(args.resume_from).read_text().splitlines()]
+        rows = [r for r in rows if r.get("model") in names]
+    else:
+        rows = []
+    done = {r["model"] for r in rows}
+    for index, name in enumerate(names):
+        if name in done:
+            continue
         row = _run_one(name, args.timeout)
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "prune_trace"}), flush=True)
         if args.jsonl:
             with open(args.jsonl, "a") as handle:
                 handle.write(json.dumps(row) + "\n")
-        text = table(rows)
+        text = table(rows, [n for n in names[index + 1 :] if n not in done])
         if args.out != "-":
             Path(args.out).write_text(text)  # rewritten after every model: partial is useful
     if args.out == "-":

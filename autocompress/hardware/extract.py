@@ -29,8 +29,9 @@ on a wrapper module around it); else 32 (float). Layers without weights
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import torch
 from torch import fx, nn
@@ -382,9 +383,83 @@ class _GraphWalker:
             self._eltwise(node, inputs, "cat")
         elif target in MATMUL_FUNCTIONS and len(inputs) >= 2:
             self._matmul(node, inputs)
+        elif getattr(target, "__name__", None) == "einsum":
+            self._einsum(node, inputs)
+        elif getattr(target, "__name__", None) == "shifted_window_attention":
+            self._window_attention(node, inputs)
+        elif getattr(target, "__name__", None) == "scaled_dot_product_attention":
+            self._sdpa(node, inputs)
         else:
             name = target if isinstance(target, str) else getattr(target, "__name__", "op")
+            origin = getattr(target, "__module__", "") or ""
+            if callable(target) and not origin.startswith(("torch", "_operator", "builtins")):
+                warnings.warn(
+                    f"cost: the function {origin}.{name} (in {self._scope(node) or 'the model'}) "
+                    "is not a known operation; it is costed as one element-wise op over its "
+                    "output, so any matmuls or weights inside it are not counted",
+                    UserWarning,
+                    stacklevel=2,
+                )
             self._eltwise(node, inputs, str(name))
+
+    def _einsum(self, node: fx.Node, inputs: list[fx.Node]) -> None:
+        """MACs of an einsum: the product of every index's size (a contraction)."""
+        equation = node.args[0] if node.args and isinstance(node.args[0], str) else ""
+        operands = [self._shape(i) for i in inputs]
+        sizes: dict[str, int] = {}
+        lhs = equation.replace(" ", "").split("->")[0].split(",") if equation else []
+        for letters, shape in zip(lhs, operands, strict=False):
+            if shape is None or "." in letters or len(letters) != len(shape):
+                continue
+            for letter, size in zip(letters, shape, strict=True):
+                sizes[letter] = max(sizes.get(letter, 1), size)
+        draft = self._new(node, self._function_name(node, "einsum"), LayerKind.LINEAR, inputs)
+        macs = 1
+        for size in sizes.values():
+            macs *= size
+        draft.macs = macs if sizes else draft.output_elements
+        self.precision.plain_layer(draft, self._input_bits(inputs))
+
+    def _sdpa(self, node: fx.Node, inputs: list[fx.Node]) -> None:
+        """q @ kᵀ and attention @ v: 2 · B·H · L · S · D multiply-accumulates."""
+        query = self._shape(inputs[0]) or (1, 1, 1)
+        key = (self._shape(inputs[1]) if len(inputs) > 1 else None) or query
+        draft = self._new(node, self._function_name(node, "attention"), LayerKind.LINEAR, inputs)
+        lead = numel(query[:-2]) if len(query) > 2 else 1
+        draft.macs = 2 * lead * query[-2] * key[-2] * query[-1]
+        self.precision.plain_layer(draft, self._input_bits(inputs))
+
+    def _window_attention(self, node: fx.Node, inputs: list[fx.Node]) -> None:
+        """torchvision's Swin ``shifted_window_attention``: the qkv and output projections
+        (its Linear layers' weights, read functionally) plus the two attention matmuls
+        per window, on the input padded to whole windows."""
+        shape = self._shape(node.args[0]) if node.args else None
+        window = node.args[4] if len(node.args) > 4 else None
+        if shape is None or len(shape) != 4 or not isinstance(window, (list, tuple)):
+            self._eltwise(node, inputs, "shifted_window_attention")
+            return
+        batch, height, width, channels = shape
+        wh, ww = int(window[0]), int(window[1])
+        padded = batch * (-(-height // wh) * wh) * (-(-width // ww) * ww)
+        holders = []
+        for arg in node.args[1:3]:
+            if isinstance(arg, fx.Node) and arg.op == "get_attr":
+                owner = str(arg.target).rpartition(".")[0]
+                with suppress(AttributeError):
+                    holders.append(self.gm.get_submodule(owner))
+        draft = self._new(
+            node, self._function_name(node, "window_attention"), LayerKind.LINEAR, inputs[:1]
+        )
+        draft.in_channels = draft.out_channels = channels
+        draft.macs = (
+            padded * (3 * channels * channels + channels * channels)
+            + 2 * padded * (wh * ww) * channels
+        )
+        draft.weight_count = 4 * channels * channels
+        if holders:
+            self.precision.weight_layer(draft, holders)
+        else:
+            self.precision.plain_layer(draft, self._input_bits(inputs))
 
 
 class _LeafTracer(fx.Tracer):
