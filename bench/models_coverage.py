@@ -124,13 +124,40 @@ def probe(name: str) -> dict:
         try:
             from autocompress.compress.quantize import quantized_layers
 
-            weights = [
-                n
-                for n, m in model.named_modules()
-                if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.MultiheadAttention))
-            ]
             quantized = dict(quantized_layers(student))
-            out["quantize"] = f"{len(quantized)} / {len(weights)}"
+            ran: set[str] = set()
+            handles = [
+                module.register_forward_hook(lambda *_a, n=n: ran.add(n))
+                for n, module in quantized.items()
+            ]
+            with torch.no_grad():
+                student(torch.randn(1, *shape))
+            for handle in handles:
+                handle.remove()
+            # weights read functionally: nn.MultiheadAttention's in_proj_weight (its out_proj
+            # too) and Swin's qkv/proj (shifted_window_attention); aux heads never run
+            from torchvision.models.swin_transformer import ShiftedWindowAttention
+
+            functional = 0
+            for module in student.modules():
+                if isinstance(module, torch.nn.MultiheadAttention):
+                    functional += 1 + int("out_proj" not in ran_names(module, quantized, ran))
+                elif isinstance(module, ShiftedWindowAttention):
+                    functional += 2
+            teacher_ran: set[str] = set()
+            handles = [
+                m.register_forward_hook(lambda *_a, n=n: teacher_ran.add(n))
+                for n, m in model.named_modules()
+                if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+            ]
+            with torch.no_grad():
+                model(torch.randn(1, *shape))
+            for handle in handles:
+                handle.remove()
+            total = len(teacher_ran) + functional
+            out["quantized_layers"] = len(ran)
+            out["weight_layers"] = total
+            out["quantize"] = f"{len(ran)} / {total}"
         except Exception as exc:
             out["quantize"] = _first_line(exc)
         # export
@@ -148,6 +175,12 @@ def probe(name: str) -> dict:
             out["export"] = _first_line(exc)
     out["seconds"] = round(time.perf_counter() - started, 1)
     return out
+
+
+def ran_names(module, quantized: dict, ran: set[str]) -> set[str]:
+    """Child names of ``module`` whose quantized forward ran."""
+    names = {id(m): n for n, m in quantized.items()}
+    return {child for child, m in module.named_children() if id(m) in names and names[id(m)] in ran}
 
 
 def _run_one(name: str, timeout_s: float) -> dict:
