@@ -23,6 +23,7 @@ those layers stay at full width and :attr:`ChannelGroup.reason` says why.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import warnings
@@ -264,6 +265,7 @@ def slim(
     for name, ratio in prune_ratios.items():
         if not 0.0 <= float(ratio) < 1.0:
             raise ConfigError(f"prune ratio for layer {name!r} must be in [0, 1), got {ratio}")
+    backup = copy.deepcopy(model)
     graph = _Graph(model, example_input, protect)
     member_of = {m: g for g in graph.groups for m in g.members}
     unknown = [n for n in prune_ratios if n not in member_of]
@@ -272,7 +274,41 @@ def slim(
             f"prune ratio given for {unknown[0]!r}, which is not a conv/linear layer of the "
             f"teacher; prunable layers are: {', '.join(g.name for g in graph.groups if g.prunable)}"
         )
+    targets = _targets(graph, width_multiplier, prune_ratios, channel_alignment, keep_channels)
+    for group, keep in targets:
+        graph.prune(group, keep)
+    if _runs(model, example_input):
+        return {group.name: keep for group, keep in targets}
+    # Some group breaks the forward pass when pruned (a reshape to a hard-coded width,
+    # e.g. ViT's hidden size): prune group by group, keeping the ones that run.
+    _restore(model, backup)
     kept: dict[str, int] = {}
+    for group, keep in targets:
+        if keep >= group.channels:
+            kept[group.name] = keep
+            continue
+        snapshot = copy.deepcopy(model)
+        _Graph(model, example_input, protect).prune(group, keep)
+        if _runs(model, example_input):
+            kept[group.name] = keep
+        else:
+            _restore(model, snapshot)
+            kept[group.name] = group.channels
+            _LOG.warning(
+                "channel group %s kept at full width: pruning it breaks the forward pass",
+                group.name,
+            )
+    return kept
+
+
+def _targets(
+    graph: _Graph,
+    width_multiplier: float,
+    prune_ratios: Mapping[str, float],
+    channel_alignment: int,
+    keep_channels: Mapping[str, int] | None,
+) -> list[tuple[ChannelGroup, int]]:
+    out = []
     for group in graph.groups:
         if not group.prunable:
             continue
@@ -287,9 +323,26 @@ def slim(
         )
         if keep_channels is not None:
             keep = int(keep_channels.get(group.name, group.channels))
-        graph.prune(group, keep)
-        kept[group.name] = keep
-    return kept
+        out.append((group, keep))
+    return out
+
+
+def _runs(model: nn.Module, example_input: torch.Tensor) -> bool:
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(example_input)
+        return True
+    except Exception:
+        return False
+    finally:
+        model.train(was_training)
+
+
+def _restore(model: nn.Module, saved: nn.Module) -> None:
+    """Put ``saved``'s modules and tensors back into ``model`` (the caller's object)."""
+    model.__dict__.update(copy.deepcopy(saved).__dict__)
 
 
 __all__ = [

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from autocompress.compress.attention import route_attention
 from autocompress.compress.distill import kd_loss, teacher_logits
 from autocompress.compress.evaluate import evaluate
 from autocompress.compress.fold import fold_batch_norms
@@ -131,6 +132,7 @@ def _build(
         keep_channels=keep_channels,
     )
     fake_quantize(student, scheme, config.weight_bits, config.activation_bits)
+    route_attention(student)  # nn.MultiheadAttention computes through its quantized layers
     fold_batch_norms(student, example)
     apply_sparsity(student, config.sparsity, sparsity_patterns)
     return student.eval()

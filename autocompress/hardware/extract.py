@@ -308,7 +308,8 @@ class _GraphWalker:
             2 * length * embed * embed + 2 * source * embed * embed + 2 * length * source * embed
         )
         draft.weight_count = sum(p.numel() for p in module.parameters())
-        self.precision.weight_layer(draft, [module])
+        # a student's out_proj carries the block's bits (compress.attention)
+        self.precision.weight_layer(draft, [module.out_proj, module])
 
     # -- dispatch -----------------------------------------------------------
     def walk(self) -> list[LayerDraft]:
@@ -466,7 +467,7 @@ class _LeafTracer(fx.Tracer):
     """Keeps layers, norms, activations, pools and quantized wrappers as single nodes."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if has_precision_attrs(m) or isinstance(m, WEIGHT_MODULES):
+        if has_precision_attrs(m) or isinstance(m, WEIGHT_MODULES | nn.MultiheadAttention):
             return True
         return super().is_leaf_module(m, module_qualified_name)
 
