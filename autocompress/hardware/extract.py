@@ -467,7 +467,7 @@ class _LeafTracer(fx.Tracer):
     """Keeps layers, norms, activations, pools and quantized wrappers as single nodes."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if has_precision_attrs(m) or isinstance(m, WEIGHT_MODULES | nn.MultiheadAttention):
+        if has_precision_attrs(m) or isinstance(m, (*WEIGHT_MODULES, nn.MultiheadAttention)):
             return True
         return super().is_leaf_module(m, module_qualified_name)
 
