@@ -331,6 +331,7 @@ def _create_run(settings: SearchSettings, *, show_progress: bool) -> RunDirector
     prepare.check_forward(architecture, spec, tuple(data.input_shape), data.num_classes)
     input_shape = tuple(data.input_shape)
     quantizable, prunable, out_channels = model_layers(architecture, input_shape)
+    full_width = prepare.full_width_layers(architecture, input_shape)
     resolved = resolve_space(
         space, main_chip, quantizable=quantizable, prunable=prunable, out_channels=out_channels
     )
@@ -357,6 +358,16 @@ def _create_run(settings: SearchSettings, *, show_progress: bool) -> RunDirector
         )
     prepared = prepare.PreparedRun(settings, {}, data, spec, space, resolved, chips, budget)
     config = prepare.run_yaml_content(prepared, name=name, budget_sources=sources)
+    if full_width:
+        config["space"]["full_width"] = full_width
+        if show_progress:
+            from autocompress.cli.console import stderr
+
+            for reason, layers in prepare.by_reason(full_width).items():
+                shown = ", ".join(layers[:4]) + (
+                    f", … ({len(layers) - 4} more)" * (len(layers) > 4)
+                )
+                stderr.print(f"[yellow]kept at full width[/] ({reason}): {shown}")
     created = not out_dir.exists()
     kept_source = None
     try:

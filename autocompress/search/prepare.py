@@ -189,6 +189,27 @@ def check_forward(
         )
 
 
+def full_width_layers(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, str]:
+    """Layer -> why its channel group cannot be pruned (Torch-Pruning cannot trace the
+    model or the group, or its channels do not split into its convolution groups)."""
+    import copy
+
+    import torch
+
+    from autocompress.compress.slim import channel_groups
+
+    groups = channel_groups(copy.deepcopy(model).eval(), torch.zeros(1, *input_shape))
+    return {member: g.reason for g in groups if g.reason for member in g.members}
+
+
+def by_reason(full_width: dict[str, str]) -> dict[str, list[str]]:
+    """The layers of :func:`full_width_layers` grouped by reason."""
+    out: dict[str, list[str]] = {}
+    for layer, reason in full_width.items():
+        out.setdefault(reason, []).append(layer)
+    return out
+
+
 def cost_of(
     model: nn.Module,
     config: TrialConfig,

@@ -158,3 +158,10 @@ def test_teacher_problems_are_reported_before_the_images_are_decoded(workdir, ru
     assert code == 2 and "holds weights only" in out and "--model" in out, out
     after = set(cache.glob("*")) if cache.is_dir() else set()
     assert after == before  # no decode happened
+
+
+def test_an_input_too_small_for_the_model_is_a_clean_message(tmp_path, run_cli):
+    code, out = run_cli(["search", "--model", "vit_b_16", "--out", str(tmp_path / "r")])
+    assert code == 2 and "Traceback" not in out, out
+    assert "fails on inputs of shape (1, 1, 8, 8)" in out and "--input-size" in out
+    assert not (tmp_path / "r").exists()

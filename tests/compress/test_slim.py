@@ -131,3 +131,12 @@ def test_untraceable_models_stay_at_full_width_and_say_why():
         model, torch.randn(1, *INPUT), width_multiplier=0.5, prune_ratios={}, channel_alignment=16
     )
     assert kept == {} and model(torch.randn(2, *INPUT)).shape == (2, 10)
+
+
+def test_search_records_which_layers_stay_at_full_width_and_why():
+    from autocompress.search.prepare import by_reason, full_width_layers
+
+    model = build_model("googlenet", num_classes=10).eval()
+    full_width = full_width_layers(model, INPUT)
+    assert full_width and all(name.startswith(("aux1", "aux2")) for name in full_width)
+    assert all("dependency graph" in reason for reason in by_reason(full_width))
