@@ -8,8 +8,10 @@ attention with ``out_proj`` called as a layer (weights and input fake-quantized)
 and ``in_proj_weight`` fake-quantized in ``out_proj``'s scheme and bits (one bit-width
 per attention block; the input of the q/k/v projection stays float).
 
-Swin's ``shifted_window_attention`` (qkv / proj read functionally) is not routed yet:
-its Linear layers stay float in the student (docs/models.md says so per model).
+Swin's ``ShiftedWindowAttention`` (V1 and V2) passes ``qkv.weight`` and ``proj.weight``
+to ``shifted_window_attention``; routed, it passes their deployed (fake-quantized)
+weights and quantizes the block's input with ``qkv``'s activation quantizer (the input
+of ``proj`` inside the function stays float).
 """
 
 from __future__ import annotations
@@ -87,16 +89,62 @@ class RoutedMultiheadAttention(nn.MultiheadAttention):
         return out, None
 
 
-def route_attention(model: nn.Module) -> int:
-    """Give every ``nn.MultiheadAttention`` of ``model`` the routed forward (in place).
+def _deployed(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if isinstance(layer, QuantMixin):
+        return layer.deployed_weight_bias()
+    return layer.weight, layer.bias  # type: ignore[return-value]
 
-    Returns how many modules were routed.
-    """
+
+_SWIN_CLASSES: dict[type, type] = {}
+
+
+def _swin_classes() -> dict[type, type]:
+    """torchvision's window-attention classes -> their routed subclasses (built once)."""
+    if _SWIN_CLASSES:
+        return _SWIN_CLASSES
+    from torchvision.models import swin_transformer as swin
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
+        if isinstance(self.qkv, QuantMixin):
+            x = self.qkv.quantize_input(x)
+        qkv_weight, qkv_bias = _deployed(self.qkv)
+        proj_weight, proj_bias = _deployed(self.proj)
+        extra = {"logit_scale": self.logit_scale} if hasattr(self, "logit_scale") else {}
+        return swin.shifted_window_attention(
+            x,
+            qkv_weight,
+            proj_weight,
+            self.get_relative_position_bias(),
+            self.window_size,
+            self.num_heads,
+            shift_size=self.shift_size,
+            attention_dropout=self.attention_dropout,
+            dropout=self.dropout,
+            qkv_bias=qkv_bias,
+            proj_bias=proj_bias,
+            training=self.training,
+            **extra,
+        )
+
+    for base in (swin.ShiftedWindowAttention, swin.ShiftedWindowAttentionV2):
+        _SWIN_CLASSES[base] = type(f"Routed{base.__name__}", (base,), {"forward": forward})
+    return _SWIN_CLASSES
+
+
+def route_attention(model: nn.Module) -> int:
+    """Give every ``nn.MultiheadAttention`` and Swin window attention of ``model`` the
+    routed forward (in place). Returns how many modules were routed."""
     count = 0
+    swin = None
     for module in model.modules():
         if type(module) is nn.MultiheadAttention:
             module.__class__ = RoutedMultiheadAttention
             count += 1
+        elif type(module).__name__ in ("ShiftedWindowAttention", "ShiftedWindowAttentionV2"):
+            swin = swin or _swin_classes()
+            if type(module) in swin:
+                module.__class__ = swin[type(module)]
+                count += 1
     return count
 
 

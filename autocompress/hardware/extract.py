@@ -448,6 +448,12 @@ class _GraphWalker:
                 owner = str(arg.target).rpartition(".")[0]
                 with suppress(AttributeError):
                     holders.append(self.gm.get_submodule(owner))
+        if not holders:  # a routed student passes computed (quantized) weights: its layers
+            with suppress(AttributeError):
+                owner = self.gm.get_submodule(self._scope(node))
+                holders = [
+                    m for m in (getattr(owner, "qkv", None), getattr(owner, "proj", None)) if m
+                ]
         draft = self._new(
             node, self._function_name(node, "window_attention"), LayerKind.LINEAR, inputs[:1]
         )

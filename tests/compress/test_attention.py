@@ -47,3 +47,21 @@ def test_quantized_attention_uses_quantized_projection_weights():
     routed = block(x)
     assert ran, "out_proj did not run as a layer"
     assert not torch.allclose(routed, float_out, atol=1e-4)  # 4-bit weights now count
+
+
+def test_swin_window_attention_is_routed_through_its_quantized_layers():
+    import copy
+
+    from autocompress.core.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("swin_t", num_classes=4).eval()
+    x = torch.randn(1, 3, 64, 64)
+    reference = model(x)
+    routed = copy.deepcopy(model)
+    assert route_attention(routed) == 12
+    assert torch.allclose(routed(x), reference, atol=1e-5)  # same function in float
+    scheme = get_chip("rockchip/rv1126").quantization
+    qkv = [n for n, _ in model.named_modules() if n.endswith("attn.qkv")]
+    fake_quantize(routed, scheme, dict.fromkeys(qkv, 4), {})
+    assert not torch.allclose(routed(x), reference, atol=1e-4)  # 4-bit qkv weights count

@@ -22,8 +22,6 @@ _coverage = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_coverage)
 
 FAST = ("mobilenet_v3_small", "shufflenet_v2_x0_5", "squeezenet1_1")
-# Known gaps (docs/models.md): attention projections read functionally are not fake-quantized.
-FUNCTIONAL_ATTENTION = ("swin_",)
 
 
 def _params():
@@ -39,6 +37,4 @@ def test_model_goes_through_cost_prune_quantize_export(name):
     assert row["cost"] == "ok", row
     assert row["prune"].startswith("ok"), row.get("prune_trace", row)
     assert row["export"].startswith("ok"), row
-    if name.startswith(FUNCTIONAL_ATTENTION):
-        pytest.xfail("functional attention projections are not fake-quantized yet")
     assert row["quantized_layers"] == row["weight_layers"], row
