@@ -227,9 +227,10 @@ def _calibration_line(chip_id: str) -> str:
 )
 @click.option(
     "--chip",
-    "chip_id",
+    "chip_ids",
     required=True,
-    help="Chip id, e.g. rockchip/rv1126 (see `autocompress chips`).",
+    multiple=True,
+    help="Chip id, e.g. rockchip/rv1126 (see `autocompress chips`); one per command.",
 )
 @click.option(
     "--weight-bits", type=int, default=None, help="Weight bit-width of every conv/linear layer."
@@ -255,7 +256,7 @@ def _calibration_line(chip_id: str) -> str:
 def command(
     model_name: str,
     input_size: str,
-    chip_id: str,
+    chip_ids: tuple[str, ...],
     weight_bits: int | None,
     activation_bits: int | None,
     num_classes: int,
@@ -277,6 +278,12 @@ def command(
     """
     from autocompress.hardware.estimate import cost_on_chip, estimate_with_layers, resolve_chip
 
+    if len(chip_ids) > 1:
+        raise ConfigError(
+            f"cost takes one --chip, got {len(chip_ids)}: {', '.join(chip_ids)}",
+            hint="Run it once per chip (or compare chips with `autocompress report --chip`).",
+        )
+    chip_id = chip_ids[0]
     shape = parse_input_size(input_size)
     if num_classes <= 0:
         raise ConfigError(f"--num-classes must be positive, got {num_classes}")

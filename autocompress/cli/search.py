@@ -86,7 +86,23 @@ def _summary_dict(result: Any) -> dict[str, Any]:
     help="fc_cnn (default; with --teacher: the teacher's), small_cnn, a torchvision name, "
     "or path/file.py:function.",
 )
+@click.option(
+    "--model-arg",
+    "model_arg",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Keyword argument of the model function, e.g. width=32; repeat for more.",
+)
 @click.option("--dataset", help="digits (default), cifar10, imagefolder:PATH.")
+@click.option(
+    "--input-size",
+    help="Image size of an imagefolder: dataset, 32 (square) or HxW such as 224x192 "
+    "(short side resized, center crop).",
+)
+@click.option(
+    "--mean", help="Per-channel normalisation mean, e.g. 0.485,0.456,0.406 (default: data's)."
+)
+@click.option("--std", help="Per-channel normalisation std, e.g. 0.229,0.224,0.225 (with --mean).")
 @click.option(
     "--chip", "chips", multiple=True, help="Chip id; repeat for more (the first is the main chip)."
 )
@@ -145,7 +161,8 @@ def _summary_dict(result: Any) -> dict[str, Any]:
 @click.option(
     "--teacher",
     type=click.Path(dir_okay=False),
-    help="Teacher checkpoint (from `autocompress train`).",
+    help="Your trained model: torch.save(model.state_dict()) (plain or under state_dict / "
+    "model / model_state_dict), or a checkpoint from `autocompress train`.",
 )
 @click.option(
     "--epochs",
@@ -169,6 +186,7 @@ def command(
     config_path: str | None,
     chips: tuple[str, ...],
     objectives: tuple[str, ...],
+    model_arg: tuple[str, ...],
     no_progress: bool,
     as_json: bool,
     rungs: str | None,
@@ -190,8 +208,16 @@ def command(
       autocompress search --model resnet18 --dataset cifar10 --latency-ms 4 \
           --memory-kb 2048 --power-mw 1500
       autocompress search --resume --out runs/<name> --trials 80
+      autocompress search --model mynet.py:mynet --teacher mine.pt \
+          --dataset imagefolder:images --input-size 32
     """
     from autocompress.search.api import search
+    from autocompress.search.settings import parse_floats, parse_model_args
+
+    options["model_args"] = parse_model_args(model_arg) or None
+    for stat in ("mean", "std"):
+        if options.get(stat) is not None:
+            options[stat] = parse_floats(options[stat], stat)
 
     embedded = (
         config_path is None

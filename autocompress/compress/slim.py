@@ -12,11 +12,20 @@ Each group is named by its *representative*: the first conv/linear layer (in
 ``named_modules()`` order) whose output channels belong to the group. The
 group holding the model's output layer is never pruned (its width is the
 number of classes), and neither is a group holding a ``protect``-ed layer.
+
+A group left at full width by the configuration is never touched: the chip's
+alignment only rounds channel counts that are being reduced. A group whose
+channels feed a grouped convolution (ResNeXt, RegNet) is pruned the same way in
+every convolution group (its count stays a multiple of the groups). Where
+Torch-Pruning cannot trace a model (e.g. ShuffleNet's channel shuffle) or a group,
+those layers stay at full width and :attr:`ChannelGroup.reason` says why.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,12 +47,17 @@ class ChannelGroup:
         members: every conv/linear layer whose output channels are in the group.
         channels: the group's channel count.
         prunable: False for the output layer's group and protected groups.
+        conv_groups: the group's channels are split in this many convolution groups
+            (a grouped convolution reads them): pruning keeps a multiple of it.
+        reason: why a group that is not the output's is kept at full width ("" otherwise).
     """
 
     name: str
     members: tuple[str, ...]
     channels: int
     prunable: bool
+    conv_groups: int = 1
+    reason: str = ""
 
 
 def aligned_channels(channels: int, keep_fraction: float, alignment: int) -> int:
@@ -52,10 +66,33 @@ def aligned_channels(channels: int, keep_fraction: float, alignment: int) -> int
     Rounds to the nearest multiple of ``alignment``, never below one multiple
     (or one channel) and never above the original count.
     """
+    if keep_fraction >= 1.0:
+        return channels  # full width: alignment never widens or narrows an untouched layer
     alignment = max(1, int(alignment))
     target = channels * keep_fraction
     keep = max(alignment, round(target / alignment) * alignment)
     return max(1, min(channels, keep))
+
+
+def grouped_channels(channels: int, keep_fraction: float, alignment: int, conv_groups: int) -> int:
+    """Channels kept of a group read by a grouped convolution of ``conv_groups`` groups:
+    the same count in every group, the total aligned where the groups allow."""
+    if keep_fraction >= 1.0 or conv_groups <= 1:
+        return aligned_channels(channels, keep_fraction, alignment)
+    per_group = channels // conv_groups
+    step = math.lcm(max(1, int(alignment)), conv_groups) // conv_groups
+    if step >= per_group:  # the alignment would forbid any pruning: round per group only
+        step = 1
+    keep = max(step, round(per_group * keep_fraction / step) * step)
+    return min(per_group, keep) * conv_groups
+
+
+def _is_grouped(module: nn.Module) -> bool:
+    return (
+        isinstance(module, nn.Conv2d)
+        and module.groups > 1
+        and not (module.groups == module.in_channels == module.out_channels)
+    )
 
 
 def _layer_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -105,11 +142,6 @@ class _Graph:
 
         self.model = model
         self.names = {m: n for n, m in model.named_modules()}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.graph = tp.DependencyGraph().build_dependency(
-                model, example_inputs=example_input, verbose=False
-            )
         output = output_layer_name(model, example_input)
         known = {n for n, _ in _layer_modules(model)}
         for name in protect:
@@ -118,17 +150,39 @@ class _Graph:
                     f"protected layer {name!r} is not a conv/linear layer of the model"
                 )
         self.groups: list[ChannelGroup] = []
+        self.graph = None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.graph = tp.DependencyGraph().build_dependency(
+                    model, example_inputs=example_input, verbose=False
+                )
+        except Exception as exc:  # a graph Torch-Pruning cannot trace: nothing is pruned
+            reason = f"Torch-Pruning cannot trace the model ({_first_line(exc)})"
+            _LOG.warning("every layer kept at full width: %s", reason)
+            for name, module in _layer_modules(model):
+                self.groups.append(
+                    ChannelGroup(name, (name,), _out_channels(module), False, reason=reason)
+                )
+            return
         covered: set[str] = set()
         for name, module in _layer_modules(model):
             if name in covered:
                 continue
             channels = _out_channels(module)
-            group = self.graph.get_pruning_group(
-                module, _pruning_fn(module), idxs=list(range(channels))
-            )
             members = [name]
+            conv_groups, reason = 1, ""
+            try:
+                group = self.graph.get_pruning_group(
+                    module, _pruning_fn(module), idxs=list(range(channels))
+                )
+            except Exception as exc:  # e.g. a layer outside the traced graph (an aux head)
+                group = []
+                reason = f"not in Torch-Pruning's dependency graph ({_first_line(exc)})"
             for dep, _idxs in group:
                 target = dep.target.module
+                if _is_grouped(target):
+                    conv_groups = math.lcm(conv_groups, int(target.groups))
                 if (
                     isinstance(target, nn.Conv2d | nn.Linear)
                     and self.graph.is_out_channel_pruning_fn(dep.handler)
@@ -136,9 +190,13 @@ class _Graph:
                     and self.names[target] not in members
                 ):
                     members.append(self.names[target])
+            if conv_groups > 1 and channels % conv_groups:
+                reason = f"{channels} channels do not split into {conv_groups} conv groups"
             covered.update(members)
-            prunable = output not in members and not set(protect) & set(members)
-            self.groups.append(ChannelGroup(name, tuple(members), channels, prunable))
+            prunable = output not in members and not set(protect) & set(members) and not reason
+            self.groups.append(
+                ChannelGroup(name, tuple(members), channels, prunable, conv_groups, reason)
+            )
 
     def prune(self, group: ChannelGroup, keep: int) -> None:
         """Prune ``group`` down to its ``keep`` most important channels."""
@@ -151,12 +209,28 @@ class _Graph:
         fn = _pruning_fn(module)
         full = self.graph.get_pruning_group(module, fn, idxs=list(range(channels)))
         importance = tp.importance.GroupMagnitudeImportance(p=2)(full)
-        if importance is None:  # no weights to rank: keep the first channels
-            order = torch.arange(channels)
+        scores = (
+            torch.zeros(channels)
+            if importance is None  # no weights to rank: keep the first channels
+            else importance.detach().float().cpu()
+        )
+        if group.conv_groups > 1:
+            # the same channels of every convolution group (a grouped conv's weight
+            # holds one slice of input channels for all of them)
+            per_group = channels // group.conv_groups
+            local = scores.reshape(group.conv_groups, per_group).sum(0)
+            order = torch.argsort(local, descending=True, stable=True)
+            dropped = order[keep // group.conv_groups :].tolist()
+            remove = sorted(g * per_group + i for g in range(group.conv_groups) for i in dropped)
         else:
-            order = torch.argsort(importance.detach().float().cpu(), descending=True, stable=True)
-        remove = sorted(order[keep:].tolist())
+            order = torch.argsort(scores, descending=True, stable=True)
+            remove = sorted(order[keep:].tolist())
         self.graph.get_pruning_group(module, fn, idxs=remove).prune()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:200]
 
 
 def channel_groups(
@@ -191,6 +265,7 @@ def slim(
     for name, ratio in prune_ratios.items():
         if not 0.0 <= float(ratio) < 1.0:
             raise ConfigError(f"prune ratio for layer {name!r} must be in [0, 1), got {ratio}")
+    backup = copy.deepcopy(model)
     graph = _Graph(model, example_input, protect)
     member_of = {m: g for g in graph.groups for m in g.members}
     unknown = [n for n in prune_ratios if n not in member_of]
@@ -199,7 +274,41 @@ def slim(
             f"prune ratio given for {unknown[0]!r}, which is not a conv/linear layer of the "
             f"teacher; prunable layers are: {', '.join(g.name for g in graph.groups if g.prunable)}"
         )
+    targets = _targets(graph, width_multiplier, prune_ratios, channel_alignment, keep_channels)
+    for group, keep in targets:
+        graph.prune(group, keep)
+    if _runs(model, example_input):
+        return {group.name: keep for group, keep in targets}
+    # Some group breaks the forward pass when pruned (a reshape to a hard-coded width,
+    # e.g. ViT's hidden size): prune group by group, keeping the ones that run.
+    _restore(model, backup)
     kept: dict[str, int] = {}
+    for group, keep in targets:
+        if keep >= group.channels:
+            kept[group.name] = keep
+            continue
+        snapshot = copy.deepcopy(model)
+        _Graph(model, example_input, protect).prune(group, keep)
+        if _runs(model, example_input):
+            kept[group.name] = keep
+        else:
+            _restore(model, snapshot)
+            kept[group.name] = group.channels
+            _LOG.warning(
+                "channel group %s kept at full width: pruning it breaks the forward pass",
+                group.name,
+            )
+    return kept
+
+
+def _targets(
+    graph: _Graph,
+    width_multiplier: float,
+    prune_ratios: Mapping[str, float],
+    channel_alignment: int,
+    keep_channels: Mapping[str, int] | None,
+) -> list[tuple[ChannelGroup, int]]:
+    out = []
     for group in graph.groups:
         if not group.prunable:
             continue
@@ -209,12 +318,38 @@ def slim(
             ratio = max(
                 (float(prune_ratios[m]) for m in group.members if m in prune_ratios), default=0.0
             )
-        keep = aligned_channels(group.channels, width_multiplier * (1.0 - ratio), channel_alignment)
+        keep = grouped_channels(
+            group.channels, width_multiplier * (1.0 - ratio), channel_alignment, group.conv_groups
+        )
         if keep_channels is not None:
             keep = int(keep_channels.get(group.name, group.channels))
-        graph.prune(group, keep)
-        kept[group.name] = keep
-    return kept
+        out.append((group, keep))
+    return out
 
 
-__all__ = ["ChannelGroup", "aligned_channels", "channel_groups", "output_layer_name", "slim"]
+def _runs(model: nn.Module, example_input: torch.Tensor) -> bool:
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(example_input)
+        return True
+    except Exception:
+        return False
+    finally:
+        model.train(was_training)
+
+
+def _restore(model: nn.Module, saved: nn.Module) -> None:
+    """Put ``saved``'s modules and tensors back into ``model`` (the caller's object)."""
+    model.__dict__.update(copy.deepcopy(saved).__dict__)
+
+
+__all__ = [
+    "ChannelGroup",
+    "aligned_channels",
+    "channel_groups",
+    "grouped_channels",
+    "output_layer_name",
+    "slim",
+]

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from autocompress.compress.attention import route_attention
 from autocompress.compress.distill import kd_loss, teacher_logits
 from autocompress.compress.evaluate import evaluate
 from autocompress.compress.fold import fold_batch_norms
@@ -43,8 +44,10 @@ from autocompress.compress.sparsity import apply_sparsity
 from autocompress.compress.training import EpochEnd, TrainingSchedule, resolve_device, train
 from autocompress.core.data import DatasetSplits
 from autocompress.core.errors import CheckpointError, ConfigError, UntrustedModelCodeError
+from autocompress.core.model_files import register_sources_near
 from autocompress.core.models import ModelSpec, load_state_dict_checked
 from autocompress.core.trial_config import TrialConfig
+from autocompress.core.weights import detached_state
 from autocompress.hardware.spec import ChipSpec, QuantGranularity, QuantizationScheme
 
 STUDENT_FORMAT = "autocompress-student"
@@ -131,6 +134,7 @@ def _build(
         keep_channels=keep_channels,
     )
     fake_quantize(student, scheme, config.weight_bits, config.activation_bits)
+    route_attention(student)  # nn.MultiheadAttention computes through its quantized layers
     fold_batch_norms(student, example)
     apply_sparsity(student, config.sparsity, sparsity_patterns)
     return student.eval()
@@ -387,7 +391,7 @@ def save_student(
         "input_shape": [int(v) for v in input_shape],
         "protect": list(protect),
         "extra": dict(extra or {}),
-        "state_dict": {k: v.detach().cpu() for k, v in student.state_dict().items()},
+        "state_dict": detached_state(student),
     }
     from autocompress.core.models import save_payload_atomic
 
@@ -438,6 +442,7 @@ def load_student(path: str | os.PathLike[str]) -> nn.Module:
     """
     payload = read_student_file(path)
     spec: ModelSpec = payload["teacher_spec"]
+    register_sources_near(Path(path))  # the run's (or export's) model_source/ copy
     try:
         fresh = spec.build()
     except UntrustedModelCodeError:

@@ -14,10 +14,15 @@ Names:
   ``../shared/datasets`` (relative to the working directory and to the
   repository), else a torchvision download where the network allows.
 - ``imagefolder:PATH`` — a folder (or ``.tar``/``.tar.gz`` archive) in
-  torchvision's ImageFolder layout: ``PATH/train/<class>/*`` and
-  ``PATH/test/<class>/*`` (``val/`` is read as the test split when ``test/``
-  is missing), or just ``PATH/<class>/*`` (test carved out, seeded). Images are
-  resized to the size of the first one when sizes differ.
+  torchvision's ImageFolder layout: ``PATH/train/<class>/*``, ``PATH/val/<class>/*``
+  and ``PATH/test/<class>/*`` (a missing ``val/`` is carved from train, a missing
+  ``test/`` from train too, or ``val/`` is the test split when only it is there), or
+  just ``PATH/<class>/*``; every carved split is seeded and stratified (each class
+  in proportion). Grayscale folders stay one channel; any colour image makes the
+  dataset RGB. With ``input_size`` (or when sizes differ: the most common size),
+  images follow torchvision's evaluation transform: the short side resized to
+  ``size / 0.875`` (256 for 224), then a center crop; images already at the size
+  are kept as they are.
 - ``synthetic`` — random, learnable 3×16×16 images; for unit tests only.
 
 Image folders are decoded once (a thread pool running PIL) and cached as uint8
@@ -44,7 +49,9 @@ from autocompress.core.errors import ConfigError, UnknownNameError
 DATASET_NAMES = ("digits", "cifar10", "imagefolder:PATH", "synthetic")
 CIFAR10_ARCHIVE = "cifar10-jpeg.tar.gz"
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
+#: torchvision's evaluation crop: resize the short side to size / 0.875, crop the center.
+EVAL_CROP_FRACTION = 0.875
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,9 @@ def load_dataset(
     root: str | os.PathLike[str] | None = None,
     device: str | torch.device = "cpu",
     limit: int | None = None,
+    input_size: Sequence[int] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> DatasetSplits:
     """Load a dataset by name as normalised tensors split into train/val/test.
 
@@ -116,6 +126,9 @@ def load_dataset(
         device: where the tensors are placed.
         limit: keep at most this many images per source split (train, test),
             chosen by a seeded shuffle; for quick tests.
+        input_size: ``(H, W)`` of an image folder's images (see the module docstring).
+        mean / std: per-channel normalisation of images in [0, 1] (one value for
+            every channel, or one per channel); default: the training split's statistics.
 
     Raises:
         UnknownNameError: the name is not one of the above.
@@ -125,6 +138,12 @@ def load_dataset(
         raise ConfigError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
     if limit is not None and limit < 10:
         raise ConfigError(f"limit must be at least 10 images, got {limit}")
+    size = (int(input_size[0]), int(input_size[1])) if input_size is not None else None
+    if size is not None and not name.startswith("imagefolder:"):
+        raise ConfigError(
+            f"--input-size applies to imagefolder: datasets, not {name!r} "
+            "(its images have a fixed size)"
+        )
     if name == "digits":
         splits = _load_digits(seed=seed, val_fraction=val_fraction, limit=limit)
     elif name == "synthetic":
@@ -135,8 +154,8 @@ def load_dataset(
         path = Path(name.split(":", 1)[1]).expanduser()
         if not path.exists():
             raise ConfigError(f"image folder {str(path)!r} does not exist (from dataset {name!r})")
-        raw = _read_image_source(path, limit=limit, seed=seed)
-        splits = _splits_from_raw(name, raw, seed=seed, val_fraction=val_fraction)
+        raw = _read_image_source(path, limit=limit, seed=seed, size=size)
+        splits = _splits_from_raw(name, raw, seed=seed, val_fraction=val_fraction, stratified=True)
     else:
         raise UnknownNameError(
             "dataset",
@@ -145,7 +164,83 @@ def load_dataset(
             list_hint="Known datasets: digits (embedded default), cifar10, imagefolder:PATH "
             "(an ImageFolder directory or .tar.gz archive), synthetic (tests only).",
         )
+    if mean is not None or std is not None:
+        splits = _renormalised(splits, mean, std)
     return splits.to(device) if torch.device(device) != torch.device("cpu") else splits
+
+
+def _per_channel(values: Sequence[float] | None, channels: int, what: str) -> torch.Tensor:
+    if values is None:
+        raise ConfigError("mean and std go together: give both (--mean and --std)")
+    items = [float(v) for v in values]
+    if len(items) == 1:
+        items = items * channels
+    if len(items) != channels:
+        raise ConfigError(
+            f"--{what} has {len(items)} values, the images have {channels} channels",
+            hint="Give one value, or one per channel.",
+        )
+    return torch.tensor(items)
+
+
+def _renormalised(
+    splits: DatasetSplits, mean: Sequence[float] | None, std: Sequence[float] | None
+) -> DatasetSplits:
+    """The splits normalised with the given mean/std instead of the training statistics."""
+    channels = splits.input_shape[0]
+    new_mean = _per_channel(mean, channels, "mean")
+    new_std = _per_channel(std, channels, "std")
+    if bool((new_std <= 0).any()):
+        raise ConfigError(f"--std values must be positive, got {new_std.tolist()}")
+    old_mean, old_std = torch.tensor(splits.mean), torch.tensor(splits.std)
+    scale = (old_std / new_std)[None, :, None, None]
+    shift = ((old_mean - new_mean) / new_std)[None, :, None, None]
+
+    def renorm(split: Split) -> Split:
+        return Split((split.images * scale + shift).contiguous(), split.labels)
+
+    return replace(
+        splits,
+        train=renorm(splits.train),
+        val=renorm(splits.val),
+        test=renorm(splits.test),
+        mean=tuple(float(v) for v in new_mean),
+        std=tuple(float(v) for v in new_std),
+    )
+
+
+def describe_dataset(
+    name: str, root: str | os.PathLike[str] | None = None
+) -> tuple[int, int, tuple[int, int]] | None:
+    """``(num_classes, channels, (H, W))`` of a dataset without decoding it (an image
+    folder: a sample of its images), or None when that needs the decode (an archive);
+    for checking a model and a teacher before the decode."""
+    fixed = {"digits": (10, 1, (8, 8)), "cifar10": (10, 3, (32, 32)), "synthetic": (4, 3, (16, 16))}
+    if name in fixed:
+        return fixed[name]
+    if not name.startswith("imagefolder:"):
+        return None
+    path = Path(name.split(":", 1)[1]).expanduser()
+    if not path.is_dir():
+        return None
+    from PIL import Image
+
+    _blobs, members = _list_members(path)
+    _splits, classes = _layout(members, path)
+    channels = 1
+    sizes: dict[tuple[int, int], int] = {}
+    step = max(1, len(members) // 64)  # a sample: colour anywhere makes the dataset RGB
+    for member in members[::step]:
+        try:
+            with Image.open(path / member) as image:
+                if image.mode not in _GRAY_MODES:
+                    channels = 3
+                sizes[(image.height, image.width)] = sizes.get((image.height, image.width), 0) + 1
+        except Exception:  # reported by the decode, with the file named
+            continue
+    if not sizes:
+        return None
+    return len(classes), channels, max(sizes, key=lambda s: (sizes[s], s))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -158,12 +253,57 @@ def _seeded_permutation(n: int, seed: int) -> torch.Tensor:
 
 
 def _carve_validation(
-    images: torch.Tensor, labels: torch.Tensor, *, seed: int, val_fraction: float
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    seed: int,
+    val_fraction: float,
+    stratified: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    order = _seeded_permutation(len(labels), seed)
-    n_val = max(1, round(len(labels) * val_fraction))
-    val_idx, train_idx = order[:n_val].sort().values, order[n_val:].sort().values
+    if stratified:
+        val_idx, train_idx = stratified_split(labels, val_fraction, seed)
+    else:
+        order = _seeded_permutation(len(labels), seed)
+        n_val = max(1, round(len(labels) * val_fraction))
+        val_idx, train_idx = order[:n_val].sort().values, order[n_val:].sort().values
     return images[train_idx], labels[train_idx], images[val_idx], labels[val_idx]
+
+
+def stratified_split(
+    labels: torch.Tensor, fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices ``(picked, rest)``: ``fraction`` of every class (at least one image of a
+    class with two or more), seeded; both sorted."""
+    picked: list[torch.Tensor] = []
+    rest: list[torch.Tensor] = []
+    for c in torch.unique(labels).tolist():
+        idx = torch.nonzero(labels == c).flatten()
+        order = idx[_seeded_permutation(len(idx), seed * 1009 + int(c))]
+        k = round(len(idx) * fraction)
+        if len(idx) >= 2:
+            k = min(max(k, 1), len(idx) - 1)
+        picked.append(order[:k])
+        rest.append(order[k:])
+    return torch.cat(picked).sort().values, torch.cat(rest).sort().values
+
+
+def stratified_sample(labels: torch.Tensor, count: int, seed: int = 0) -> torch.Tensor:
+    """Up to ``count`` indices with the classes in proportion (round-robin over
+    seeded per-class orders), sorted; for checks on a fixed number of images."""
+    if count >= len(labels):
+        return torch.arange(len(labels))
+    queues = []
+    for c in torch.unique(labels).tolist():
+        idx = torch.nonzero(labels == c).flatten()
+        queues.append(idx[_seeded_permutation(len(idx), seed * 1009 + int(c))].tolist())
+    out: list[int] = []
+    depth = 0
+    while len(out) < count:
+        for queue in queues:
+            if depth < len(queue) and len(out) < count:
+                out.append(queue[depth])
+        depth += 1
+    return torch.tensor(sorted(out), dtype=torch.long)
 
 
 def _normalised(
@@ -343,21 +483,32 @@ class _RawImages:
     test_images: torch.Tensor | None
     test_labels: torch.Tensor | None
     class_names: tuple[str, ...]
+    val_images: torch.Tensor | None = None
+    val_labels: torch.Tensor | None = None
 
 
 def _splits_from_raw(
-    name: str, raw: _RawImages, *, seed: int, val_fraction: float
+    name: str, raw: _RawImages, *, seed: int, val_fraction: float, stratified: bool = False
 ) -> DatasetSplits:
     x = raw.train_images.float().div_(255.0)
     y = raw.train_labels
     if raw.test_images is None or raw.test_labels is None:
-        order = _seeded_permutation(len(y), 1_000_003)
-        n_test = max(1, round(len(y) * 0.2))
-        test_idx, rest_idx = order[:n_test].sort().values, order[n_test:].sort().values
+        if stratified:
+            test_idx, rest_idx = stratified_split(y, 0.2, 1_000_003)
+        else:
+            order = _seeded_permutation(len(y), 1_000_003)
+            n_test = max(1, round(len(y) * 0.2))
+            test_idx, rest_idx = order[:n_test].sort().values, order[n_test:].sort().values
         test_x, test_y, x, y = x[test_idx], y[test_idx], x[rest_idx], y[rest_idx]
     else:
         test_x, test_y = raw.test_images.float().div_(255.0), raw.test_labels
-    train_x, train_y, val_x, val_y = _carve_validation(x, y, seed=seed, val_fraction=val_fraction)
+    if raw.val_images is not None and raw.val_labels is not None:
+        train_x, train_y = x, y
+        val_x, val_y = raw.val_images.float().div_(255.0), raw.val_labels
+    else:
+        train_x, train_y, val_x, val_y = _carve_validation(
+            x, y, seed=seed, val_fraction=val_fraction, stratified=stratified
+        )
     return _normalised(
         name, train_x, train_y, val_x, val_y, test_x, test_y, class_names=raw.class_names
     )
@@ -384,9 +535,13 @@ def _source_fingerprint(path: Path) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
-def _read_image_source(path: Path, *, limit: int | None, seed: int) -> _RawImages:
+def _read_image_source(
+    path: Path, *, limit: int | None, seed: int, size: tuple[int, int] | None = None
+) -> _RawImages:
     """Decoded uint8 images of an ImageFolder directory or archive, cached on disk."""
     tag = f"v{_CACHE_VERSION}-{_source_fingerprint(path)}-limit{limit}-seed{seed if limit else 0}"
+    if size is not None:
+        tag += f"-{size[0]}x{size[1]}"
     cache_file = _cache_dir() / f"{path.name.replace('.', '_')}-{tag}.pt"
     if cache_file.is_file():
         try:
@@ -397,10 +552,12 @@ def _read_image_source(path: Path, *, limit: int | None, seed: int) -> _RawImage
                 data.get("test_images"),
                 data.get("test_labels"),
                 tuple(data["class_names"]),
+                data.get("val_images"),
+                data.get("val_labels"),
             )
         except Exception:  # a broken cache file is rebuilt
             cache_file.unlink(missing_ok=True)
-    raw = _decode_image_source(path, limit=limit, seed=seed)
+    raw = _decode_image_source(path, limit=limit, seed=seed, size=size)
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache_file.with_suffix(f".tmp{os.getpid()}")
     payload = {
@@ -411,6 +568,9 @@ def _read_image_source(path: Path, *, limit: int | None, seed: int) -> _RawImage
     if raw.test_images is not None:
         payload["test_images"] = raw.test_images
         payload["test_labels"] = raw.test_labels
+    if raw.val_images is not None:
+        payload["val_images"] = raw.val_images
+        payload["val_labels"] = raw.val_labels
     try:
         torch.save(payload, tmp)
         os.replace(tmp, cache_file)
@@ -456,7 +616,6 @@ def _layout(members: list[str], source: Path) -> tuple[dict[str, list[tuple[str,
             splits.setdefault(p[-3], []).append((member, p[-2]))
         if "test" not in splits and "val" in splits:
             splits["test"] = splits.pop("val")
-        splits.pop("val", None)
         if "train" not in splits:
             raise ConfigError(f"{str(source)!r} has no train/ folder")
     elif depth >= 2:
@@ -467,32 +626,51 @@ def _layout(members: list[str], source: Path) -> tuple[dict[str, list[tuple[str,
     return splits, classes
 
 
-def _decode_image_source(path: Path, *, limit: int | None, seed: int) -> _RawImages:
+_GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def _decode_image_source(
+    path: Path, *, limit: int | None, seed: int, size: tuple[int, int] | None = None
+) -> _RawImages:
     from PIL import Image
 
     blobs, members = _list_members(path)
     splits, classes = _layout(members, path)
     class_index = {c: i for i, c in enumerate(classes)}
-
-    def read(member: str) -> np.ndarray:
-        data = blobs[member] if blobs is not None else (path / member).read_bytes()
-        with Image.open(io.BytesIO(data)) as image:
-            image = image.convert("RGB") if image.mode not in ("L", "RGB") else image
-            image.load()
-            return np.asarray(image)
-
-    decoded: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    picked: dict[str, list[tuple[str, str]]] = {}
     for split, items in splits.items():
         if limit is not None and limit < len(items):
             keep = _seeded_permutation(len(items), seed + 7919)[:limit].sort().values.tolist()
             items = [items[i] for i in keep]
+        picked[split] = items
+
+    def read(member: str) -> Image.Image:
+        data = blobs[member] if blobs is not None else (path / member).read_bytes()
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()
+                if image.mode in _GRAY_MODES:
+                    return image.convert("L")
+                return image.convert("RGB")
+        except Exception as exc:
+            raise ConfigError(
+                f"image {member!r} in {str(path)!r} cannot be decoded: {type(exc).__name__}: {exc}"
+            ) from None
+
+    images_by_split: dict[str, list[Image.Image]] = {}
+    for split, items in picked.items():
         with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-            arrays = list(pool.map(read, [m for m, _ in items], chunksize=256))
-        shape = arrays[0].shape
-        if any(a.shape != shape for a in arrays):
-            size = (shape[1], shape[0])
-            channels = 1 if len(shape) == 2 else 3
-            arrays = [_resize(a, size, channels) for a in arrays]
+            images_by_split[split] = list(pool.map(read, [m for m, _ in items], chunksize=256))
+    every = [im for ims in images_by_split.values() for im in ims]
+    mode = "RGB" if any(im.mode == "RGB" for im in every) else "L"
+    if size is None:
+        sizes: dict[tuple[int, int], int] = {}
+        for im in every:
+            sizes[(im.height, im.width)] = sizes.get((im.height, im.width), 0) + 1
+        size = max(sizes, key=lambda s: (sizes[s], s))  # the most common (H, W)
+    decoded: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for split, items in picked.items():
+        arrays = [_eval_transform(im, size, mode) for im in images_by_split[split]]
         stacked = np.stack(arrays)
         if stacked.ndim == 3:
             stacked = stacked[:, :, :, None]
@@ -501,20 +679,43 @@ def _decode_image_source(path: Path, *, limit: int | None, seed: int) -> _RawIma
         decoded[split] = (images, labels)
     train_images, train_labels = decoded["train"]
     test = decoded.get("test")
+    val = decoded.get("val")
     return _RawImages(
         train_images,
         train_labels,
         test[0] if test else None,
         test[1] if test else None,
         tuple(classes),
+        val[0] if val else None,
+        val[1] if val else None,
     )
 
 
-def _resize(array: np.ndarray, size: tuple[int, int], channels: int) -> np.ndarray:
+def _eval_transform(image: object, size: tuple[int, int], mode: str) -> np.ndarray:
+    """torchvision's evaluation transform to ``size`` = (H, W): the short side resized to
+    ``max(size) / 0.875``, then the center crop; an image already at ``size`` is kept."""
     from PIL import Image
 
-    image = Image.fromarray(array).convert("L" if channels == 1 else "RGB")
-    return np.asarray(image.resize(size, Image.BILINEAR))
+    assert isinstance(image, Image.Image)
+    image = image.convert(mode) if image.mode != mode else image
+    h, w = size
+    if (image.height, image.width) != (h, w):
+        short = max(round(max(h, w) / EVAL_CROP_FRACTION), 1)
+        scale = short / min(image.width, image.height)
+        new_w = max(w, round(image.width * scale))
+        new_h = max(h, round(image.height * scale))
+        image = image.resize((new_w, new_h), Image.BILINEAR)
+        left, top = (new_w - w) // 2, (new_h - h) // 2
+        image = image.crop((left, top, left + w, top + h))
+    return np.asarray(image)
 
 
-__all__ = ["DATASET_NAMES", "DatasetSplits", "Split", "load_dataset"]
+__all__ = [
+    "DATASET_NAMES",
+    "DatasetSplits",
+    "Split",
+    "describe_dataset",
+    "load_dataset",
+    "stratified_sample",
+    "stratified_split",
+]

@@ -64,12 +64,22 @@ class ModelCodePolicy:
     command: str = "this command"
     refuse_hint: str | None = None
 
-    def check(self, name: str) -> None:
-        """Raise :class:`UntrustedModelCodeError` unless ``name``'s file may be imported."""
+    def check(self, name: str, file: Path | None = None) -> None:
+        """Raise :class:`UntrustedModelCodeError` unless ``name``'s file may be imported.
+
+        ``file`` is the file that would really be imported when it is not the one
+        ``name`` names (a copy found by content): it is that file's resolved path and
+        sha256 that must be a recorded identity.
+        """
         path = model_file_of(name)
         if path is None or self.trusted:
             return
-        identity = model_file_identity(name)
+        target = Path(file) if file is not None else path
+        identity = (
+            {"path": str(target.resolve()), "sha256": sha256_file(target)}
+            if target.is_file()
+            else None
+        )
         if identity is not None and (identity["path"], identity["sha256"]) in self.allowed:
             return
         if self.refuse_hint is not None:
@@ -94,11 +104,12 @@ _POLICY: contextvars.ContextVar[ModelCodePolicy | None] = contextvars.ContextVar
 )
 
 
-def check_model_code(name: str) -> None:
-    """Called before a model file is imported: the active policy may refuse it."""
+def check_model_code(name: str, file: Path | None = None) -> None:
+    """Called before a model file is imported (``file``: the file really imported, when
+    it is a copy found by content): the active policy may refuse it."""
     policy = _POLICY.get()
     if policy is not None:
-        policy.check(name)
+        policy.check(name, file)
 
 
 def recorded_identities(config: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:

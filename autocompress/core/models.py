@@ -9,7 +9,8 @@
   cost on an NPU is mostly streaming that layer's weights, so compression
   changes its latency several-fold (the embedded default's model);
 - ``path/to/file.py:function`` — a user's function returning an ``nn.Module``
-  (called with ``num_classes=`` when it accepts it).
+  (called with ``num_classes=`` / ``in_channels=`` when it accepts them, plus
+  ``model_args``; see :mod:`autocompress.core.model_files`).
 
 No weights are downloaded: models start randomly initialised; a trained
 checkpoint is loaded separately (``weights_only=True``).
@@ -18,12 +19,9 @@ checkpoint is loaded separately (``weights_only=True``).
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import inspect
 import os
-import sys
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +33,20 @@ from autocompress.core.errors import (
     ConfigError,
     UnknownNameError,
     UntrustedModelCodeError,
+)
+from autocompress.core.model_files import (
+    build_file_model,
+    is_file_model,
+    register_sources_near,
+    resolve_model_file,
+)
+from autocompress.core.weights import (
+    detached_state,
+    find_state_dict,
+    match_keys,
+    plain_message,
+    read_weights_file,
+    with_metadata,
 )
 
 _LOCAL_MODELS: dict[str, Callable[..., nn.Module]] = {}
@@ -119,24 +131,61 @@ class ModelSpec:
         num_classes: classifier outputs.
         in_channels: input image channels.
         small_input: replace a torchvision stem with one for 32×32 images.
+        model_args: keyword arguments of the model function (``--model-arg key=value``).
+        source_sha256: for ``file.py:function`` models, the SHA-256 of the file
+            (the file is found by it, see :mod:`autocompress.core.model_files`).
     """
 
     name: str
     num_classes: int = 1000
     in_channels: int = 3
     small_input: bool = False
+    model_args: Mapping[str, Any] = field(default_factory=dict)
+    source_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["model_args"] = dict(self.model_args)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        sha = data.get("source_sha256")
         return cls(
             name=str(data["name"]),
             num_classes=int(data.get("num_classes", 1000)),
             in_channels=int(data.get("in_channels", 3)),
             small_input=bool(data.get("small_input", False)),
+            model_args=dict(data.get("model_args") or {}),
+            source_sha256=str(sha) if sha else None,
         )
+
+    @classmethod
+    def for_model(
+        cls,
+        name: str,
+        *,
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        small_input: bool = False,
+        model_args: Mapping[str, Any] | None = None,
+    ) -> ModelSpec:
+        """A spec for ``name``; a ``file.py:function`` gets its resolved path and hash."""
+        sha = None
+        if is_file_model(name):
+            name, sha = resolve_model_file(name)
+        return cls(name, num_classes, in_channels, small_input, dict(model_args or {}), sha)
+
+    def same_architecture(self, other: ModelSpec) -> bool:
+        """Same model function and arguments (a model file by content, wherever it lies)."""
+        if is_file_model(self.name) and is_file_model(other.name):
+            if self.source_sha256 is not None and other.source_sha256 is not None:
+                same_code = self.source_sha256 == other.source_sha256
+            else:
+                same_code = self.name == other.name
+            same_name = self.name.rpartition(":")[2] == other.name.rpartition(":")[2]
+            return same_code and same_name and dict(self.model_args) == dict(other.model_args)
+        return self.name == other.name and dict(self.model_args) == dict(other.model_args)
 
     def build(self) -> nn.Module:
         return build_model(
@@ -144,6 +193,8 @@ class ModelSpec:
             num_classes=self.num_classes,
             in_channels=self.in_channels,
             small_input=self.small_input,
+            model_args=self.model_args,
+            source_sha256=self.source_sha256,
         )
 
 
@@ -153,12 +204,27 @@ def build_model(
     num_classes: int = 1000,
     in_channels: int = 3,
     small_input: bool = False,
+    model_args: Mapping[str, Any] | None = None,
+    source_sha256: str | None = None,
 ) -> nn.Module:
-    """Build a randomly initialised model by name (see module docstring)."""
-    if ":" in name and name.split(":", 1)[0].endswith(".py"):
-        return _build_user_model(name, num_classes=num_classes)
+    """Build a randomly initialised model by name (see module docstring).
+
+    ``model_args`` are extra keyword arguments of the model function
+    (``small_cnn(width=…)``, torchvision's ``width_mult=`` / ``dropout=`` …).
+    """
+    kwargs = dict(model_args or {})
+    if is_file_model(name):
+        return build_file_model(
+            name,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            model_args=kwargs,
+            sha256=source_sha256,
+        )
     if name in _LOCAL_MODELS:
-        return _LOCAL_MODELS[name](num_classes=num_classes, in_channels=in_channels)
+        return _call_factory(
+            name, _LOCAL_MODELS[name], num_classes=num_classes, in_channels=in_channels, **kwargs
+        )
     names = torchvision_model_names()
     if name not in names:
         raise UnknownNameError(
@@ -170,7 +236,12 @@ def build_model(
         )
     import torchvision
 
-    model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+    model = _call_factory(
+        name,
+        lambda **kw: torchvision.models.get_model(name, weights=None, **kw),
+        num_classes=num_classes,
+        **kwargs,
+    )
     if in_channels != 3:
         _replace_first_conv(model, in_channels=in_channels)
     if small_input:
@@ -214,37 +285,15 @@ def _use_small_input_stem(model: nn.Module) -> None:
         _replace_first_conv(model, in_channels=conv.in_channels, stride=1, kernel_size=3)
 
 
-def _build_user_model(spec: str, *, num_classes: int) -> nn.Module:
-    from autocompress.core.model_code import check_model_code
-
-    path_text, _, func_name = spec.rpartition(":")
-    path = Path(path_text)
-    check_model_code(spec)  # a name read from someone's file is imported only when trusted
-    if not path.is_file():
-        raise ConfigError(f"model file {path_text!r} does not exist (from --model {spec!r})")
-    module_name = f"autocompress_user_model_{abs(hash(path.resolve()))}"
-    loader_spec = importlib.util.spec_from_file_location(module_name, path)
-    if loader_spec is None or loader_spec.loader is None:
-        raise ConfigError(f"cannot import {path_text!r} as a Python file")
-    module = importlib.util.module_from_spec(loader_spec)
-    sys.modules[module_name] = module
+def _call_factory(name: str, factory: Callable[..., nn.Module], **kwargs: Any) -> nn.Module:
     try:
-        loader_spec.loader.exec_module(module)
-    except Exception as exc:  # the user's code: report, don't crash
-        raise ConfigError(f"importing {path_text!r} failed: {type(exc).__name__}: {exc}") from None
-    factory = getattr(module, func_name, None)
-    if not callable(factory):
-        raise ConfigError(f"{path_text!r} has no function {func_name!r}")
-    kwargs = {}
-    if "num_classes" in inspect.signature(factory).parameters:
-        kwargs["num_classes"] = num_classes
-    try:
-        model = factory(**kwargs)
-    except Exception as exc:
-        raise ConfigError(f"{spec} raised {type(exc).__name__}: {exc}") from None
-    if not isinstance(model, nn.Module):
-        raise ConfigError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
-    return model
+        return factory(**kwargs)
+    except TypeError as exc:
+        extra = sorted(set(kwargs) - {"num_classes", "in_channels"})
+        raise ConfigError(
+            f"model {name!r} cannot be built with {', '.join(extra) or 'these arguments'}: {exc}",
+            hint="Check the --model-arg names against the model function's parameters.",
+        ) from None
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -271,7 +320,7 @@ def save_checkpoint(
         "version": CHECKPOINT_VERSION,
         "spec": spec.to_dict(),
         "extra": dict(extra or {}),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": detached_state(model),
     }
     save_payload_atomic(payload, path, what="the checkpoint")
     return path
@@ -306,16 +355,6 @@ def save_payload_atomic(payload: dict, path: Path, *, what: str) -> None:
         raise
 
 
-def _first_line_without_advice(exc: BaseException) -> str:
-    """The first line of a torch load error, without torch's advice to unpickle code."""
-    text = str(exc)
-    line = text.splitlines()[0] if text else ""
-    for marker in ("weights_only", "Weights only load failed", "re-running `torch.load`"):
-        if marker in line:
-            return "not a weights-only checkpoint"
-    return line
-
-
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, ModelSpec, dict]:
     """Rebuild the model saved by :func:`save_checkpoint` (``weights_only=True``).
 
@@ -326,18 +365,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, ModelSpec,
             checkpoint, or its weights do not match the architecture (names the
             missing / unexpected keys or the mismatched shapes).
     """
-    import torch
-
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} cannot be read (corrupt or not a PyTorch file): "
-            f"{type(exc).__name__}: {_first_line_without_advice(exc)}"
-        ) from None
+    payload = read_weights_file(path)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"{str(path)!r} is not an autocompress model checkpoint (no format tag "
@@ -353,17 +382,76 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, ModelSpec,
         state = payload["state_dict"]
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {str(path)!r} is incomplete: {exc}") from None
+    model = _build_for(spec, path)
+    load_state_dict_checked(model, state, source=str(path))
+    model.eval()
+    return model, spec, dict(payload.get("extra") or {})
+
+
+def _build_for(spec: ModelSpec, path: Path) -> nn.Module:
+    register_sources_near(path)  # a run's (or export's) model_source/ copy
     try:
-        model = spec.build()
+        return spec.build()
     except UntrustedModelCodeError:
         raise
     except AutocompressError as exc:
         raise CheckpointError(
             f"checkpoint {str(path)!r} names model {spec.name!r} that cannot be built: {exc}"
         ) from None
+
+
+def is_autocompress_checkpoint(payload: Any) -> bool:
+    """True for what :func:`save_checkpoint` writes."""
+    return isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT
+
+
+def peek_checkpoint(path: str | os.PathLike[str]) -> ModelSpec | None:
+    """The :class:`ModelSpec` of an autocompress checkpoint, ``None`` for other weight files.
+
+    Raises:
+        CheckpointError: the file is unreadable or a pickled model (see
+            :func:`autocompress.core.weights.read_weights_file`).
+    """
+    payload = read_weights_file(path)
+    if is_autocompress_checkpoint(payload):
+        try:
+            return ModelSpec.from_dict(payload["spec"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {str(path)!r} is incomplete: {exc}") from None
+    find_state_dict(payload, str(path))
+    return None
+
+
+def load_weights(
+    path: str | os.PathLike[str], spec: ModelSpec
+) -> tuple[nn.Module, ModelSpec, dict[str, Any]]:
+    """The model of ``spec`` with the weights of ``path``: an autocompress checkpoint or
+    any file :mod:`autocompress.core.weights` reads (plain or wrapped state dict).
+
+    Returns ``(model, spec, info)`` in eval mode on the CPU; ``info`` says what was
+    read (``format``, ``key``, ``stripped_prefixes``).
+
+    Raises:
+        CheckpointError: unreadable, a pickled model, an autocompress checkpoint of
+            another architecture, or weights that do not fit (names layers and shapes).
+    """
+    path = Path(path)
+    payload = read_weights_file(path)
+    if is_autocompress_checkpoint(payload):
+        model, given, _extra = load_checkpoint(path)
+        if not given.same_architecture(spec):
+            raise CheckpointError(
+                f"teacher {str(path)!r} is a {given.name!r} model, "
+                f"the search was asked for {spec.name!r}",
+                hint=f"Pass --model {given.name} (or leave --model out with --teacher).",
+            )
+        return model, given, {"format": CHECKPOINT_FORMAT}
+    state, key = find_state_dict(payload, str(path))
+    model = _build_for(spec, path)
+    state, stripped = match_keys(state, model)
     load_state_dict_checked(model, state, source=str(path))
     model.eval()
-    return model, spec, dict(payload.get("extra") or {})
+    return model, spec, {"format": "state_dict", "key": key, "stripped_prefixes": stripped}
 
 
 def checkpoint_model_name(path: str | os.PathLike[str]) -> str | None:
@@ -403,9 +491,34 @@ def load_state_dict_checked(model: nn.Module, state: dict, *, source: str) -> No
         problems.append(f"shape mismatches {_few(shapes)}")
     if problems:
         raise CheckpointError(
-            f"checkpoint {source!r} does not match the architecture: " + "; ".join(problems)
+            f"checkpoint {source!r} does not match the architecture: " + "; ".join(problems),
+            hint=_shape_hint(own, state, shapes),
         )
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(with_metadata(state, model))
+    except (RuntimeError, AssertionError, ValueError, KeyError) as exc:
+        raise CheckpointError(
+            f"checkpoint {source!r} does not load into the architecture: "
+            f"{type(exc).__name__}: {plain_message(str(exc)).strip().splitlines()[0]}"
+        ) from None
+
+
+def _shape_hint(own: Mapping[str, Any], state: Mapping[str, Any], shapes: Sequence[str]) -> str:
+    if not shapes:
+        return "Is --model the architecture these weights were trained with (and --model-arg)?"
+    keys = [k for k in own if k.endswith("weight") and getattr(own[k], "ndim", 0) >= 2]
+    if keys and keys[-1] in state and state[keys[-1]].shape[0] != own[keys[-1]].shape[0]:
+        return (
+            f"The classifier {keys[-1]!r} has {state[keys[-1]].shape[0]} outputs in the "
+            f"checkpoint and {own[keys[-1]].shape[0]} in the model: the data's class count "
+            "differs from the checkpoint's."
+        )
+    if keys and keys[0] in state and state[keys[0]].shape[1:2] != own[keys[0]].shape[1:2]:
+        return (
+            f"The first layer {keys[0]!r} takes {state[keys[0]].shape[1]} input channels in the "
+            f"checkpoint and {own[keys[0]].shape[1]} in the model (grayscale vs RGB images?)."
+        )
+    return "Is --model the architecture these weights were trained with (and --model-arg)?"
 
 
 def _few(items: list[str], n: int = 4) -> str:
@@ -418,9 +531,12 @@ __all__ = [
     "build_model",
     "count_parameters",
     "fc_cnn",
+    "is_autocompress_checkpoint",
     "known_model_names",
     "load_checkpoint",
     "load_state_dict_checked",
+    "load_weights",
+    "peek_checkpoint",
     "register_model",
     "save_checkpoint",
     "small_cnn",

@@ -263,7 +263,7 @@ def _export_into(
     import torch
 
     from autocompress.compress.student import load_student, save_student
-    from autocompress.core.data import load_dataset
+    from autocompress.core.data import load_dataset, stratified_sample
     from autocompress.core.models import ModelSpec
     from autocompress.hardware.extract import extract_layers
     from autocompress.hardware.plugins import get_chip, plugin_versions, run_export_steps
@@ -308,8 +308,14 @@ def _export_into(
         seed=int(dataset.get("seed", 0)),
         val_fraction=float(dataset.get("val_fraction", 0.1)),
         root=dataset.get("root"),
+        limit=dataset.get("limit"),
+        input_size=dataset.get("input_size"),
+        mean=dataset.get("mean"),
+        std=dataset.get("std"),
     )
-    images, labels = data.test.images[:check_images], data.test.labels[:check_images]
+    # a stratified sample: an image folder's test split is sorted by class
+    picked = stratified_sample(data.test.labels, check_images, seed=0)
+    images, labels = data.test.images[picked], data.test.labels[picked]
     check = compare_with_torch(onnx_path, student, images, labels, min_agreement=min_agreement)
 
     spec = ModelSpec.from_dict(dict(run.config.get("model") or {}))
@@ -324,6 +330,7 @@ def _export_into(
         protect=run.protect,
     )
     torch.load(pt_path, weights_only=True)  # the promise: loadable without unpickling code
+    _keep_model_source(run.directory.path, directory)
 
     descriptors = extract_layers(student, input_shape)
     cost = cost_model_on_chip(student, input_shape, chip.chip_id)
@@ -425,3 +432,16 @@ def _calibration_record(at_search: Any) -> dict[str, Any]:
     from autocompress.hardware.calibration_store import calibration_record
 
     return {"search": at_search, "export": calibration_record()}
+
+
+def _keep_model_source(run_path: Path, directory: Path) -> None:
+    """Copy the run's ``model_source/`` beside model.pt, so the export loads on its own."""
+    import shutil
+
+    from autocompress.core.model_files import MODEL_SOURCE_DIR
+
+    source = run_path / MODEL_SOURCE_DIR
+    if source.is_dir():
+        for file in sorted(source.glob("*.py")):
+            (directory / MODEL_SOURCE_DIR).mkdir(exist_ok=True)
+            shutil.copyfile(file, directory / MODEL_SOURCE_DIR / file.name)

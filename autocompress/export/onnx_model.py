@@ -104,6 +104,65 @@ def deploy_copy(
     return model, layers, raw
 
 
+def _layers_that_run(
+    model: nn.Module, input_shape: tuple[int, ...], names: Mapping[str, Any]
+) -> set[str]:
+    """The layers of ``names`` an inference forward pass runs (GoogLeNet's and
+    Inception's auxiliary heads only run in training: they are not in the graph)."""
+    ran: set[str] = set()
+    handles = [
+        model.get_submodule(name).register_forward_hook(lambda *_a, n=name: ran.add(n))
+        for name in names
+    ]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros((1, *input_shape), dtype=torch.float32))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return ran
+
+
+def _restore_weight_names(
+    proto: onnx.ModelProto, model: nn.Module, names: Mapping[str, Any]
+) -> None:
+    """Give folded weights back their layer's name.
+
+    A Linear applied to a tensor of more than two dimensions (ConvNeXt's channels-last
+    MLP) exports as ``MatMul(x, Wᵀ)``; constant folding stores ``Wᵀ`` under a generated
+    name. Such an initializer is found by value and renamed ``<layer>.weight``, so the
+    Q/DQ pass finds it (``MatMul``'s output channels are its axis 1).
+    """
+    import numpy as np
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    initializers = {init.name: init for init in graph.initializer}
+    matmul_weights = {
+        node.input[1]: node
+        for node in graph.node
+        if node.op_type == "MatMul" and len(node.input) > 1 and node.input[1] in initializers
+    }
+    for name in names:
+        weight_name = f"{name}.weight"
+        if weight_name in initializers:
+            continue
+        module = model.get_submodule(name)
+        if not isinstance(module, nn.Linear):
+            continue
+        wanted = module.weight.detach().cpu().numpy().T
+        for init_name, node in list(matmul_weights.items()):
+            values = numpy_helper.to_array(initializers[init_name])
+            if values.shape == wanted.shape and np.array_equal(values, wanted):
+                initializers[init_name].name = weight_name
+                for i, value in enumerate(node.input):
+                    if value == init_name:
+                        node.input[i] = weight_name
+                del matmul_weights[init_name]
+                initializers[weight_name] = initializers.pop(init_name)
+                break
+
+
 def _torch_to_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> onnx.ModelProto:
     example = torch.zeros((1, *input_shape), dtype=torch.float32)
     with warnings.catch_warnings():
@@ -146,7 +205,10 @@ def write_onnx(
     """Export ``student`` to ``path`` with Q/DQ nodes; return (layer notes, raw quant params)."""
     model, layers, raw = deploy_copy(student)
     path.parent.mkdir(parents=True, exist_ok=True)
+    ran = _layers_that_run(model, tuple(input_shape), layers)
+    layers = {name: quant for name, quant in layers.items() if name in ran}
     proto = _torch_to_onnx(model, tuple(input_shape), path)
+    _restore_weight_names(proto, model, layers)
     notes = insert_qdq(proto, layers)
     proto.producer_name = "autocompress"
     if doc:

@@ -29,8 +29,9 @@ on a wrapper module around it); else 32 (float). Layers without weights
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import torch
 from torch import fx, nn
@@ -307,7 +308,8 @@ class _GraphWalker:
             2 * length * embed * embed + 2 * source * embed * embed + 2 * length * source * embed
         )
         draft.weight_count = sum(p.numel() for p in module.parameters())
-        self.precision.weight_layer(draft, [module])
+        # a student's out_proj carries the block's bits (compress.attention)
+        self.precision.weight_layer(draft, [module.out_proj, module])
 
     # -- dispatch -----------------------------------------------------------
     def walk(self) -> list[LayerDraft]:
@@ -382,16 +384,96 @@ class _GraphWalker:
             self._eltwise(node, inputs, "cat")
         elif target in MATMUL_FUNCTIONS and len(inputs) >= 2:
             self._matmul(node, inputs)
+        elif getattr(target, "__name__", None) == "einsum":
+            self._einsum(node, inputs)
+        elif getattr(target, "__name__", None) == "shifted_window_attention":
+            self._window_attention(node, inputs)
+        elif getattr(target, "__name__", None) == "scaled_dot_product_attention":
+            self._sdpa(node, inputs)
         else:
             name = target if isinstance(target, str) else getattr(target, "__name__", "op")
+            origin = getattr(target, "__module__", "") or ""
+            if callable(target) and not origin.startswith(("torch", "_operator", "builtins")):
+                warnings.warn(
+                    f"cost: the function {origin}.{name} (in {self._scope(node) or 'the model'}) "
+                    "is not a known operation; it is costed as one element-wise op over its "
+                    "output, so any matmuls or weights inside it are not counted",
+                    UserWarning,
+                    stacklevel=2,
+                )
             self._eltwise(node, inputs, str(name))
+
+    def _einsum(self, node: fx.Node, inputs: list[fx.Node]) -> None:
+        """MACs of an einsum: the product of every index's size (a contraction)."""
+        equation = node.args[0] if node.args and isinstance(node.args[0], str) else ""
+        operands = [self._shape(i) for i in inputs]
+        sizes: dict[str, int] = {}
+        lhs = equation.replace(" ", "").split("->")[0].split(",") if equation else []
+        for letters, shape in zip(lhs, operands, strict=False):
+            if shape is None or "." in letters or len(letters) != len(shape):
+                continue
+            for letter, size in zip(letters, shape, strict=True):
+                sizes[letter] = max(sizes.get(letter, 1), size)
+        draft = self._new(node, self._function_name(node, "einsum"), LayerKind.LINEAR, inputs)
+        macs = 1
+        for size in sizes.values():
+            macs *= size
+        draft.macs = macs if sizes else draft.output_elements
+        self.precision.plain_layer(draft, self._input_bits(inputs))
+
+    def _sdpa(self, node: fx.Node, inputs: list[fx.Node]) -> None:
+        """q @ kᵀ and attention @ v: 2 · B·H · L · S · D multiply-accumulates."""
+        query = self._shape(inputs[0]) or (1, 1, 1)
+        key = (self._shape(inputs[1]) if len(inputs) > 1 else None) or query
+        draft = self._new(node, self._function_name(node, "attention"), LayerKind.LINEAR, inputs)
+        lead = numel(query[:-2]) if len(query) > 2 else 1
+        draft.macs = 2 * lead * query[-2] * key[-2] * query[-1]
+        self.precision.plain_layer(draft, self._input_bits(inputs))
+
+    def _window_attention(self, node: fx.Node, inputs: list[fx.Node]) -> None:
+        """torchvision's Swin ``shifted_window_attention``: the qkv and output projections
+        (its Linear layers' weights, read functionally) plus the two attention matmuls
+        per window, on the input padded to whole windows."""
+        shape = self._shape(node.args[0]) if node.args else None
+        window = node.args[4] if len(node.args) > 4 else None
+        if shape is None or len(shape) != 4 or not isinstance(window, (list, tuple)):
+            self._eltwise(node, inputs, "shifted_window_attention")
+            return
+        batch, height, width, channels = shape
+        wh, ww = int(window[0]), int(window[1])
+        padded = batch * (-(-height // wh) * wh) * (-(-width // ww) * ww)
+        holders = []
+        for arg in node.args[1:3]:
+            if isinstance(arg, fx.Node) and arg.op == "get_attr":
+                owner = str(arg.target).rpartition(".")[0]
+                with suppress(AttributeError):
+                    holders.append(self.gm.get_submodule(owner))
+        if not holders:  # a routed student passes computed (quantized) weights: its layers
+            with suppress(AttributeError):
+                owner = self.gm.get_submodule(self._scope(node))
+                holders = [
+                    m for m in (getattr(owner, "qkv", None), getattr(owner, "proj", None)) if m
+                ]
+        draft = self._new(
+            node, self._function_name(node, "window_attention"), LayerKind.LINEAR, inputs[:1]
+        )
+        draft.in_channels = draft.out_channels = channels
+        draft.macs = (
+            padded * (3 * channels * channels + channels * channels)
+            + 2 * padded * (wh * ww) * channels
+        )
+        draft.weight_count = 4 * channels * channels
+        if holders:
+            self.precision.weight_layer(draft, holders)
+        else:
+            self.precision.plain_layer(draft, self._input_bits(inputs))
 
 
 class _LeafTracer(fx.Tracer):
     """Keeps layers, norms, activations, pools and quantized wrappers as single nodes."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if has_precision_attrs(m) or isinstance(m, WEIGHT_MODULES):
+        if has_precision_attrs(m) or isinstance(m, (*WEIGHT_MODULES, nn.MultiheadAttention)):
             return True
         return super().is_leaf_module(m, module_qualified_name)
 
@@ -463,6 +545,25 @@ def _example_input(model: nn.Module, input_shape: tuple[int, ...]) -> torch.Tens
     return torch.zeros(shape, dtype=dtype, device=device)
 
 
+def _failed_on(example: torch.Tensor, exc: BaseException) -> ConfigError:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return ConfigError(
+        f"the model failed on an input of shape {tuple(example.shape)}: "
+        f"{type(exc).__name__}: {lines[0].strip()[:300] if lines else ''}",
+        hint="Check the input size (C×H×W) against the model: its channels must match "
+        "the first layer, and an input too small for its down-sampling fails "
+        "(ViT and MaxViT need 224×224).",
+    )
+
+
+def _check_runs(model: nn.Module, example: torch.Tensor) -> None:
+    """ConfigError (one line, no traceback) when a plain forward pass fails."""
+    try:
+        model(example)
+    except Exception as exc:
+        raise _failed_on(example, exc) from None
+
+
 def _check_bits(arg: BitsArg, what: str) -> None:
     values = [arg] if isinstance(arg, int) else list(arg.values()) if arg is not None else []
     for value in values:
@@ -526,6 +627,7 @@ def _extract(model, input_shape, weight_bits, activation_bits, sparsity):
     example = _example_input(model, input_shape)
     precision = PrecisionResolver(weight_bits, activation_bits, sparsity)
     with _untouched(model), torch.no_grad():
+        _check_runs(model, example)
         try:
             gm = fx.GraphModule(model, _LeafTracer().trace(model))
         except Exception:  # data-dependent control flow etc.: hooks see the modules
@@ -542,11 +644,7 @@ def _extract(model, input_shape, weight_bits, activation_bits, sparsity):
         except ConfigError:
             raise
         except Exception as exc:
-            raise ConfigError(
-                f"the model failed on an input of shape {tuple(example.shape)}: "
-                f"{type(exc).__name__}: {exc}",
-                hint="Check --input-size (C×H×W) and --in-channels against the model.",
-            ) from None
+            raise _failed_on(example, exc) from None
     _check_names(
         precision,
         drafts,

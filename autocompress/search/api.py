@@ -24,7 +24,12 @@ from typing import Any
 from autocompress.core.errors import ConfigError, RunDirectoryError
 from autocompress.core.models import ModelSpec
 from autocompress.core.workspace import RunDirectory, TrialRecord
-from autocompress.search.settings import BUDGET_FIELDS, SearchSettings, settings_from_file
+from autocompress.search.settings import (
+    BUDGET_FIELDS,
+    SearchSettings,
+    parse_input_size,
+    settings_from_file,
+)
 
 
 @dataclass
@@ -100,12 +105,31 @@ def _settings_from_arguments(
     model_given = arguments.get("model") is not None or "model" in file_values
     settings = settings.with_overrides(**arguments)
     if not model_given and settings.teacher is not None and Path(settings.teacher).is_file():
-        # --teacher without --model: the teacher's own architecture.
-        from autocompress.core.models import load_checkpoint
-
-        _model, spec, _extra = load_checkpoint(settings.teacher)
-        settings = settings.with_overrides(model=spec.name)
+        settings = _model_of_teacher(settings)
     return settings.validate()
+
+
+def _model_of_teacher(settings: SearchSettings) -> SearchSettings:
+    """The architecture an autocompress teacher checkpoint names (no --model given)."""
+    from autocompress.core.errors import ConfigError
+    from autocompress.core.models import peek_checkpoint
+
+    assert settings.teacher is not None
+    given = peek_checkpoint(settings.teacher)
+    if given is None:
+        raise ConfigError(
+            f"--teacher {settings.teacher!r} holds weights only (a state dict), "
+            "not the architecture they belong to",
+            hint="Pass --model too: a torchvision name (resnet18, mobilenet_v2 …) or "
+            "path/to/file.py:function that builds the network, plus --model-arg key=value "
+            "for the arguments it was built with.",
+        )
+    return dataclasses.replace(
+        settings,
+        model=given.name,
+        model_args=dict(given.model_args),
+        small_input=given.small_input if settings.small_input is None else settings.small_input,
+    )
 
 
 def search(
@@ -141,6 +165,10 @@ def search(
     lr: float | None = None,
     device: str | None = None,
     small_input: bool | None = None,
+    model_args: dict[str, Any] | None = None,
+    input_size: int | tuple[int, int] | str | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
     data_root: str | None = None,
     data_limit: int | None = None,
     rungs: Sequence[float] | None = None,
@@ -154,6 +182,9 @@ def search(
     Args:
         config: a YAML config (or a previous run.yaml); keyword arguments override it.
         model / dataset: what to compress and on which data (default fc_cnn on digits).
+        model_args: keyword arguments of the model function (``{"width": 32}``).
+        input_size: image size of an ``imagefolder:`` dataset, ``32`` or ``(H, W)`` / "HxW".
+        mean / std: per-channel normalisation (default: the training split's statistics).
         chip: main chip id, or a list (main first); every trial is costed on all of them.
         latency_ms, memory_kb, power_mw, energy_mj, model_size_kb: upper budgets on the
             main chip, numbers or "NN%" of the teacher's int8 cost; unset ones default to
@@ -172,7 +203,8 @@ def search(
         cpus_per_trial / gpus_per_trial: Ray resources per trial.
         out: run directory (default runs/<name>); resume=True continues it.
         seed: seeds data split, teacher and sampler.
-        teacher: a checkpoint from ``autocompress train`` (else trained once and cached).
+        teacher: a checkpoint from ``autocompress train``, or a state dict of ``model``
+            (plain, or under state_dict / model / model_state_dict); else trained once.
         epochs: fine-tune epochs per trial; teacher_epochs: teacher training epochs.
         rungs: promotion rungs as factors of ``epochs`` (default 1, 3, 9; 1, 3 on the
             digits): the best third of each rung is fine-tuned again for the next rung's
@@ -218,6 +250,10 @@ def search(
         "lr": lr,
         "device": device,
         "small_input": small_input,
+        "model_args": dict(model_args) if model_args else None,
+        "input_size": parse_input_size(input_size) if input_size is not None else None,
+        "mean": tuple(float(v) for v in mean) if mean is not None else None,
+        "std": tuple(float(v) for v in std) if std is not None else None,
         "data_root": data_root,
         "data_limit": data_limit,
         "rungs": tuple(rungs) if rungs is not None else None,
@@ -414,7 +450,8 @@ def _create_run(settings: SearchSettings, *, show_progress: bool) -> tuple[RunDi
     Returns the run and its held :class:`~autocompress.core.run_lock.RunLock`.
     """
     from autocompress.compress.student import quantizable_layers
-    from autocompress.core.data import load_dataset
+    from autocompress.core.data import describe_dataset, load_dataset
+    from autocompress.core.model_files import is_file_model, keep_model_source
     from autocompress.hardware.plugins import get_chip
     from autocompress.search import prepare
     from autocompress.search.context import model_layers, pick_device
@@ -434,25 +471,38 @@ def _create_run(settings: SearchSettings, *, show_progress: bool) -> tuple[RunDi
 
         raise CheckpointError(f"teacher checkpoint {settings.teacher!r} does not exist (--teacher)")
     device = pick_device(settings.device)
+    # The model and the teacher are checked before the (possibly long) decode of the data.
+    described = describe_dataset(settings.dataset, settings.data_root)
+    given_teacher = None
+    if described is not None:
+        classes, channels, (h, w) = described
+        spec, given_teacher = prepare.model_and_teacher(
+            settings, classes, channels, settings.input_size or (h, w)
+        )
+    else:
+        prepare.check_before_decode(settings)
     data = load_dataset(
         settings.dataset,
         seed=settings.seed,
         val_fraction=settings.val_fraction,
         root=settings.data_root,
         limit=settings.data_limit,
+        input_size=settings.input_size,
+        mean=settings.mean,
+        std=settings.std,
     )
-    c, h, _w = data.input_shape
-    small_input = settings.small_input
-    if small_input is None:
-        small_input = (
-            settings.model not in ("small_cnn", "fc_cnn") and h <= 64 and ":" not in settings.model
-        )
-    spec = ModelSpec(
-        settings.model, num_classes=data.num_classes, in_channels=c, small_input=small_input
-    )
+    c, h, w = data.input_shape
+    if described is None or (described[0], described[1], described[2]) != (
+        data.num_classes,
+        c,
+        (h, w),
+    ):
+        spec, given_teacher = prepare.model_and_teacher(settings, data.num_classes, c, (h, w))
     architecture = spec.build().eval()
+    prepare.check_forward(architecture, spec, tuple(data.input_shape), data.num_classes)
     input_shape = tuple(data.input_shape)
     quantizable, prunable, out_channels = model_layers(architecture, input_shape)
+    full_width = prepare.full_width_layers(architecture, input_shape)
     resolved = resolve_space(
         space, main_chip, quantizable=quantizable, prunable=prunable, out_channels=out_channels
     )
@@ -475,6 +525,16 @@ def _create_run(settings: SearchSettings, *, show_progress: bool) -> tuple[RunDi
     run = RunDirectory(out_dir)
     prepared = prepare.PreparedRun(settings, {}, data, spec, space, resolved, chips, budget)
     config = prepare.run_yaml_content(prepared, name=name, budget_sources=sources)
+    if full_width:
+        config["space"]["full_width"] = full_width
+        if show_progress:
+            from autocompress.cli.console import stderr
+
+            for reason, layers in prepare.by_reason(full_width).items():
+                shown = ", ".join(layers[:4]) + (
+                    f", … ({len(layers) - 4} more)" * (len(layers) > 4)
+                )
+                stderr.print(f"[yellow]kept at full width[/] ({reason}): {shown}")
     created = CreatedPaths()  # what this call made: the only files a failure removes
     created.folder(out_dir)
     lock = RunLock(out_dir)
@@ -490,6 +550,12 @@ def _create_run(settings: SearchSettings, *, show_progress: bool) -> tuple[RunDi
         for path in (run.run_yaml, run.study_db, run.teacher_pt):
             created.file(path)
         created.file(run.path / "study.db-journal")
+        if is_file_model(spec.name):
+            source_copy = run.path / "model_source" / Path(spec.name.rpartition(":")[0]).name
+            created.folder(source_copy.parent)
+            created.file(source_copy)
+            kept_source = keep_model_source(spec.name, out_dir)
+            config["model_source"] = str(kept_source.relative_to(out_dir))
         run.write_run_config(config)
         from autocompress.search.anchors import enqueue_anchors
         from autocompress.search.samplers import make_sampler, uses_numeric_encoding
@@ -519,7 +585,15 @@ def _create_run(settings: SearchSettings, *, show_progress: bool) -> tuple[RunDi
             epochs=prepare.teacher_epochs(settings),
             seed=settings.seed,
             device=device,
+            given_model=given_teacher,
         )
+        if show_progress and info.val_accuracy is not None:
+            from autocompress.cli.console import stderr
+
+            stderr.print(
+                f"[bold]baseline[/] teacher ({info.source}): val {info.val_accuracy:.3f} · "
+                f"test {info.test_accuracy:.3f} (chance {1 / max(data.num_classes, 1):.3f})"
+            )
         config["teacher"] = _teacher_entry(info, prepare.teacher_epochs(settings), settings.teacher)
         run.write_run_config(config)
     except BaseException:

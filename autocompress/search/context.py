@@ -111,6 +111,9 @@ def load_context(
         root=dataset.get("root"),
         limit=dataset.get("limit"),
         device=device,
+        input_size=dataset.get("input_size"),
+        mean=dataset.get("mean"),
+        std=dataset.get("std"),
     )
     teacher, spec, _extra = load_checkpoint(run.teacher_pt)
     teacher = teacher.to(device).eval()

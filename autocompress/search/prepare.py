@@ -7,6 +7,7 @@ smallest configuration of the space can meet the cost budgets at all).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import platform
 import re
@@ -19,6 +20,7 @@ from torch import nn
 from autocompress.core.budget import Budget
 from autocompress.core.errors import BudgetError
 from autocompress.core.model_code import model_file_identity
+from autocompress.core.model_files import is_file_model, resolve_model_file
 from autocompress.core.models import ModelSpec
 from autocompress.core.trial_config import TrialConfig
 from autocompress.hardware.spec import ChipSpec
@@ -109,6 +111,121 @@ def smallest_config(resolved: ResolvedSpace) -> TrialConfig:
         else:
             params[dim.name] = spec.high if dim.field == "prune_ratio" else spec.low
     return resolved.config_from_params(params)
+
+
+def _auto_small_input(settings: SearchSettings, height: int) -> bool:
+    if settings.small_input is not None:
+        return settings.small_input
+    return (
+        settings.model not in ("small_cnn", "fc_cnn")
+        and height <= 64
+        and not is_file_model(settings.model)
+    )
+
+
+def model_and_teacher(
+    settings: SearchSettings, num_classes: int, channels: int, size: tuple[int, int]
+) -> tuple[ModelSpec, nn.Module | None]:
+    """The run's :class:`ModelSpec` for data of ``num_classes`` / ``channels`` / ``size``
+    and the given teacher loaded into it (None when none is given).
+
+    A plain state dict of a torchvision model with ``small_input`` left automatic is
+    tried with the small-input stem and with torchvision's own, whichever fits.
+
+    Raises:
+        ConfigError: the model cannot be built for this data.
+        CheckpointError: the teacher cannot be read or does not fit (layers and shapes named).
+    """
+    from autocompress.core.errors import CheckpointError
+    from autocompress.core.models import load_weights
+
+    auto = _auto_small_input(settings, size[0])
+    spec = ModelSpec.for_model(
+        settings.model,
+        num_classes=num_classes,
+        in_channels=channels,
+        small_input=auto,
+        model_args=settings.model_args,
+    )
+    spec.build()  # a model that cannot be built is reported before anything else
+    if settings.teacher is None:
+        return spec, None
+    try:
+        model, spec, _info = load_weights(settings.teacher, spec)
+        return spec, model
+    except CheckpointError as first:
+        fixed_stem = is_file_model(spec.name) or spec.name in ("small_cnn", "fc_cnn")
+        if settings.small_input is not None or fixed_stem:
+            raise
+        other = dataclasses.replace(spec, small_input=not auto)
+        try:
+            model, other, _info = load_weights(settings.teacher, other)
+        except CheckpointError:
+            raise first from None
+        return other, model
+
+
+def check_before_decode(settings: SearchSettings) -> None:
+    """What can be checked of the model and the teacher without the data's shape."""
+    from autocompress.core.models import peek_checkpoint
+
+    if is_file_model(settings.model):
+        resolve_model_file(settings.model)
+    if settings.teacher is not None:
+        peek_checkpoint(settings.teacher)
+
+
+def check_forward(
+    model: nn.Module, spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int
+) -> None:
+    """ConfigError when ``model`` fails on one input of ``input_shape`` or does not
+    return ``num_classes`` logits (e.g. an input too small for its down-sampling)."""
+    import torch
+
+    from autocompress.core.errors import ConfigError
+    from autocompress.core.weights import plain_message
+
+    shape = (1, *input_shape)
+    try:
+        with torch.no_grad():
+            out = model.eval()(torch.zeros(shape))
+    except Exception as exc:
+        text = plain_message(str(exc)).strip().splitlines()
+        raise ConfigError(
+            f"model {spec.name!r} fails on inputs of shape {shape}: "
+            f"{type(exc).__name__}: {text[0] if text else ''}",
+            hint="The images may be too small for this model's down-sampling: pass a larger "
+            "--input-size (e.g. 224 for ImageNet models, which need at least 32 pixels; "
+            "ViT and MaxViT need their trained size), or pick a model for small inputs.",
+        ) from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, num_classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(
+            f"model {spec.name!r} returns {got} for one image of shape {tuple(input_shape)}, "
+            f"expected logits of shape (1, {num_classes}) (the data has {num_classes} classes)",
+            hint="The model's forward must return a (batch, classes) tensor.",
+        )
+
+
+def full_width_layers(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, str]:
+    """Layer -> why its channel group cannot be pruned (Torch-Pruning cannot trace the
+    model or the group, or its channels do not split into its convolution groups)."""
+    import copy
+
+    import torch
+
+    from autocompress.compress.slim import channel_groups
+
+    groups = channel_groups(copy.deepcopy(model).eval(), torch.zeros(1, *input_shape))
+    return {member: g.reason for g in groups if g.reason for member in g.members}
+
+
+def by_reason(full_width: dict[str, str]) -> dict[str, list[str]]:
+    """The layers of :func:`full_width_layers` grouped by reason."""
+    out: dict[str, list[str]] = {}
+    for layer, reason in full_width.items():
+        out.setdefault(reason, []).append(layer)
+    return out
 
 
 def cost_of(
@@ -241,6 +358,9 @@ def run_yaml_content(
             "val_fraction": settings.val_fraction,
             "root": settings.data_root,
             "limit": settings.data_limit,
+            "input_size": list(settings.input_size) if settings.input_size else None,
+            "mean": list(settings.mean) if settings.mean else None,
+            "std": list(settings.std) if settings.std else None,
             "num_classes": data.num_classes,
             "class_names": list(data.class_names),
         },

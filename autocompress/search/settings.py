@@ -59,7 +59,11 @@ class SearchSettings:
 
     model: str = DEFAULT_MODEL
     small_input: bool | None = None  # None: automatic (True for 32×32 inputs on torchvision models)
+    model_args: Mapping[str, Any] = field(default_factory=dict)  # --model-arg key=value
     dataset: str = DEFAULT_DATASET
+    input_size: tuple[int, int] | None = None  # (H, W); None: the images' own size
+    mean: tuple[float, ...] | None = None  # None: the training split's statistics
+    std: tuple[float, ...] | None = None
     data_root: str | None = None
     val_fraction: float = 0.2
     data_limit: int | None = None
@@ -138,6 +142,12 @@ class SearchSettings:
             )
         sampler = check_sampler_name(self.sampler)
         rungs = check_rungs(self.rungs) if self.rungs is not None else None
+        if (self.mean is None) != (self.std is None):
+            raise ConfigError("--mean and --std go together (one value, or one per channel)")
+        if self.std is not None and any(v <= 0 for v in self.std):
+            raise ConfigError(f"--std values must be positive, got {list(self.std)}")
+        if self.input_size is not None and min(self.input_size) < 1:
+            raise ConfigError(f"input size must be positive, got {list(self.input_size)}")
         budget = dict(self.budget)
         for key, value in budget.items():
             if key not in BUDGET_FIELDS:
@@ -145,7 +155,12 @@ class SearchSettings:
                     f"unknown budget {key!r}", hint=f"Budgets: {', '.join(BUDGET_FIELDS)}."
                 )
             parse_budget_value(key, value)
-        return replace(self, sampler=sampler, budget=budget, rungs=rungs)
+        dataset = self.dataset
+        if dataset.startswith("imagefolder:"):
+            folder = Path(dataset.split(":", 1)[1]).expanduser()
+            if folder.exists():  # absolute: the run works from any directory
+                dataset = f"imagefolder:{folder.resolve()}"
+        return replace(self, sampler=sampler, budget=budget, rungs=rungs, dataset=dataset)
 
 
 def parse_budget_value(key: str, value: Any) -> tuple[float, bool] | None:
@@ -173,6 +188,63 @@ def parse_budget_value(key: str, value: Any) -> tuple[float, bool] | None:
         raise BudgetError(f"budget {key} must be a number, got {value!r}")
     Budget(**{key: float(value)})  # range checks with the shared messages
     return float(value), False
+
+
+def parse_input_size(value: Any) -> tuple[int, int]:
+    """``32`` / ``"32"`` -> (32, 32); ``"224x192"`` / ``[224, 192]`` -> (224, 192) as (H, W)."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        h, w = (int(v) for v in value)
+    else:
+        text = str(value).lower().replace("×", "x").strip()
+        parts = text.split("x")
+        try:
+            if len(parts) == 1:
+                h = w = int(parts[0])
+            elif len(parts) == 2:
+                h, w = int(parts[0]), int(parts[1])
+            else:
+                raise ValueError(text)
+        except ValueError:
+            raise ConfigError(
+                f"input size must be N (square) or HxW such as 224x192, got {value!r}"
+            ) from None
+    if h < 1 or w < 1:
+        raise ConfigError(f"input size must be positive, got {value!r}")
+    return h, w
+
+
+def parse_floats(value: Any, what: str) -> tuple[float, ...]:
+    """``"0.5,0.5,0.5"`` / ``[0.5, 0.5, 0.5]`` / ``0.5`` -> a tuple of floats."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    try:
+        out = tuple(float(v) for v in items)
+    except ValueError:
+        raise ConfigError(
+            f"--{what} must be numbers separated by commas (one, or one per channel), got {value!r}"
+        ) from None
+    if not out:
+        raise ConfigError(f"--{what} needs at least one number")
+    return out
+
+
+def parse_model_args(items: Any) -> dict[str, Any]:
+    """``["width=32", "act=relu"]`` -> ``{"width": 32, "act": "relu"}`` (YAML scalars)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or ():
+        key, sep, text = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ConfigError(f"--model-arg takes key=value (a Python name), got {item!r}")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"--model-arg {key}: a single number, bool or string, got {text!r}")
+        out[key] = value
+    return out
 
 
 # -- config file ---------------------------------------------------------------------------
@@ -222,6 +294,8 @@ def settings_from_file(path: str | Path) -> dict[str, Any]:
                     out["model"] = str(value["name"])
                     if "small_input" in value:
                         out["small_input"] = bool(value["small_input"])
+                    if value.get("model_args"):
+                        out["model_args"] = dict(value["model_args"])
                 else:
                     out["model"] = str(value)
             elif key == "dataset":
@@ -233,6 +307,11 @@ def settings_from_file(path: str | Path) -> dict[str, Any]:
                         out["val_fraction"] = float(value["val_fraction"])
                     if value.get("limit") is not None:
                         out["data_limit"] = int(value["limit"])
+                    if value.get("input_size") is not None:
+                        out["input_size"] = parse_input_size(value["input_size"])
+                    for stat in ("mean", "std"):
+                        if value.get(stat) is not None:
+                            out[stat] = parse_floats(value[stat], stat)
                 else:
                     out["dataset"] = str(value)
             elif key == "chip":

@@ -21,6 +21,10 @@ from torch import nn
 from autocompress.core.errors import CheckpointError
 from autocompress.core.models import ModelSpec
 
+#: A given teacher whose validation accuracy is within this many standard errors of
+#: chance (1 / classes) is refused: its weights do not fit the data as prepared.
+CHANCE_SIGMAS = 3.0
+
 
 @dataclass(frozen=True)
 class TeacherInfo:
@@ -80,6 +84,25 @@ def _accuracies(teacher: nn.Module, data: Any, device: str) -> tuple[float, floa
     return float(val), float(test)
 
 
+def check_not_at_chance(source: str, accuracy: float, *, n_val: int, num_classes: int) -> None:
+    """CheckpointError when ``accuracy`` on ``n_val`` images is indistinguishable from chance."""
+    if num_classes < 2 or n_val < 1:
+        return
+    chance = 1.0 / num_classes
+    sigma = (chance * (1.0 - chance) / n_val) ** 0.5
+    if accuracy > chance + CHANCE_SIGMAS * sigma:
+        return
+    raise CheckpointError(
+        f"teacher {source!r} is at chance on the validation split: accuracy {accuracy:.3f} on "
+        f"{n_val} images, chance is {chance:.3f} ({num_classes} classes); compressing it "
+        "would search nothing",
+        hint="Check that the data is prepared as the teacher was trained: class order "
+        "(folders sorted by name give labels 0, 1, …), normalisation (--mean/--std, e.g. "
+        "0.485,0.456,0.406 / 0.229,0.224,0.225 for ImageNet-style training; default: this "
+        "dataset's statistics) and input size (--input-size).",
+    )
+
+
 def obtain_teacher(
     *,
     spec: ModelSpec,
@@ -92,33 +115,49 @@ def obtain_teacher(
     device: str,
     lr: float | None = None,
     batch_size: int | None = None,
+    given_model: nn.Module | None = None,
 ) -> TeacherInfo:
     """Put the run's teacher at ``destination`` and say where it came from.
 
+    A given teacher may be an autocompress checkpoint or the weights of ``spec``
+    (a plain or wrapped state dict, see :func:`autocompress.core.models.load_weights`);
+    ``given_model`` is that teacher already loaded. It is evaluated on validation and
+    test and refused when it is at chance.
+
     Raises:
-        CheckpointError: a given teacher is unreadable or is not the run's model.
+        CheckpointError: a given teacher is unreadable, is not the run's model, or
+            is at chance on the validation split.
     """
     import time
 
-    from autocompress.core.models import load_checkpoint
+    from autocompress.core.models import load_checkpoint, load_weights, save_checkpoint
 
     if given is not None:
-        model, given_spec, _extra = load_checkpoint(given)
+        if given_model is not None:
+            model, given_spec = given_model, spec
+        else:
+            model, given_spec, _info = load_weights(given, spec)
         if given_spec.num_classes != spec.num_classes or given_spec.in_channels != spec.in_channels:
             raise CheckpointError(
                 f"teacher {given!r} has {given_spec.num_classes} classes / "
                 f"{given_spec.in_channels} "
                 f"input channels, the dataset needs {spec.num_classes} / {spec.in_channels}"
             )
-        if given_spec.name != spec.name:
+        if not given_spec.same_architecture(spec):
             raise CheckpointError(
                 f"teacher {given!r} is a {given_spec.name!r} model, "
                 f"the search was asked for {spec.name!r}",
                 hint=f"Pass --model {given_spec.name} (or leave --model out with --teacher).",
             )
-        if Path(given).resolve() != destination.resolve():
-            _copy_into_run(Path(given), destination)
         val, test = _accuracies(model, data, device)
+        check_not_at_chance(given, val, n_val=len(data.val), num_classes=spec.num_classes)
+        if Path(given).resolve() != destination.resolve():
+            save_checkpoint(
+                destination,
+                model.cpu(),
+                spec,
+                extra={"given_path": str(Path(given).resolve()), "val_accuracy": val},
+            )
         return TeacherInfo(destination, "given", val, test)
 
     cached = (

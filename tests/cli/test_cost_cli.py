@@ -143,3 +143,22 @@ def test_sparsity_flag_on_a_chip_that_supports_it_and_one_that_does_not():
     assert "does not accelerate" in str(refused.exception)
     malformed = invoke(*args, "--chip", "nvidia/orin-nano", "--sparsity", "4:2")
     assert "malformed" in str(malformed.exception)
+
+
+@pytest.mark.parametrize(
+    ("model", "size", "message"),
+    [("vit_b_16", "16", "Wrong image height"), ("densenet121", "8", "Output size is too small")],
+)
+def test_an_input_too_small_for_the_model_is_one_clean_message(model, size, message):
+    result = invoke("--model", model, "--input-size", size, "--chip", "rockchip/rv1126")
+    assert isinstance(result.exception, ConfigError)  # exit 2 from main, no traceback
+    text = str(result.exception)
+    assert message in text and "Traceback" not in text and "tlparse" not in text
+    assert "--in-channels" not in text  # no flag that does not exist
+    assert len(text.splitlines()) <= 3
+
+
+def test_a_second_chip_is_refused_not_silently_replacing_the_first():
+    result = invoke(*SMALL, "--chip", "rockchip/rv1126", "--chip", "nvidia/orin-nano")
+    assert isinstance(result.exception, ConfigError)
+    assert "one --chip" in str(result.exception) and "nvidia/orin-nano" in str(result.exception)

@@ -13,6 +13,7 @@ from autocompress.hardware.extract import extract_layers
 
 torch.set_num_threads(1)
 INPUT = (3, 32, 32)
+INPUT_EXAMPLE = torch.zeros(1, *INPUT)
 
 
 def _macs(model: nn.Module) -> int:
@@ -92,3 +93,50 @@ def test_unknown_layer_in_prune_ratios_is_a_config_error():
             prune_ratios={"nope": 0.5},
             channel_alignment=1,
         )
+
+
+def test_full_width_is_never_realigned():
+    # efficientnet_b0 has 40-channel layers; rv1126 aligns to 16: 40 used to become 32
+    assert aligned_channels(40, 1.0, 16) == 40
+    model = build_model("efficientnet_b0", num_classes=10).eval()
+    before = {d.name: d.out_channels for d in extract_layers(model, INPUT)}
+    kept = slim(
+        model, torch.randn(1, *INPUT), width_multiplier=1.0, prune_ratios={}, channel_alignment=16
+    )
+    assert {d.name: d.out_channels for d in extract_layers(model, INPUT)} == before
+    groups = [g for g in channel_groups(model, INPUT_EXAMPLE) if g.prunable]
+    assert groups and all(kept[g.name] == g.channels for g in groups)
+
+
+@pytest.mark.parametrize("name", ["regnet_x_400mf", "resnext50_32x4d"])
+def test_grouped_convolutions_are_pruned_per_group(name):
+    model = build_model(name, num_classes=10).eval()
+    example = torch.randn(1, *INPUT)
+    groups = channel_groups(model, example)
+    grouped = [g for g in groups if g.conv_groups > 1 and g.prunable]
+    assert grouped, "the model's grouped convolutions were not seen"
+    kept = slim(model, example, width_multiplier=0.5, prune_ratios={}, channel_alignment=16)
+    assert model(torch.randn(2, *INPUT)).shape == (2, 10)
+    for group in grouped:
+        assert kept[group.name] % group.conv_groups == 0
+        assert kept[group.name] < group.channels
+
+
+def test_untraceable_models_stay_at_full_width_and_say_why():
+    model = build_model("shufflenet_v2_x0_5", num_classes=10).eval()
+    groups = channel_groups(model, torch.randn(1, *INPUT))
+    assert groups and not any(g.prunable for g in groups)
+    assert all("Torch-Pruning cannot trace" in g.reason for g in groups)
+    kept = slim(
+        model, torch.randn(1, *INPUT), width_multiplier=0.5, prune_ratios={}, channel_alignment=16
+    )
+    assert kept == {} and model(torch.randn(2, *INPUT)).shape == (2, 10)
+
+
+def test_search_records_which_layers_stay_at_full_width_and_why():
+    from autocompress.search.prepare import by_reason, full_width_layers
+
+    model = build_model("googlenet", num_classes=10).eval()
+    full_width = full_width_layers(model, INPUT)
+    assert full_width and all(name.startswith(("aux1", "aux2")) for name in full_width)
+    assert all("dependency graph" in reason for reason in by_reason(full_width))

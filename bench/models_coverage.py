@@ -1,0 +1,332 @@
+"""Every torchvision classifier through cost -> prune -> quantize -> export, on the CPU.
+
+    nice -n 10 python bench/models_coverage.py --out docs/models.md            # all models
+    python bench/models_coverage.py --models resnet18,mobilenet_v2 --out -     # a few, to stdout
+
+Each model runs in its own process (a time limit per model; a crash or hang of one
+model does not stop the table). Per model, at the smallest input it accepts among
+32, 64, 96 and 224 pixels (ViT and MaxViT need 224; models that pool adaptively to
+more than 1x1, AlexNet and VGG, get 224 so their ONNX export is possible):
+
+- cost: layers extracted and costed on rockchip/rv1126 (MACs in millions);
+- prune: a student at width 0.5, 8-bit, built with physical pruning; the status says
+  how many channel groups shrank and how many stayed at full width;
+- quantize: the weights that run fake-quantized (every Conv2d/Linear weight, including
+  the attention projections), as "quantized / all";
+- export: ONNX with Q/DQ written, checked by onnx.checker and compared with PyTorch on
+  random images by onnxruntime (top-1 agreement).
+
+The table (markdown) is written to --out; the per-model JSON lines to --jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+SIZES = (32, 64, 96, 224)
+CHIP = "rockchip/rv1126"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:160]
+
+
+def probe(name: str) -> dict:
+    """Run every stage on one model; never raises (the result says what failed)."""
+    import tempfile
+
+    import torch
+
+    from autocompress.compress.slim import channel_groups
+    from autocompress.compress.student import build_student, calibrate, quantizable_layers
+    from autocompress.core.models import ModelSpec
+    from autocompress.core.trial_config import TrialConfig
+    from autocompress.export.onnx_model import write_onnx
+    from autocompress.export.verify import check_onnx_file, compare_with_torch
+    from autocompress.hardware.estimate import estimate_costs
+    from autocompress.hardware.extract import extract_layers
+    from autocompress.hardware.plugins import get_chip
+
+    torch.set_num_threads(1)
+    out: dict = {"model": name}
+    chip = get_chip(CHIP)
+    spec = ModelSpec(name, num_classes=10)
+    started = time.perf_counter()
+    try:
+        model = spec.build().eval()
+    except Exception as exc:
+        out["build"] = _first_line(exc)
+        return out
+    size = None
+    pooled = [
+        m.output_size
+        for m in model.modules()
+        if isinstance(m, (torch.nn.AdaptiveAvgPool2d, torch.nn.AdaptiveMaxPool2d))
+    ]
+    # ONNX exports adaptive pooling only to a factor of its input (AlexNet's 6x6, VGG's 7x7)
+    sizes = (224,) if any(o not in (1, (1, 1), None) for o in pooled) else SIZES
+    for s in sizes:
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, 3, s, s))
+            size = s
+            break
+        except Exception:
+            continue
+    if size is None:
+        out["build"] = "no input size of 32..224 runs"
+        return out
+    shape = (3, size, size)
+    out["input"] = size
+    out["params_m"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
+    # cost
+    try:
+        layers = extract_layers(model, shape)
+        cost = estimate_costs(layers, [chip])[chip.chip_id]
+        out["macs_m"] = round(sum(layer.macs for layer in layers) / 1e6, 1)
+        out["latency_ms"] = round(float(cost.metrics()["latency_ms"]), 3)
+        out["cost"] = "ok"
+    except Exception as exc:
+        out["cost"] = _first_line(exc)
+    # prune
+    student = None
+    try:
+        quantizable = quantizable_layers(model)
+        config = TrialConfig(
+            width_multiplier=0.5,
+            weight_bits=dict.fromkeys(quantizable, 8),
+            activation_bits=dict.fromkeys(quantizable, 8),
+        )
+        example = torch.zeros(1, *shape)
+        groups = channel_groups(model, example)
+        student = build_student(model, config, chip, shape)
+        with torch.no_grad():
+            logits = student(torch.randn(2, *shape))
+        assert logits.shape == (2, 10), logits.shape
+        slim_layers = {d.name: d.out_channels for d in extract_layers(student, shape)}
+        full_layers = {d.name: d.out_channels for d in extract_layers(model, shape)}
+        shrunk = sum(1 for k, v in slim_layers.items() if full_layers.get(k, v) > v)
+        prunable = sum(1 for g in groups if g.prunable)
+        out["prune"] = f"ok ({shrunk} of {len(full_layers)} layers narrower; {prunable} groups)"
+    except Exception as exc:
+        out["prune"] = _first_line(exc)
+        out["prune_trace"] = traceback.format_exc()[-1500:]
+    # quantize
+    if student is not None:
+        try:
+            from autocompress.compress.quantize import quantized_layers
+
+            quantized = dict(quantized_layers(student))
+            ran: set[str] = set()
+            handles = [
+                module.register_forward_hook(lambda *_a, n=n: ran.add(n))
+                for n, module in quantized.items()
+            ]
+            with torch.no_grad():
+                student(torch.randn(1, *shape))
+            for handle in handles:
+                handle.remove()
+            # weights read functionally: nn.MultiheadAttention's in_proj_weight (its out_proj
+            # too) and Swin's qkv/proj (shifted_window_attention); aux heads never run
+            from torchvision.models.swin_transformer import ShiftedWindowAttention
+
+            functional = 0
+            for module in student.modules():
+                if isinstance(module, torch.nn.MultiheadAttention):
+                    functional += 1 + int("out_proj" not in ran_names(module, quantized, ran))
+                elif isinstance(module, ShiftedWindowAttention):
+                    functional += 2
+            teacher_ran: set[str] = set()
+            handles = [
+                m.register_forward_hook(lambda *_a, n=n: teacher_ran.add(n))
+                for n, m in model.named_modules()
+                if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+            ]
+            with torch.no_grad():
+                model(torch.randn(1, *shape))
+            for handle in handles:
+                handle.remove()
+            total = len(teacher_ran) + functional
+            # a routed window attention (compress.attention) quantizes its qkv/proj weights
+            routed = sum(
+                2
+                for m in student.modules()
+                if isinstance(m, ShiftedWindowAttention) and type(m).__name__.startswith("Routed")
+            )
+            out["quantized_layers"] = len(ran) + routed
+            out["weight_layers"] = total
+            out["quantize"] = f"{len(ran) + routed} / {total}"
+        except Exception as exc:
+            out["quantize"] = _first_line(exc)
+        # export
+        try:
+            calibrate(student, torch.randn(8, *shape))
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "model.onnx"
+                write_onnx(student, shape, path)
+                check_onnx_file(path)
+                check = compare_with_torch(
+                    path, student, torch.randn(16, *shape), min_agreement=0.0
+                )
+            out["export"] = f"ok (agreement {check.top1_agreement:.0%})"
+        except Exception as exc:
+            out["export"] = _first_line(exc)
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    return out
+
+
+def ran_names(module, quantized: dict, ran: set[str]) -> set[str]:
+    """Child names of ``module`` whose quantized forward ran."""
+    names = {id(m): n for n, m in quantized.items()}
+    return {child for child, m in module.named_children() if id(m) in names and names[id(m)] in ran}
+
+
+def _run_one(name: str, timeout_s: float) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    try:
+        process = subprocess.run(
+            [sys.executable, __file__, "--one", name],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:
+        return {"model": name, "build": f"timed out after {timeout_s:.0f} s"}
+    for line in reversed(process.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    tail = (process.stderr or "").strip().splitlines()[-1:] or ["no output"]
+    return {"model": name, "build": f"crashed: {tail[0][:160]}"}
+
+
+def _cell(value: str | None) -> str:
+    if value is None:
+        return "–"
+    return str(value).replace("|", "\\|")
+
+
+def table(rows: list[dict], pending: list[str] = ()) -> str:
+    lines = [
+        "# torchvision classifiers: coverage",
+        "",
+        "Generated by `nice -n 10 python bench/models_coverage.py --out docs/models.md` on the CPU "
+        "(one process per model, a time limit each). Do not edit by hand.",
+        "",
+        "Per model, at the smallest input it runs among 32, 64, 96 and 224 pixels (224 for ViT, "
+        "MaxViT and the adaptive-pooling AlexNet/VGG), randomly initialised, 10 classes:",
+        "",
+        f"- **cost**: layers extracted and costed on {CHIP}; MACs in millions at that input.",
+        "- **prune**: a student at width 0.5, 8-bit, with physical channel pruning "
+        "(Torch-Pruning); how many layers got narrower, and how many channel groups can be "
+        "pruned. Groups Torch-Pruning cannot trace (ShuffleNet's channel shuffle; GoogLeNet's "
+        "auxiliary heads) or whose pruning breaks the forward pass (ViT's hidden size) stay at "
+        "full width; `autocompress search` prints them and run.yaml lists them "
+        "(`space.full_width`). Grouped convolutions (RegNet, ResNeXt) are pruned per group.",
+        "- **quantized layers**: weight layers that run fake-quantized / weight layers that "
+        "run (the projections nn.MultiheadAttention and Swin's window attention read "
+        "functionally included: a student routes them through its quantized layers).",
+        "- **export**: ONNX with Q/DQ, onnx.checker, and onnxruntime vs PyTorch top-1 "
+        "agreement on 16 random images. With random weights and inputs the logits are nearly "
+        "tied, so this agreement is a smoke test, not the export gate (which `autocompress "
+        "export` measures on a stratified sample of the real test split).",
+        "- **timed out**: the CPU time limit of the generation, not a failure of the model.",
+        "",
+        "| model | input | params M | MACs M | cost | prune (width 0.5) | quantized layers "
+        "| export | s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        if "build" in row:
+            lines.append(f"| {row['model']} | – | – | – | {_cell(row['build'])} | – | – | – | – |")
+            continue
+        lines.append(
+            "| "
+            + " | ".join(
+                _cell(row.get(k))
+                for k in (
+                    "model",
+                    "input",
+                    "params_m",
+                    "macs_m",
+                    "cost",
+                    "prune",
+                    "quantize",
+                    "export",
+                    "seconds",
+                )
+            )
+            + " |"
+        )
+    for name in pending:
+        lines.append(f"| {name} | – | – | – | not run yet | – | – | – | – |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--models", help="comma-separated names (default: every classifier)")
+    parser.add_argument("--out", default="docs/models.md", help="markdown table ('-': stdout)")
+    parser.add_argument("--jsonl", default=None, help="also write one JSON line per model")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per model")
+    parser.add_argument(
+        "--resume-from", default=None, help="a --jsonl file of an earlier run: keep its rows"
+    )
+    parser.add_argument(
+        "--table-from",
+        nargs="+",
+        default=None,
+        help="only write the table from these --jsonl files (first row per model wins)",
+    )
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(probe(args.one)))
+        return
+    from autocompress.core.models import torchvision_model_names
+
+    names = args.models.split(",") if args.models else torchvision_model_names()
+    if args.table_from:
+        found: dict[str, dict] = {}
+        for path in args.table_from:
+            for line in Path(path).read_text().splitlines():
+                row = json.loads(line)
+                found.setdefault(row["model"], row)
+        text = table([found.get(n, {"model": n, "build": "not run yet"}) for n in names])
+        if args.out == "-":
+            print(text)
+        else:
+            Path(args.out).write_text(text)
+        return
+    if args.resume_from and Path(args.resume_from).is_file():
+        rows = [json.loads(line) for line in Path(args.resume_from).read_text().splitlines()]
+        rows = [r for r in rows if r.get("model") in names]
+    else:
+        rows = []
+    done = {r["model"] for r in rows}
+    for index, name in enumerate(names):
+        if name in done:
+            continue
+        row = _run_one(name, args.timeout)
+        rows.append(row)
+        print(json.dumps({k: v for k, v in row.items() if k != "prune_trace"}), flush=True)
+        if args.jsonl:
+            with open(args.jsonl, "a") as handle:
+                handle.write(json.dumps(row) + "\n")
+        text = table(rows, [n for n in names[index + 1 :] if n not in done])
+        if args.out != "-":
+            Path(args.out).write_text(text)  # rewritten after every model: partial is useful
+    if args.out == "-":
+        print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
