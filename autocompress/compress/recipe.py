@@ -147,9 +147,9 @@ def distill_with_retry(
     Divergence: :class:`TrainingDiverged` from the training loop (loss not
     finite), or validation accuracy at chance (:func:`at_chance`) after the
     first epoch that ends :data:`CHANCE_CHECK_MIN_STEPS` steps or more into the
-    run (or at the end of a shorter run: a model at chance is no result) when
-    ``check_chance``. ``on_epoch(end, student, lr)`` runs after every epoch
-    (checkpoint there). ``resume`` (with a ``"lr"`` key from a checkpoint)
+    run, and again at the end of every run (a run can collapse later; a model at
+    chance is no result) when ``check_chance``. ``on_epoch(end, student, lr)``
+    runs after every epoch (checkpoint there). ``resume`` (with a ``"lr"`` key from a checkpoint)
     continues a run; a resumed run does not retry.
 
     Raises:
@@ -198,7 +198,7 @@ def distill_with_retry(
                 calibrated=resume is not None,
                 **finetune_kwargs,
             )
-            if check_chance and not checked:  # no epoch of enough steps: judge the end
+            if check_chance:  # judge the end too: a run can collapse after its first epoch
                 accuracy = evaluate(current, data.val, device=device)["accuracy"]
                 if at_chance(accuracy, data.num_classes):
                     raise TrainingDiverged(

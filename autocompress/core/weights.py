@@ -59,12 +59,14 @@ def read_weights_file(path: str | os.PathLike[str]) -> Any:
         if found:
             name = found.group(1)
             raise CheckpointError(
-                f"{str(path)!r} holds a pickled Python object ({name}), most likely a whole "
+                f"{str(path)!r} cannot be read as weights: it holds a pickled Python object "
+                f"({name}), most likely a whole "
                 "model saved with torch.save(model); autocompress reads weights only "
                 "(weights_only=True: unpickling runs code)",
-                hint="Save the weights instead, where the model's class can be imported:\n"
-                f"    model = torch.load({str(path)!r}, weights_only=False)\n"
-                f"    torch.save(model.state_dict(), {str(path.with_suffix('')) + '_state.pt'!r})",
+                hint="Save the weights instead, in the script where your trained model lives:\n"
+                "    model = ...  # your trained nn.Module\n"
+                f"    torch.save(model.state_dict(), {str(path.with_suffix('')) + '_state.pt'!r})\n"
+                "then pass that file as --teacher, with --model naming the architecture.",
             ) from None
         first = _first_line_without_advice(text)
         raise CheckpointError(

@@ -117,9 +117,15 @@ def test_state_dict_and_image_folder_to_a_checked_onnx_model(workdir, tmp_path, 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     os.chdir(elsewhere)
-    code, out = run_cli(["report", str(run), "--chip", "nvidia/orin-nano"])
+    code, out = run_cli(["report", str(run)])  # records only: no model code runs
     assert code == 0, out
+    # re-scoring on a chip the run did not cost would need the model: report never imports it
+    code, out = run_cli(["report", str(run), "--chip", "nvidia/orin-nano"])
+    assert code == 2 and "never runs model code" in " ".join(out.split()), out
+    # the original file is gone: only the run's own copy is left, which the user must trust
     code, out = run_cli(["export", str(run), "--pick", "max accuracy"])
+    assert code == 2 and "--trust-model-code" in out, out
+    code, out = run_cli(["export", str(run), "--pick", "max accuracy", "--trust-model-code"])
     assert code == 0, out
     assert "top-1 agreement" in out
     exported = next((run / "models").glob("trial-*"))
