@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.console import Console
@@ -61,3 +63,30 @@ def show_python_warning(
 def print_json(data: Any) -> None:
     """Plain JSON on stdout (no colour codes), for scripts."""
     print(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+@contextlib.contextmanager
+def fraction_progress(description: str) -> Iterator[Callable[[str, float], None]]:
+    """A transient rich bar with elapsed time and ETA on stderr; yields
+    ``update(stage, fraction_done)`` (the callback ``recover``/``export`` take)."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=1.0)
+        yield lambda _stage, done: bar.update(task, completed=done)

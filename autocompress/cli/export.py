@@ -75,26 +75,9 @@ def command(
     if recover_epochs is None:
         result = export(run_dir, trial=trial, pick=pick, out=out, trust_model_code=trust_model_code)
     else:
-        from rich.progress import (
-            BarColumn,
-            Progress,
-            TaskProgressColumn,
-            TextColumn,
-            TimeRemainingColumn,
-        )
+        from autocompress.cli.console import fraction_progress
 
-        from autocompress.cli.console import stderr
-
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=stderr,
-            transient=True,
-        ) as bar:
-            task = bar.add_task("recovery training", total=1.0)
+        with fraction_progress("recovery training") as progress:
             result = export(
                 run_dir,
                 trial=trial,
@@ -103,7 +86,7 @@ def command(
                 trust_model_code=trust_model_code,
                 recover_epochs=recover_epochs,
                 device=device,
-                recover_progress=lambda _s, done: bar.update(task, completed=done),
+                recover_progress=progress,
             )
     check = result.check
     if as_json:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from autocompress.cli.console import print_json, stderr, stdout
+from autocompress.cli.console import fraction_progress, print_json, stdout
 
 DEVICE_CHOICES = click.Choice(["auto", "cpu", "cuda"])
 
@@ -73,15 +73,6 @@ def command(
       autocompress finetune runs/NAME --pick "max accuracy"
       autocompress finetune runs/NAME --trial 17 --epochs 30 --device cuda
     """
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from autocompress.core.errors import ConfigError
     from autocompress.recover.api import recover
 
@@ -89,17 +80,7 @@ def command(
         raise ConfigError("give exactly one of --trial N or --pick RULE")
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=stderr,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("recovery training", total=1.0)
+    with fraction_progress("recovery training") as progress:
         result = recover(
             run_dir,
             trial=trial,
@@ -111,7 +92,7 @@ def command(
             compile=compile,
             seed=seed,
             trust_model_code=trust_model_code,
-            progress=lambda _stage, done: bar.update(task, completed=done),
+            progress=progress,
         )
     info = result.info
     if as_json:
