@@ -9,7 +9,9 @@ cross-validation (refit without all rows of one model, predict that model).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ from autocompress.hardware.calibration_fit import (
     row_features,
 )
 from autocompress.hardware.calibration_metrics import ErrorSummary, summarize
-from autocompress.hardware.layers import LayerDescriptor
+from autocompress.hardware.layers import LayerDescriptor, LayerKind
 from autocompress.hardware.spec import ChipSpec
 
 _LAYER_CACHE: dict[tuple, list[LayerDescriptor]] = {}
@@ -77,7 +79,27 @@ def _disk_cache_path(key: tuple) -> Path:
     root = os.environ.get("AUTOCOMPRESS_CACHE")
     base = Path(root).expanduser() if root else Path.home() / ".cache" / "autocompress"
     text = repr((LAYER_CACHE_VERSION, __version__, torch.__version__, torchvision.__version__, key))
-    return base / "layers" / (hashlib.sha256(text.encode()).hexdigest()[:32] + ".pkl")
+    return base / "layers" / (hashlib.sha256(text.encode()).hexdigest()[:32] + ".json")
+
+
+def _layers_to_json(layers: list[LayerDescriptor]) -> str:
+    rows = []
+    for layer in layers:
+        row = dataclasses.asdict(layer)
+        row["kind"] = layer.kind.value
+        rows.append(row)
+    return json.dumps(rows)
+
+
+def _layers_from_json(text: str) -> list[LayerDescriptor]:
+    """Layer descriptors from the cache's JSON (data only: a cache file never runs code)."""
+    tuples = {"kernel_size", "stride", "dilation", "input_hw", "output_hw", "fused_ops"}
+    layers = []
+    for row in json.loads(text):
+        values = {k: tuple(v) if k in tuples else v for k, v in row.items()}
+        values["kind"] = LayerKind(values["kind"])
+        layers.append(LayerDescriptor(**values))
+    return layers
 
 
 def measured_layers(measurement: Measurement) -> list[LayerDescriptor]:
@@ -86,8 +108,6 @@ def measured_layers(measurement: Measurement) -> list[LayerDescriptor]:
     Cached per (model, input shape, width, bits) in memory and on disk (a torchvision
     or autocompress upgrade changes the key): extraction is the slow part of calibrating.
     """
-    import pickle
-
     key = (*measurement.key, measurement.weight_bits, measurement.activation_bits)
     layers = _LAYER_CACHE.get(key)
     if layers is not None:
@@ -95,7 +115,7 @@ def measured_layers(measurement: Measurement) -> list[LayerDescriptor]:
     cache_file = _disk_cache_path(key) if measurement.model in _builtin_names() else None
     if cache_file is not None and cache_file.is_file():
         try:
-            layers = pickle.loads(cache_file.read_bytes())
+            layers = _layers_from_json(cache_file.read_text(encoding="utf-8"))
         except Exception:  # a damaged or foreign cache entry: extract again
             layers = None
     if layers is None:
@@ -116,7 +136,7 @@ def measured_layers(measurement: Measurement) -> list[LayerDescriptor]:
             try:
                 cache_file.parent.mkdir(parents=True, exist_ok=True)
                 temporary = cache_file.with_suffix(".tmp")
-                temporary.write_bytes(pickle.dumps(layers))
+                temporary.write_text(_layers_to_json(layers), encoding="utf-8")
                 temporary.replace(cache_file)
             except OSError:
                 pass  # a read-only cache folder only costs speed

@@ -266,3 +266,18 @@ def test_shipped_calibrations_name_a_source_for_every_row():
         assert rows and all(r.source.startswith("https://github.com/") for r in rows)
         shipped = load_calibration(root / vendor / "calibration.yaml")
         assert set(shipped.chips) == {r.chip_id for r in rows}
+
+
+def test_layer_cache_is_json_data_and_round_trips():
+    """The on-disk layer cache holds plain JSON (a cache file never runs code, unlike pickle)."""
+    import json
+
+    import torchvision
+
+    from autocompress.hardware.calibration_run import _layers_from_json, _layers_to_json
+    from autocompress.hardware.extract import extract_layers
+
+    layers = extract_layers(torchvision.models.mobilenet_v2(), (3, 32, 32))
+    text = _layers_to_json(layers)
+    assert isinstance(json.loads(text), list)
+    assert _layers_from_json(text) == layers
