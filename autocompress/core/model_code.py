@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from autocompress.core.errors import UntrustedModelCodeError
+from autocompress.core.file_hash import file_sha256
 
 TRUST_FLAG = "--trust-model-code"
 
@@ -38,21 +38,13 @@ def model_file_of(name: str) -> Path | None:
     return Path(path_text) if path_text.endswith(".py") else None
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def model_file_identity(name: str) -> dict[str, str] | None:
     """``{"path": resolved path, "sha256": …}`` of a model file name (None when not a file
     or missing): what a run records at creation in run.yaml (``model_code``)."""
     path = model_file_of(name)
     if path is None or not path.is_file():
         return None
-    return {"path": str(path.resolve()), "sha256": sha256_file(path)}
+    return {"path": str(path.resolve()), "sha256": file_sha256(path)}
 
 
 @dataclass(frozen=True)
@@ -76,7 +68,7 @@ class ModelCodePolicy:
             return
         target = Path(file) if file is not None else path
         identity = (
-            {"path": str(target.resolve()), "sha256": sha256_file(target)}
+            {"path": str(target.resolve()), "sha256": file_sha256(target)}
             if target.is_file()
             else None
         )

@@ -12,7 +12,6 @@ them (or ``**kwargs``), plus the user's keyword arguments (``--model-arg key=val
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import inspect
 import shutil
@@ -24,6 +23,7 @@ from typing import Any
 from torch import nn
 
 from autocompress.core.errors import ConfigError
+from autocompress.core.file_hash import file_sha256
 
 #: Folder of a run (and of an export) that keeps the model source.
 MODEL_SOURCE_DIR = "model_source"
@@ -35,11 +35,6 @@ _SOURCE_BY_HASH: dict[str, Path] = {}
 def is_file_model(name: str) -> bool:
     """True for ``path/to/file.py:function`` names."""
     return ":" in name and name.rpartition(":")[0].endswith(".py")
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 (hex) of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def resolve_model_file(name: str) -> tuple[str, str]:

@@ -19,7 +19,6 @@ in the previous manifest is ever deleted.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -28,17 +27,10 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from autocompress.core.errors import OutputDirError
+from autocompress.core.file_hash import file_sha256
 from autocompress.core.file_writes import CreatedPaths, writing
 
 STAGING_PREFIX = ".autocompress-staging-"
-
-
-def sha256_of_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def manifest_name(kind: str) -> str:
@@ -119,7 +111,7 @@ class OwnedDirectory:
                 path = self.target / str(relative)
                 if Path(str(relative)).is_absolute() or root not in path.resolve().parents:
                     continue
-                if path.is_file() and sha256_of_file(path) != digest:
+                if path.is_file() and file_sha256(path) != digest:
                     continue  # changed since it was written: not ours to replace
                 out.add(str(relative))
             return out
@@ -190,7 +182,7 @@ class OwnedDirectory:
                     old.unlink()
             manifest = {
                 "kind": self.kind,
-                "files": {r: sha256_of_file(self.target / r) for r in new},
+                "files": {r: file_sha256(self.target / r) for r in new},
             }
             tmp = self.target / f"{STAGING_PREFIX}manifest.tmp"
             tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

@@ -14,11 +14,12 @@ from typing import Any
 
 from autocompress import __version__
 from autocompress.core.errors import ConfigError, RunDirectoryError
+from autocompress.core.file_hash import file_sha256
 from autocompress.core.file_writes import writing
 from autocompress.core.model_code import model_code_policy, recorded_identities
 from autocompress.core.owned_dir import OwnedDirectory
 from autocompress.core.workspace import TrialRecord
-from autocompress.export.card import layer_entries, sha256_of, write_card
+from autocompress.export.card import layer_entries, write_card
 from autocompress.export.onnx_model import write_onnx
 from autocompress.export.rule import PickRule, parse_rule
 from autocompress.export.verify import (
@@ -282,7 +283,7 @@ def _export_into(
             "epochs": recovered.get("epochs"),
             "seconds": recovered.get("seconds"),
             "recipe": recovered.get("recipe"),
-            "sha256": sha256_of(recovered_pt),
+            "sha256": file_sha256(recovered_pt),
         }
     else:
         recovered = None
@@ -402,7 +403,9 @@ def _export_into(
     card["chip_files"] = [
         str(p.relative_to(directory)) if p.is_relative_to(directory) else str(p) for p in chip_files
     ]
-    card["files"] = {p.name: sha256_of(p) for p in (onnx_path, pt_path, *chip_files) if p.is_file()}
+    card["files"] = {
+        p.name: file_sha256(p) for p in (onnx_path, pt_path, *chip_files) if p.is_file()
+    }
     card_json, card_md = write_card(directory, card)
     return ExportResult(
         trial=number,

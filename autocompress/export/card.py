@@ -7,7 +7,6 @@ Keys chip plugins read (``autocompress_export_step``): ``chip_id``, ``layers``
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,15 +15,6 @@ from typing import Any
 from autocompress.core.workspace import write_atomic
 
 CARD_FORMAT_VERSION = 1
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def layer_entries(

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from autocompress.core.errors import ConfigError
+from autocompress.core.file_hash import file_sha256
 from autocompress.hardware.calibration_fit import KNOB_NAMES, KNOBS
 from autocompress.hardware.spec import ChipSpec
 
@@ -108,11 +109,6 @@ class CalibrationFile:
             "measurements": dict(self.measurements),
             "chips": {chip_id: cal.to_dict() for chip_id, cal in sorted(self.chips.items())},
         }
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def write_calibration(calibration: CalibrationFile, path: str | Path) -> Path:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autocompress.core.errors import ConfigError
-from autocompress.hardware.calibration import CalibrationFile, ChipCalibration, file_sha256
+from autocompress.core.file_hash import file_sha256
+from autocompress.hardware.calibration import CalibrationFile, ChipCalibration
 from autocompress.hardware.calibration_csv import Measurement, read_measurements
 from autocompress.hardware.calibration_fit import (
     KNOBS,
