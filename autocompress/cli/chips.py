@@ -126,17 +126,9 @@ def _show_chip(chip: ChipSpec, plugin: str | None) -> None:
 
 def calibration_info(chip_id: str) -> dict[str, Any] | None:
     """The active calibration of ``chip_id`` for display: file, knobs, errors (None if none)."""
-    from autocompress.hardware.calibration_store import active_calibration
+    from autocompress.hardware.calibration_store import calibration_summary
 
-    found = active_calibration(chip_id)
-    if found is None:
-        return None
-    return {
-        "path": str(found.file.path),
-        "sha256": found.file.sha256,
-        "layer": found.layer,
-        **found.chip.to_dict(),
-    }
+    return calibration_summary(chip_id, fitted_values=True)
 
 
 def _calibration_text(chip_id: str) -> str:

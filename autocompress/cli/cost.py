@@ -188,18 +188,9 @@ def _json(model: str, shape: tuple[int, ...], cost: Cost, layers: list[LayerDesc
 
 def _calibration_of(chip_id: str) -> dict[str, Any] | None:
     """The calibration applied to ``chip_id`` (path, sha256, cross-validated error), or None."""
-    from autocompress.hardware.calibration_store import active_calibration
+    from autocompress.hardware.calibration_store import calibration_summary
 
-    found = active_calibration(chip_id)
-    if found is None:
-        return None
-    return {
-        "path": str(found.file.path),
-        "sha256": found.file.sha256,
-        "layer": found.layer,
-        "rows": found.chip.rows,
-        "cross_validation": found.chip.cross_validation,
-    }
+    return calibration_summary(chip_id)
 
 
 def _calibration_line(chip_id: str) -> str:

@@ -148,6 +148,23 @@ def active_calibration(chip_id: str) -> ActiveCalibration | None:
     return _ensure().active.get(chip_id)
 
 
+def calibration_summary(chip_id: str, *, fitted_values: bool = False) -> dict[str, Any] | None:
+    """What ``cost`` and ``chips show`` print of ``chip_id``'s active calibration: file
+    (path, sha256), layer, rows and cross-validated error — with ``fitted_values``
+    every field of the fit (knobs, datasheet values, bounds, errors). None if uncalibrated."""
+    found = active_calibration(chip_id)
+    if found is None:
+        return None
+    summary: dict[str, Any] = {
+        "path": str(found.file.path),
+        "sha256": found.file.sha256,
+        "layer": found.layer,
+    }
+    if fitted_values:
+        return summary | found.chip.to_dict()
+    return summary | {"rows": found.chip.rows, "cross_validation": found.chip.cross_validation}
+
+
 def calibrated_spec(chip: ChipSpec) -> ChipSpec:
     """``chip`` with the active calibration applied (itself if none applies, or already did)."""
     if "calibration" in chip.sources:
@@ -187,6 +204,7 @@ __all__ = [
     "active_calibration",
     "calibrated_spec",
     "calibration_record",
+    "calibration_summary",
     "use_calibration",
     "user_calibration_dir",
 ]
