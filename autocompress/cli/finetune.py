@@ -36,7 +36,7 @@ DEVICE_CHOICES = click.Choice(["auto", "cpu", "cuda"])
 @click.option(
     "--compile/--no-compile",
     default=None,
-    help="torch.compile the student (default: on a GPU for runs of 300+ steps).",
+    help="torch.compile the student (default: off; on a GPU the step replays CUDA graphs).",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from autocompress.compress.attention import route_attention
+from autocompress.compress.cuda_graphs import InferenceGraph
 from autocompress.compress.distill import kd_loss, teacher_logits
 from autocompress.compress.evaluate import evaluate
 from autocompress.compress.fold import fold_batch_norms
@@ -264,6 +265,11 @@ def finetune(
     if learned_steps:
         enable_learned_steps(student)
     temperature, alpha = config.kd_temperature, config.kd_alpha
+    fresh_teacher: Callable[[torch.Tensor], torch.Tensor] = teacher
+    if cached is None and dev.type == "cuda":  # the teacher's forward on every batch: replayed
+        step_batch = min(batch_size, len(train_images))
+        sample = train_images[:step_batch].contiguous(memory_format=torch.channels_last)
+        fresh_teacher = InferenceGraph(teacher, sample)
 
     def loss_fn(
         model: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor
@@ -272,7 +278,7 @@ def finetune(
             target = cached[idx]
         else:
             with torch.no_grad():
-                target = teacher(x)
+                target = fresh_teacher(x)
         return kd_loss(model(x), target, y, temperature=temperature, alpha=alpha)
 
     schedule = TrainingSchedule(

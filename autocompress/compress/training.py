@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from autocompress.compress.cuda_graphs import TrainingGraphs, capture_training_graphs
 from autocompress.core.data import Split
-from autocompress.core.errors import ConfigError
+from autocompress.core.errors import AutocompressWarning, ConfigError
 
 Progress = Callable[[str, float], None]
 """``progress(stage, fraction_done)``, called a few times per epoch."""
@@ -41,10 +43,13 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return resolved
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; a no-op elsewhere."""
+def autocast(device: torch.device, *, cache_enabled: bool = True):
+    """bf16 autocast on CUDA; a no-op elsewhere. ``cache_enabled=False`` around CUDA graphs."""
     return torch.autocast(
-        device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"
+        device_type=device.type,
+        dtype=torch.bfloat16,
+        enabled=device.type == "cuda",
+        cache_enabled=cache_enabled,
     )
 
 
@@ -155,6 +160,7 @@ def train(
     after_step: Callable[[], None] | None = None,
     on_epoch: Callable[[EpochEnd], None] | None = None,
     resume: Mapping[str, Any] | None = None,
+    cuda_graphs: bool | None = None,
 ) -> dict[str, float]:
     """Train ``model`` on ``split`` (moved to ``device`` if needed) with ``loss_fn``.
 
@@ -163,6 +169,11 @@ def train(
     (checkpoint there); ``resume`` is a previous ``EpochEnd.state`` — training
     continues from that step with the same learning-rate schedule and batch order.
     A non-finite epoch loss raises :class:`TrainingDiverged`.
+
+    ``cuda_graphs`` (None: on CUDA unless the model is compiled) replays the
+    model's forward/backward as CUDA graphs
+    (:mod:`~autocompress.compress.cuda_graphs`); a model that cannot be captured
+    trains eagerly, with one warning.
 
     Returns ``steps``, ``epochs``, ``seconds``, ``images_per_s``, ``final_loss``
     (mean over the last tenth of the steps) and ``seconds_per_epoch`` (full
@@ -178,6 +189,67 @@ def train(
         images = images.contiguous(memory_format=torch.channels_last)
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     model.to(device).train()
+    graphs = _training_graphs(model, images[:batch_size], device, cuda_graphs)
+    try:
+        return _train_loop(
+            model,
+            images,
+            labels,
+            loss_fn,
+            schedule,
+            device=device,
+            batch_size=batch_size,
+            total=total,
+            progress=progress,
+            stage=stage,
+            after_step=after_step,
+            on_epoch=on_epoch,
+            resume=resume,
+            graphs=graphs,
+        )
+    finally:
+        graphs.release()
+
+
+def _training_graphs(
+    model: nn.Module, sample: torch.Tensor, device: torch.device, wanted: bool | None
+) -> TrainingGraphs:
+    """Capture ``model``'s training step when wanted (None: CUDA and not compiled)."""
+    compiled = hasattr(model, "_orig_mod")  # torch.compile's wrapper compiles its own graphs
+    if wanted is False or device.type != "cuda" or (wanted is None and compiled):
+        return TrainingGraphs(None, False, "not asked for")
+    graphs = capture_training_graphs(model, sample.contiguous(memory_format=torch.channels_last))
+    if not graphs.active and graphs.reason not in _WARNED:
+        _WARNED.add(graphs.reason)
+        warnings.warn(
+            f"training without CUDA graphs (slower): {graphs.reason}",
+            AutocompressWarning,
+            stacklevel=3,
+        )
+    return graphs
+
+
+_WARNED: set[str] = set()
+
+
+def _train_loop(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    loss_fn: BatchLoss,
+    schedule: TrainingSchedule,
+    *,
+    device: torch.device,
+    batch_size: int,
+    total: int,
+    progress: Progress | None,
+    stage: str,
+    after_step: Callable[[], None] | None,
+    on_epoch: Callable[[EpochEnd], None] | None,
+    resume: Mapping[str, Any] | None,
+    graphs: TrainingGraphs,
+) -> dict[str, float]:
+    n = len(labels)
     optimizer = make_optimizer(model, schedule)
     warmup = int(total * schedule.warmup_fraction)
 
@@ -218,7 +290,7 @@ def train(
                 )
             for group in optimizer.param_groups:
                 group["lr"] = schedule.lr * lr_at(step)
-            with autocast(device):
+            with autocast(device, cache_enabled=not graphs.active):
                 loss = loss_fn(model, x, y, idx)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -276,6 +348,7 @@ def train(
         "images_per_s": done * batch_size / max(seconds, 1e-9),
         "final_loss": float(torch.stack(losses).float().mean()) if losses else float("nan"),
         "seconds_per_epoch": per_epoch,
+        "cuda_graphs": 1.0 if graphs.active else 0.0,
     }
 
 

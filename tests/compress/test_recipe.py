@@ -147,16 +147,21 @@ def test_default_recovery_epochs_depend_on_dataset_and_device():
     assert default_recovery_epochs("other", "cpu") == 10
 
 
-def test_fast_path_on_a_gpu_is_batch_512_compiled_for_long_runs_cpu_unchanged():
+def test_fast_path_on_a_gpu_is_batch_512_with_cuda_graphs_cpu_unchanged():
     from autocompress.compress.fastpath import choose_fast_path
 
     gpu = lambda _device: True  # noqa: E731 — "the device is CUDA", without a GPU
     long = choose_fast_path("cuda", epochs=30, train_images=40000, is_cuda=gpu)
-    assert (long.device_type, long.batch_size, long.compile) == ("cuda", 512, True)
+    assert (long.device_type, long.batch_size, long.compile, long.cuda_graphs) == (
+        "cuda", 512, False, True
+    )  # fmt: skip
     short = choose_fast_path("cuda", epochs=1, train_images=40000, is_cuda=gpu)
-    assert short.batch_size == 512 and not short.compile
+    assert short.batch_size == 512 and not short.compile and short.cuda_graphs
     cpu = choose_fast_path("cpu", epochs=30, train_images=40000)
-    assert (cpu.device_type, cpu.batch_size, cpu.compile) == ("cpu", 128, False)
+    assert (cpu.device_type, cpu.batch_size, cpu.compile, cpu.cuda_graphs) == (
+        "cpu", 128, False, False
+    )  # fmt: skip
     asked = choose_fast_path("cuda", epochs=1, train_images=100, batch_size=64, compile=True,
                              is_cuda=gpu)  # fmt: skip
+    assert not asked.cuda_graphs  # a compiled student brings its own graphs
     assert asked.batch_size == 64 and asked.compile
