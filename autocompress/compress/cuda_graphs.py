@@ -18,9 +18,12 @@ restores it, so evaluation, export and saving see the plain module.
 What a capture requires of the model, and what autocompress's models meet:
 static shapes (the training loop only draws full batches), no CPU
 synchronisation in the training forward (activation ranges are tensors,
-updated in place), no hooks on the top module. If a capture fails anyway
-(a user's model that synchronises, a driver without graph support), the
-training continues eagerly and the reason is returned, never raised.
+updated in place), no hooks on the top module. A model that synchronises
+is found before any capture (one eager step under
+``torch.cuda.set_sync_debug_mode("error")``) and trains eagerly. No garbage
+collection runs during a capture (an earlier graph freed mid-capture breaks
+it). If a capture fails anyway, the training continues eagerly, the reason
+is returned (never raised) and no capture is tried again in that process.
 
 ``AUTOCOMPRESS_CUDA_GRAPHS=0`` turns graphs off (to compare, or to debug a
 model).
@@ -28,8 +31,13 @@ model).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
+import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -63,6 +71,8 @@ class TrainingGraphs:
         if self._patched and self.model is not None:
             self.model.__dict__.pop("forward", None)  # the instance attribute the capture set
             self._patched = False
+            self.model = None
+            gc.collect()  # the graphs live in reference cycles: free them now, not mid-capture
         self.active = False
         self.model = None
 
@@ -87,27 +97,90 @@ def capture_training_graphs(
         return TrainingGraphs(None, False, "the model's forward is already replaced")
     if not model.training:
         return TrainingGraphs(None, False, "the model is not in training mode")
-    state = _snapshot_grads(model)
-    _quiet_stream_mismatch_warning()
-    try:
+    if _CAPTURE_BROKEN:
+        return TrainingGraphs(None, False, f"an earlier capture failed ({_CAPTURE_BROKEN[0]})")
+
+    def cast() -> torch.autocast:
         # autocast's weight-cast cache must be off while capturing (PyTorch's CUDA graph notes)
-        with torch.autocast(
+        return torch.autocast(
             device_type="cuda",
             dtype=dtype or torch.float32,
             enabled=dtype is not None,
             cache_enabled=False,
-        ):
+        )
+
+    blocker = _synchronising_op(model, sample, cast)
+    if blocker:  # a capture would fail, and a failed capture can leave CUDA unusable
+        return TrainingGraphs(
+            None, False, f"the training step synchronises with the CPU ({blocker})"
+        )
+    state = _snapshot_grads(model)
+    _quiet_stream_mismatch_warning()
+    try:
+        with cast(), _no_collection(sample.device):
             torch.cuda.make_graphed_callables(
                 model, (sample.detach(),), num_warmup_iters=3, allow_unused_input=True
             )
     except Exception as exc:  # a model that cannot be captured trains eagerly
         model.__dict__.pop("forward", None)
         _restore_grads(model, state)
-        torch.cuda.synchronize(sample.device)
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        _CAPTURE_BROKEN.append(first_line[:160])  # never capture again in this process
         return TrainingGraphs(None, False, f"capture failed ({first_line[:160]})")
     _restore_grads(model, state)
     return TrainingGraphs(model, True, "", _patched=True)
+
+
+#: The reason of a capture that failed in this process (then no capture is tried again).
+_CAPTURE_BROKEN: list[str] = []
+
+
+def _synchronising_op(
+    model: nn.Module, sample: torch.Tensor, cast: Callable[[], torch.autocast]
+) -> str:
+    """Where one eager forward/backward of ``model`` on ``sample`` synchronises the
+    CPU with the GPU (what a capture cannot record), or "" if it does not.
+
+    Runs under ``torch.cuda.set_sync_debug_mode("error")``; gradients go to
+    ``torch.autograd.grad``, so ``.grad`` and the weights are untouched.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    previous = torch.cuda.get_sync_debug_mode()
+    torch.cuda.synchronize(sample.device)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        with cast():
+            outputs = [o for o in _tensors(model(sample.detach())) if o.requires_grad]
+        if outputs and params:
+            torch.autograd.grad(
+                outputs,
+                params,
+                grad_outputs=[torch.ones_like(o) for o in outputs],
+                allow_unused=True,
+            )
+    except RuntimeError as exc:
+        return _where(exc)
+    finally:
+        torch.cuda.set_sync_debug_mode(previous)
+    return ""
+
+
+def _tensors(output: object) -> list[torch.Tensor]:
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, (list, tuple)):
+        return [t for item in output for t in _tensors(item)]
+    if isinstance(output, dict):
+        return [t for item in output.values() for t in _tensors(item)]
+    return []
+
+
+def _where(exc: BaseException) -> str:
+    """The innermost frame of the error outside torch, and its first line."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "/torch/" not in f.filename]
+    place = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"{place}: {first_line[:120]}"
 
 
 class InferenceGraph:
@@ -146,7 +219,12 @@ class InferenceGraph:
                     model(self._input)
             torch.cuda.current_stream(sample.device).wait_stream(stream)
             self._graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self._graph), torch.no_grad(), cast:
+            with (
+                _no_collection(sample.device),
+                torch.cuda.graph(self._graph),
+                torch.no_grad(),
+                cast,
+            ):
                 self._output = model(self._input)
             self.active = True
         except Exception as exc:  # eager forwards instead
@@ -161,6 +239,27 @@ class InferenceGraph:
         self._input.copy_(x)
         self._graph.replay()
         return self._output.clone()
+
+
+@contextlib.contextmanager
+def _no_collection(device: torch.device) -> Iterator[None]:
+    """No garbage collection while capturing.
+
+    An earlier trial's graphs sit in reference cycles (the autograd function
+    class ``make_graphed_callables`` builds); when the collector destroys them
+    in the middle of a capture, their memory is freed with a call that a
+    capture forbids, the capture fails, and CUDA stays unusable for the
+    process. So: collect first, outside the capture, then pause the collector.
+    """
+    gc.collect()
+    torch.cuda.synchronize(device)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _quiet_stream_mismatch_warning() -> None:

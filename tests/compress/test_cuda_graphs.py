@@ -109,3 +109,33 @@ def test_teacher_graph_replays_the_same_logits() -> None:
     got = graph(x).float()
     assert torch.allclose(got, expected, rtol=0.02, atol=0.02)
     assert graph(torch.randn(3, 3, 8, 8, device="cuda")).shape == (3, 4)  # other shape: eager
+
+
+class _Syncs(nn.Module):
+    """A model whose forward reads a value back to the CPU: it cannot be captured."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = _net()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if float(x.abs().max()) > 1e9:  # a CPU synchronisation
+            x = x.clamp(-1e9, 1e9)
+        return self.net(x)
+
+
+@cuda
+def test_a_model_that_synchronises_trains_eagerly_and_later_captures_still_work() -> None:
+    device = torch.device("cuda")
+    model = _Syncs().to(device).train()
+    graphs = capture_training_graphs(model, torch.randn(16, 3, 8, 8, device=device))
+    assert not graphs.active and "synchronises" in graphs.reason
+    assert "forward" not in model.__dict__
+    with pytest.warns(UserWarning, match="without CUDA graphs"):
+        stats = train(
+            model, _split(), _ce, TrainingSchedule(epochs=1, batch_size=16), device=device
+        )
+    assert stats["cuda_graphs"] == 0.0
+    again = train(_net(), _split(), _ce, TrainingSchedule(epochs=1, batch_size=16), device=device)
+    assert again["cuda_graphs"] == 1.0
+    torch.nn.init.kaiming_uniform_(torch.empty(4, 4, device=device))  # the generator still works
