@@ -14,6 +14,7 @@ from typing import Any
 
 from autocompress.core.budget import Budget
 from autocompress.core.errors import RunDirectoryError
+from autocompress.core.run_config import RunConfig
 from autocompress.core.trial_config import TrialConfig
 from autocompress.core.workspace import RunDirectory, TrialRecord
 
@@ -24,13 +25,13 @@ class RunData:
 
     Attributes:
         directory: the run directory.
-        config: run.yaml as a dict.
+        config: run.yaml (a validated :class:`~autocompress.core.run_config.RunConfig`).
         records: one TrialRecord per trial number, sorted.
         pareto: pareto.json as written by the search (None before the first trial).
     """
 
     directory: RunDirectory
-    config: Mapping[str, Any]
+    config: RunConfig
     records: Sequence[TrialRecord] = field(default_factory=tuple)
     pareto: Mapping[str, Any] | None = None
 
@@ -40,45 +41,37 @@ class RunData:
 
     @property
     def name(self) -> str:
-        return str(self.config.get("name") or self.path.name)
+        return self.config.name or self.path.name
 
     @property
     def main_chip(self) -> str:
-        chip = self.config.get("chip")
-        if not chip:
-            raise RunDirectoryError(f"{self.directory.run_yaml}: field 'chip' is missing")
-        return str(chip)
+        return self.config.chip
 
     @property
     def chips(self) -> list[str]:
         """Every chip each trial was costed on (main first)."""
-        chips = [str(c) for c in self.config.get("chips") or []]
-        return chips or [self.main_chip]
+        return list(self.config.chips)
 
     @property
     def objectives(self) -> list[str]:
-        return [str(o) for o in self.config.get("objectives") or ["accuracy", "latency_ms"]]
+        return list(self.config.objectives)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        shape = self.config.get("input_shape")
-        if not shape:
-            raise RunDirectoryError(f"{self.directory.run_yaml}: field 'input_shape' is missing")
-        return tuple(int(x) for x in shape)
+        return self.config.input_shape
 
     @property
     def protect(self) -> tuple[str, ...]:
-        space = self.config.get("space") or {}
-        return tuple(str(p) for p in (space.get("protect") or ()))
+        return self.config.protect
 
     @property
     def teacher(self) -> Mapping[str, Any]:
-        return self.config.get("teacher") or {}
+        """run.yaml's teacher entry as a mapping (``source``, ``val_accuracy`` …)."""
+        return self.config.teacher.to_dict()
 
     @property
     def trials_planned(self) -> int | None:
-        trials = self.config.get("trials")
-        return int(trials) if trials is not None else None
+        return self.config.trials
 
     @property
     def in_progress(self) -> bool:
@@ -88,12 +81,10 @@ class RunData:
 
     def budget(self) -> Budget:
         """The run's resolved budget (on the main chip)."""
-        data = {k: v for k, v in (self.config.get("budget") or {}).items() if v is not None}
-        known = set(Budget.__dataclass_fields__)
-        return Budget(**{k: float(v) for k, v in data.items() if k in known})
+        return self.config.budget
 
     def budget_sources(self) -> dict[str, str]:
-        return {str(k): str(v) for k, v in (self.config.get("budget_sources") or {}).items()}
+        return dict(self.config.budget_sources)
 
     def record(self, number: int) -> TrialRecord:
         """The record of trial ``number``; RunDirectoryError listing the known numbers if absent."""
@@ -110,7 +101,7 @@ class RunData:
 
     @staticmethod
     def trial_config(record: TrialRecord) -> TrialConfig:
-        return TrialConfig.from_dict(record.config)
+        return record.config
 
 
 def load_run(path: str | Path) -> RunData:

@@ -133,7 +133,7 @@ def make_row(
     checkable = {k: v for k, v in metrics.items() if v is not None}
     violations = budget.violations(checkable) if costs else {}
     feasible = trained and bool(costs) and all(v <= 0 for v in violations.values())
-    config = dict(record.config)
+    config = record.config.to_dict()
     return TrialRow(
         number=record.number,
         state=record.state,
