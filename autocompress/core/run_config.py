@@ -427,7 +427,8 @@ class RunConfig:
         timeout_s: float | None,
         device: str | None = None,
     ) -> RunConfig:
-        """What a resume applies: how the run goes on (never what it searches)."""
+        """What a resume applies: how the run goes on (never what it searches); the run is
+        running again, so the status of the call before is cleared."""
         finetune = self.finetune
         if device is not None:
             finetune = dataclasses.replace(finetune, device=device)  # workers read it here
@@ -438,6 +439,8 @@ class RunConfig:
             workers=workers,
             timeout_s=timeout_s,
             finetune=finetune,
+            status=None,
+            finished_utc=None,
         )
 
     def with_status(self, status: str, finished_utc: str | None) -> RunConfig:

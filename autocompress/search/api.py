@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -656,6 +657,9 @@ def _run_backend(
             )
         else:
             stop_reason = f"stopped by --timeout after {trained} of {planned} trained trials"
+    status = "interrupted" if interrupted else ("stopped" if stop_reason else "complete")
+    finished = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    run.write_run_config(config.with_status(status, finished))
     return SearchResult(
         run_dir=run.path,
         chip=config.chip,

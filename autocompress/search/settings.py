@@ -268,7 +268,8 @@ def settings_of_run(config: RunConfig) -> dict[str, Any]:
 
     dataset, finetune, teacher = config.dataset, config.finetune, config.teacher
     space = config.space
-    builtin = space.path is not None and Path(space.path).parent == builtin_space_dir()
+    # a built-in space by its name (its path is where that installation kept it)
+    builtin = space.path is not None and Path(space.path).parent.name == builtin_space_dir().name
     out: dict[str, Any] = {
         "name": config.name,
         "model": config.model.name,

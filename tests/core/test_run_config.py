@@ -78,6 +78,8 @@ def test_the_later_changes_are_typed_and_written_by_the_run_directory(tmp_path):
     run.write_run_config(done)
     assert run.read_run_config().status == "complete"
     assert RunConfig.from_yaml(done.to_yaml()) == done
+    again = done.with_resume(trials=9, backend="optuna", workers=1, timeout_s=None)
+    assert again.status is None and again.finished_utc is None  # running again
 
 
 def test_an_unsupported_format_is_refused(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from autocompress.core.workspace import RunDirectory
 from autocompress.search.api import _settings_from_arguments, search
 from autocompress.search.settings import SearchSettings
 
@@ -30,6 +31,8 @@ def test_settings_from_run_yaml_are_the_settings_that_made_the_run(tmp_path):
         "user (90%"
     )
 
+    recorded = RunDirectory(result.run_dir).read_run_config()
+    assert recorded.status == "complete" and recorded.finished_utc  # written when the call ends
     again = _settings_from_arguments(result.run_dir / "run.yaml", {})
     assert dataclasses.replace(again, out=settings.out) == settings
     # keyword arguments still override what the file says
