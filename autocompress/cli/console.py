@@ -90,3 +90,10 @@ def fraction_progress(description: str) -> Iterator[Callable[[str, float], None]
     ) as bar:
         task = bar.add_task(description, total=1.0)
         yield lambda _stage, done: bar.update(task, completed=done)
+
+
+class StderrNotices:
+    """The search's notices (``autocompress.search.notices.SearchNotices``) on the CLI's stderr."""
+
+    def notice(self, text: str) -> None:
+        stderr.print(text)

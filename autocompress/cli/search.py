@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from autocompress.cli.calibration_option import calibration_options
-from autocompress.cli.console import print_json, stderr, stdout
+from autocompress.cli.console import StderrNotices, print_json, stderr, stdout
 
 
 def _bits_summary(bits: dict[str, int]) -> str:
@@ -38,7 +38,7 @@ def front_table(result: Any, chip: str | None = None) -> Table:
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for record in result.front(chip):
         cost = record.costs.get(chip, {})
-        config = record.config
+        config = record.config.to_dict()
         table.add_row(
             str(record.number),
             f"{record.metrics.get('accuracy', 0):.3f}",
@@ -244,6 +244,7 @@ def command(
         rungs=factors,
         anchors=False if no_anchors else None,
         show_progress=not no_progress and not as_json,
+        notices=StderrNotices() if not no_progress and not as_json else None,
         embedded_default=embedded,
         **options,
     )

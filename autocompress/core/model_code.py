@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from autocompress.core.errors import UntrustedModelCodeError
 from autocompress.core.file_hash import file_sha256
@@ -102,17 +101,6 @@ def check_model_code(name: str, file: Path | None = None) -> None:
     policy = _POLICY.get()
     if policy is not None:
         policy.check(name, file)
-
-
-def recorded_identities(config: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    """The model file identities a run.yaml recorded (``model_code``)."""
-    entry = config.get("model_code")
-    entries: Iterable[Any] = entry if isinstance(entry, list) else [entry]
-    out = []
-    for item in entries:
-        if isinstance(item, Mapping) and isinstance(item.get("path"), str):
-            out.append((str(item["path"]), str(item.get("sha256", ""))))
-    return tuple(out)
 
 
 @contextlib.contextmanager

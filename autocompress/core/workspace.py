@@ -33,17 +33,16 @@ import os
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from autocompress.core.cost_totals import CostTotals
 from autocompress.core.errors import AutocompressError, RunDirectoryError, RunFileWarning
 from autocompress.core.file_writes import writing
+from autocompress.core.run_config import RUN_FORMAT_VERSION as RUN_FORMAT_VERSION
+from autocompress.core.run_config import RunConfig
 from autocompress.core.trial_config import TrialConfig
-
-RUN_FORMAT_VERSION = 1
 
 TRIAL_STATES = ("complete", "infeasible", "failed", "duplicate")
 
@@ -57,10 +56,11 @@ class TrialRecord:
         state: ``complete`` (trained and scored), ``infeasible`` (a cost budget
             was broken before training; no training spent), ``duplicate`` (the
             configuration of an earlier trial; its result reused) or ``failed``.
-        config: ``TrialConfig.to_dict()``.
+        config: the trial's :class:`TrialConfig` (a mapping given is read as one).
         metrics: ``accuracy`` (validation top-1, fraction), optionally
             ``test_accuracy``, ``teacher_agreement`` …; empty when not trained.
-        costs: chip id -> cost totals (``Cost.metrics()``) for every chip asked for.
+        costs: chip id -> :class:`CostTotals` for every chip asked for (mappings given
+            are read as totals).
         violations: budget name -> Optuna constraint value on the run's main chip
             (``<= 0`` met); see ``Budget.violations``.
         feasible: every budget met on the main chip.
@@ -77,9 +77,9 @@ class TrialRecord:
 
     number: int
     state: str
-    config: Mapping[str, Any]
+    config: TrialConfig
     metrics: Mapping[str, float] = field(default_factory=dict)
-    costs: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    costs: Mapping[str, CostTotals] = field(default_factory=dict)
     violations: Mapping[str, float] = field(default_factory=dict)
     feasible: bool = False
     timings_s: Mapping[str, float] = field(default_factory=dict)
@@ -88,8 +88,19 @@ class TrialRecord:
     rungs: Sequence[Mapping[str, float]] = field(default_factory=list)
     duplicate_of: int | None = None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.config, TrialConfig):
+            object.__setattr__(self, "config", TrialConfig.from_dict(self.config))
+        if any(not isinstance(v, CostTotals) for v in self.costs.values()):
+            typed = {str(k): CostTotals.from_mapping(v) for k, v in self.costs.items()}
+            object.__setattr__(self, "costs", typed)
+
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self)))
+        """The ``trials.jsonl`` form (JSON types only): what the run-directory writer stores."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["config"] = self.config.to_dict()
+        data["costs"] = {chip: totals.to_dict() for chip, totals in self.costs.items()}
+        return json.loads(json.dumps(data))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrialRecord:
@@ -112,7 +123,7 @@ class TrialRecord:
         if not isinstance(values["config"], Mapping):
             raise ValueError("field 'config' must be an object")
         try:
-            TrialConfig.from_dict(values["config"])
+            values["config"] = TrialConfig.from_dict(values["config"])
         except (ValueError, TypeError, KeyError, AutocompressError) as exc:
             raise ValueError(f"field 'config' is not a trial configuration ({exc})") from None
         for key in ("metrics", "violations", "timings_s"):
@@ -312,29 +323,14 @@ class RunDirectory:
         return self
 
     # -- run.yaml --------------------------------------------------------------
-    def write_run_config(self, config: Mapping[str, Any]) -> None:
-        data = {"format_version": RUN_FORMAT_VERSION, **config}
-        write_atomic(self.run_yaml, yaml.safe_dump(data, sort_keys=False))
+    def write_run_config(self, config: RunConfig) -> None:
+        """Write run.yaml (atomically): at creation, and for each typed change of it."""
+        write_atomic(self.run_yaml, config.to_yaml())
 
-    def read_run_config(self) -> dict[str, Any]:
+    def read_run_config(self) -> RunConfig:
+        """run.yaml as a validated :class:`RunConfig` (errors name file, line and field)."""
         self.require()
-        try:
-            data = yaml.safe_load(self.run_yaml.read_bytes().decode("utf-8"))
-        except UnicodeDecodeError:
-            raise RunDirectoryError(f"{self.run_yaml}: not a text file (not UTF-8)") from None
-        except yaml.YAMLError as exc:
-            raise RunDirectoryError(f"{self.run_yaml}: not valid YAML ({exc})") from None
-        except OSError as exc:
-            raise RunDirectoryError(f"{self.run_yaml} cannot be read: {exc}") from None
-        if not isinstance(data, dict):
-            raise RunDirectoryError(f"{self.run_yaml}: expected a mapping at the top level")
-        version = data.get("format_version")
-        if version != RUN_FORMAT_VERSION:
-            raise RunDirectoryError(
-                f"{self.run_yaml}: run format {version!r} is not supported "
-                f"(this autocompress reads format {RUN_FORMAT_VERSION})"
-            )
-        return data
+        return RunConfig.read(self.run_yaml)
 
     # -- trials.jsonl ------------------------------------------------------------
     def append_trial(self, record: TrialRecord) -> None:

@@ -16,8 +16,10 @@ from autocompress import __version__
 from autocompress.core.errors import ConfigError, RunDirectoryError
 from autocompress.core.file_hash import file_sha256
 from autocompress.core.file_writes import writing
-from autocompress.core.model_code import model_code_policy, recorded_identities
+from autocompress.core.model_code import model_code_policy
 from autocompress.core.owned_dir import OwnedDirectory
+from autocompress.core.run_data import RunData, load_run
+from autocompress.core.trial_rows import TrialRow, make_row
 from autocompress.core.workspace import TrialRecord
 from autocompress.export.card import layer_entries, write_card
 from autocompress.export.onnx_model import write_onnx
@@ -28,7 +30,6 @@ from autocompress.export.verify import (
     check_onnx_file,
     compare_with_torch,
 )
-from autocompress.report.run_data import RunData, load_run
 
 DEFAULT_CHECK_IMAGES = 2000
 
@@ -57,12 +58,19 @@ class ExportResult:
     card: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
-def candidate_rows(run: RunData) -> list:
+def candidate_rows(run: RunData) -> list[TrialRow]:
     """Report rows an export may take: trained, within the run's budget, on the main chip."""
-    from autocompress.report.api import load_report
-
-    report = load_report(run.path)
-    return [r for r in report.rows if r.trained and r.feasible]
+    budget = run.budget()
+    rows = (
+        make_row(
+            record,
+            record.costs.get(run.main_chip),
+            budget,
+            run.directory.read_recovered(record.number),
+        )
+        for record in run.records
+    )
+    return [r for r in rows if r.trained and r.feasible]
 
 
 def pick_trial(run: RunData, rule: str | PickRule) -> int:
@@ -175,7 +183,7 @@ def export(
     owned.check()  # before any work: a wrong --out costs nothing
     with model_code_policy(
         trusted=trust_model_code,
-        allowed=recorded_identities(run.config),
+        allowed=run.config.model_identities(),
         command="export",
     ):
         if recover_epochs is not None:
@@ -264,11 +272,10 @@ def _export_into(
     import torch
 
     from autocompress.compress.student import load_student, save_student
-    from autocompress.core.data import load_dataset, stratified_sample
-    from autocompress.core.models import ModelSpec
+    from autocompress.core.data import stratified_sample
+    from autocompress.hardware.estimate import cost_model_on_chip
     from autocompress.hardware.extract import extract_layers
     from autocompress.hardware.plugins import get_chip, plugin_versions, run_export_steps
-    from autocompress.report.rescore import cost_model_on_chip
 
     number = record.number
     chip = get_chip(run.main_chip)
@@ -291,7 +298,7 @@ def _export_into(
         weights = {
             "source": "proxy",
             "file": str(run.directory.student_pt(number).relative_to(run.path)),
-            "epochs": (run.config.get("finetune") or {}).get("epochs"),
+            "epochs": run.config.finetune.epochs,
         }
 
     onnx_path, pt_path = directory / "model.onnx", directory / "model.pt"
@@ -303,23 +310,13 @@ def _export_into(
     )
     check_onnx_file(onnx_path)
 
-    dataset = run.config.get("dataset") or {}
-    data = load_dataset(
-        str(dataset.get("name", "digits")),
-        seed=int(dataset.get("seed", 0)),
-        val_fraction=float(dataset.get("val_fraction", 0.1)),
-        root=dataset.get("root"),
-        limit=dataset.get("limit"),
-        input_size=dataset.get("input_size"),
-        mean=dataset.get("mean"),
-        std=dataset.get("std"),
-    )
+    data = run.config.dataset.load()  # the very splits and statistics the search used
     # a stratified sample: an image folder's test split is sorted by class
     picked = stratified_sample(data.test.labels, check_images, seed=0)
     images, labels = data.test.images[picked], data.test.labels[picked]
     check = compare_with_torch(onnx_path, student, images, labels, min_agreement=min_agreement)
 
-    spec = ModelSpec.from_dict(dict(run.config.get("model") or {}))
+    spec = run.config.model
     config = RunData.trial_config(record)
     save_student(
         pt_path,
@@ -346,9 +343,9 @@ def _export_into(
         {n[k] for n in notes for k in ("weight_note", "activation_note") if k in n}
     )
 
-    normalization = dict(
-        run.config.get("normalization") or {"mean": list(data.mean), "std": list(data.std)}
-    )
+    applied = {"mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std]}
+    recorded = run.config.normalization
+    normalization = recorded.to_dict() if recorded is not None else applied
     card: dict[str, Any] = {
         "format_version": 1,
         "run": {"name": run.name, "path": str(run.path)},
@@ -372,6 +369,14 @@ def _export_into(
             "onnx_on_check_images": check.onnx_accuracy,
         },
         "onnx_check": check.to_dict() | {"min_agreement": min_agreement, "opset": 21},
+        # what the check read: the run's own test split, normalised as the search did
+        "check_data": {
+            "dataset": run.config.dataset.name,
+            "split": "test",
+            "split_images": len(data.test),
+            "checked_images": len(picked),
+            "normalization": applied,
+        },
         "predicted_cost": dict(record.costs.get(chip.chip_id, {})),
         "predicted_cost_recomputed": cost.metrics() | {"macs": cost.macs},
         "costs_all_chips": {k: dict(v) for k, v in record.costs.items()},
@@ -380,12 +385,12 @@ def _export_into(
         "budget": run.budget().active(),
         "layers": layers,
         "representation_notes": representation,
-        "config": dict(record.config),
+        "config": record.config.to_dict(),
         "width_multiplier": config.width_multiplier,
         "seeds": {
-            "run": run.config.get("seed"),
-            "dataset": dataset.get("seed"),
-            "sampler": (run.config.get("sampler") or {}).get("seed"),
+            "run": run.config.seed,
+            "dataset": run.config.dataset.seed,
+            "sampler": run.config.sampler.seed,
         },
         "teacher": dict(run.teacher),
         "versions": {
@@ -395,9 +400,9 @@ def _export_into(
             "onnx": _version("onnx"),
             "onnxruntime": check.onnxruntime_version,
             "plugins": plugin_versions(),
-            "run": dict(run.config.get("versions") or {}),
+            "run": dict(run.config.versions),
         },
-        "calibration": _calibration_record(run.config.get("calibration")),
+        "calibration": _calibration_record(run.config.calibration),
     }
     chip_files = tuple(run_export_steps(chip, directory, onnx_path, card))
     card["chip_files"] = [

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from autocompress.core.cost_totals import CostTotals
+
 
 @dataclass(frozen=True)
 class LayerCost:
@@ -69,6 +71,10 @@ class Cost:
             "peak_memory_kb": self.peak_memory_kb,
             "model_size_kb": self.model_size_kb,
         }
+
+    def totals(self) -> CostTotals:
+        """The totals a trial record keeps (:meth:`metrics` plus ``macs``)."""
+        return CostTotals(**self.metrics(), macs=float(self.macs))
 
     def to_dict(self, *, with_layers: bool = True) -> dict[str, Any]:
         """JSON-ready form."""

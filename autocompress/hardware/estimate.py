@@ -229,8 +229,17 @@ def estimate_cost(
     )[1]
 
 
+def cost_model_on_chip(model: nn.Module, input_shape: tuple[int, ...], chip_id: str) -> Cost:
+    """Extract ``model``'s layers and cost them on ``chip_id`` (a plugin's override first)."""
+    from autocompress.hardware.plugins import get_chip
+
+    chip = get_chip(chip_id)
+    return estimate_costs(extract_layers(model, input_shape), [chip])[chip.chip_id]
+
+
 __all__ = [
     "check_bits_supported",
+    "cost_model_on_chip",
     "cost_on_chip",
     "estimate_cost",
     "estimate_costs",

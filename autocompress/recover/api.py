@@ -141,35 +141,25 @@ def recover(
         save_student,
     )
     from autocompress.compress.training import TrainingDiverged, resolve_device
-    from autocompress.core.data import load_dataset
     from autocompress.core.errors import ConfigError
-    from autocompress.core.model_code import model_code_policy, recorded_identities
+    from autocompress.core.model_code import model_code_policy
     from autocompress.core.models import load_checkpoint
+    from autocompress.core.run_data import RunData, load_run
     from autocompress.export.api import check_exportable
     from autocompress.hardware.plugins import get_chip
-    from autocompress.report.run_data import RunData, load_run
 
     run = load_run(run_dir)
     number = _choose_trial(run, trial, pick)
     record = check_exportable(run, number)
     directory: RunDirectory = run.directory
     dev = resolve_device(device)
-    dataset = dict(run.config.get("dataset") or {})
-    dataset_name = str(dataset.get("name", "digits"))
     if epochs is None:
-        epochs = float(default_recovery_epochs(dataset_name, dev.type))
+        epochs = float(default_recovery_epochs(run.config.dataset.name, dev.type))
     if epochs <= 0:
         raise ConfigError(f"recovery epochs must be positive, got {epochs:g}")
-    data = load_dataset(
-        dataset_name,
-        seed=int(dataset.get("seed", 0)),
-        val_fraction=float(dataset.get("val_fraction", 0.2)),
-        root=dataset.get("root"),
-        limit=dataset.get("limit"),
-        device=dev,
-    )
+    data = run.config.dataset.load(device=dev)  # the splits the search used
     with model_code_policy(
-        trusted=trust_model_code, allowed=recorded_identities(run.config), command="finetune"
+        trusted=trust_model_code, allowed=run.config.model_identities(), command="finetune"
     ):
         teacher, spec, _ = load_checkpoint(directory.teacher_pt)
     teacher = teacher.to(dev).eval()
@@ -221,7 +211,7 @@ def recover(
             },
         )
 
-    flip = dataset_name != "digits"  # a mirrored digit is another glyph
+    flip = run.config.dataset.name != "digits"  # a mirrored digit is another glyph
     try:
         result = distill_with_retry(
             student,

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
-import yaml
-
 from autocompress import __version__
 from autocompress.core.errors import AutocompressError
 from autocompress.core.workspace import write_atomic
@@ -258,7 +256,7 @@ def render_html(report: Report, *, trial: int | None = None) -> str:
     teacher_acc = report.teacher.get("accuracy")
     teacher_value = teacher_acc if isinstance(teacher_acc, float) else None
     scatters = "".join(_scatter(report, metric, label) for metric, label in SCATTER_METRICS)
-    config_yaml = yaml.safe_dump(dict(run.config), sort_keys=False)
+    config_yaml = run.config.to_yaml()
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>autocompress report: {escape(run.name)}</title>
 <style>{_CSS}</style></head><body>

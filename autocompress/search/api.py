@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from autocompress.core.errors import ConfigError, RunDirectoryError
-from autocompress.core.models import ModelSpec
+from autocompress.core.run_config import RunConfig, TeacherEntry
 from autocompress.core.workspace import RunDirectory, TrialRecord
+from autocompress.search.notices import SearchNotices, notices_for
 from autocompress.search.settings import (
     BUDGET_FIELDS,
     SearchSettings,
@@ -84,8 +86,11 @@ class SearchResult:
 
 
 def _settings_from_arguments(
-    config: str | Path | None, arguments: dict[str, Any]
+    config: str | Path | None,
+    arguments: dict[str, Any],
+    base: SearchSettings | None = None,
 ) -> SearchSettings:
+    """``base`` (default: the defaults), then the ``config`` file, then the keyword arguments."""
     chip = arguments.pop("chip", None)
     if chip is not None:
         arguments["chips"] = (chip,) if isinstance(chip, str) else tuple(chip)
@@ -94,7 +99,7 @@ def _settings_from_arguments(
     objectives = arguments.pop("objectives", None)
     if objectives is not None:
         arguments["objectives"] = tuple(objectives)
-    settings = SearchSettings()
+    settings = base if base is not None else SearchSettings()
     file_values: dict[str, Any] = {}
     if config is not None:
         file_values = settings_from_file(config)
@@ -102,7 +107,11 @@ def _settings_from_arguments(
         settings = settings.with_overrides(**file_values, budget=file_budget)
     if budget:
         settings = settings.with_overrides(budget={**dict(settings.budget), **budget})
-    model_given = arguments.get("model") is not None or "model" in file_values
+    model_given = (
+        arguments.get("model") is not None
+        or "model" in file_values
+        or (base is not None and base.model != SearchSettings.model)
+    )
     settings = settings.with_overrides(**arguments)
     if not model_given and settings.teacher is not None and Path(settings.teacher).is_file():
         settings = _model_of_teacher(settings)
@@ -135,6 +144,8 @@ def _model_of_teacher(settings: SearchSettings) -> SearchSettings:
 def search(
     config: str | Path | None = None,
     *,
+    settings: SearchSettings | None = None,
+    notices: SearchNotices | None = None,
     model: str | None = None,
     dataset: str | None = None,
     chip: str | Sequence[str] | None = None,
@@ -181,6 +192,10 @@ def search(
 
     Args:
         config: a YAML config (or a previous run.yaml); keyword arguments override it.
+        settings: a :class:`SearchSettings` to start from (the config file and the keyword
+            arguments given override it); the keyword arguments alone build one.
+        notices: receives the one-line notices (run created, teacher baseline, layers kept
+            at full width); default: rich on stderr with ``show_progress``, else none.
         model / dataset: what to compress and on which data (default fc_cnn on digits).
         model_args: keyword arguments of the model function (``{"width": 32}``).
         input_size: image size of an ``imagefolder:`` dataset, ``32`` or ``(H, W)`` / "HxW".
@@ -259,8 +274,9 @@ def search(
         "rungs": tuple(rungs) if rungs is not None else None,
         "anchors": anchors,
     }
+    notify = notices_for(notices, show_progress)
     if resume:
-        if config is not None:
+        if config is not None or settings is not None:
             raise ConfigError(
                 "--config cannot be combined with --resume: a run keeps the settings it was "
                 "created with",
@@ -271,12 +287,13 @@ def search(
             arguments,
             started=started,
             show_progress=show_progress,
+            notices=notify,
             trust_model_code=trust_model_code,
         )
-    settings = _settings_from_arguments(config, arguments)
+    settings = _settings_from_arguments(config, arguments, settings)
     if embedded_default:
         settings = dataclasses.replace(settings, embedded_default=True)
-    run, lock = _create_run(settings, show_progress=show_progress)
+    run, lock = _create_run(settings, show_progress=show_progress, notices=notify)
     try:
         return _run_backend(
             run, settings, planned=settings.trials, started=started, show_progress=show_progress
@@ -286,12 +303,16 @@ def search(
 
 
 def _resume(
-    arguments: dict[str, Any], *, started: float, show_progress: bool, trust_model_code: bool
+    arguments: dict[str, Any],
+    *,
+    started: float,
+    show_progress: bool,
+    notices: SearchNotices,
+    trust_model_code: bool,
 ) -> SearchResult:
     from autocompress.core.run_lock import RunLock
     from autocompress.search.resume_check import (
         check_model_files,
-        check_run_fields,
         check_study,
         check_unchanged,
     )
@@ -303,12 +324,11 @@ def _resume(
     lock = RunLock(run.path).acquire()  # before anything is written
     try:
         config = run.read_run_config()
-        check_run_fields(config, run.run_yaml)
         check_unchanged(config, arguments, run.run_yaml)
         check_model_files(run, config, trusted=trust_model_code)
         check_study(run, config)
-        if not run.teacher_pt.is_file() or config.get("teacher", {}).get("source") == "pending":
-            config = _train_pending_teacher(run, config, show_progress=show_progress)
+        if not run.teacher_pt.is_file() or config.teacher.pending:
+            config = _train_pending_teacher(run, config, notices=notices)
         return _resume_locked(run, config, arguments, started=started, show_progress=show_progress)
     finally:
         lock.release()
@@ -316,106 +336,80 @@ def _resume(
 
 def _resume_locked(
     run: RunDirectory,
-    config: dict[str, Any],
+    config: RunConfig,
     arguments: dict[str, Any],
     *,
     started: float,
     show_progress: bool,
 ) -> SearchResult:
-    planned = int(arguments["trials"] or config["trials"])
+    planned = int(arguments["trials"] or config.trials)
     settings = SearchSettings(
         trials=planned,
         timeout_s=arguments.get("timeout_s") or None,
-        sampler=config["sampler"]["name"],
-        backend=arguments.get("backend") or config.get("backend", "optuna"),
-        workers=int(arguments.get("workers") or config.get("workers", 1)),
-        address=arguments.get("address") or config.get("address"),
-        cpus_per_trial=float(
-            arguments.get("cpus_per_trial") or config.get("resources", {}).get("cpus_per_trial", 1)
-        ),
-        gpus_per_trial=float(
-            arguments.get("gpus_per_trial") or config.get("resources", {}).get("gpus_per_trial", 0)
-        ),
-        chips=tuple(config["chips"]),
-        objectives=tuple(config["objectives"]),
+        sampler=config.sampler.name,
+        backend=arguments.get("backend") or config.backend,
+        workers=int(arguments.get("workers") or config.workers),
+        address=arguments.get("address") or config.address,
+        cpus_per_trial=float(arguments.get("cpus_per_trial") or config.resources.cpus_per_trial),
+        gpus_per_trial=float(arguments.get("gpus_per_trial") or config.resources.gpus_per_trial),
+        chips=config.chips,
+        objectives=config.objectives,
     ).validate()
-    applied = {
-        "trials": planned,
-        "backend": settings.backend,
-        "workers": settings.workers,
-        "timeout_s": settings.timeout_s,
-    }
-    device = arguments.get("device")
-    finetune = dict(config.get("finetune") or {})
-    if device is not None and finetune.get("device") != device:
-        finetune["device"] = device  # workers read the device from run.yaml
-        applied["finetune"] = finetune
-    if any(config.get(k) != v for k, v in applied.items()):
-        config = {k: v for k, v in config.items() if k != "format_version"}
-        config.update(applied)
-        run.write_run_config(config)
+    applied = config.with_resume(
+        trials=planned,
+        backend=settings.backend,
+        workers=settings.workers,
+        timeout_s=settings.timeout_s,
+        device=arguments.get("device"),
+    )
+    if applied != config:
+        run.write_run_config(applied)
     return _run_backend(
         run, settings, planned=planned, started=started, show_progress=show_progress
     )
 
 
 def _train_pending_teacher(
-    run: RunDirectory, config: dict[str, Any], *, show_progress: bool
-) -> dict[str, Any]:
+    run: RunDirectory, config: RunConfig, *, notices: SearchNotices
+) -> RunConfig:
     """A run killed while its teacher trained: get the teacher again, as recorded."""
-    from autocompress.core.data import load_dataset
     from autocompress.search.context import pick_device
     from autocompress.search.teacher_source import obtain_teacher
 
-    dataset = config["dataset"]
-    teacher = dict(config.get("teacher") or {})
-    given = teacher.get("given_path")
+    given = config.teacher.given_path
     if given is not None and not Path(given).is_file():
         raise RunDirectoryError(
             f"{run.path} has no teacher yet and its given teacher {given!r} is gone",
             hint="Start a new run with --teacher PATH and another --out.",
         )
-    data = load_dataset(
-        dataset["name"],
-        seed=int(dataset.get("seed", 0)),
-        val_fraction=float(dataset.get("val_fraction", 0.2)),
-        root=dataset.get("root"),
-        limit=dataset.get("limit"),
-    )
-    spec = ModelSpec.from_dict(dict(config["model"]))
-    epochs = int(teacher.get("epochs") or 30)
-    if show_progress:
-        from autocompress.cli.console import stderr
-
-        stderr.print(f"[bold]run[/] {run.path} · teacher: {spec.name} (again: it never finished) …")
+    data = config.dataset.load()
+    spec = config.model
+    epochs = int(config.teacher.epochs or 30)
+    notices.notice(f"[bold]run[/] {run.path} · teacher: {spec.name} (again: it never finished) …")
     info = obtain_teacher(
         spec=spec,
         data=data,
-        dataset_key={k: dataset.get(k) for k in ("name", "seed", "val_fraction", "limit")},
+        dataset_key=config.dataset.cache_key(),
         destination=run.teacher_pt,
         given=given,
         epochs=epochs,
-        seed=int(config.get("seed", 0)),
-        device=pick_device(str((config.get("finetune") or {}).get("device", "auto"))),
+        seed=config.seed,
+        device=pick_device(config.finetune.device),
     )
-    config = {k: v for k, v in config.items() if k != "format_version"}
-    config["teacher"] = _teacher_entry(info, epochs, given)
+    config = config.with_teacher(_teacher_entry(info, epochs, given))
     run.write_run_config(config)
-    return run.read_run_config()
+    return config
 
 
-def _teacher_entry(info: Any, epochs: int, given: str | None) -> dict[str, Any]:
-    entry = {
-        "path": "teacher.pt",
-        "source": info.source,
-        "epochs": epochs,
-        "val_accuracy": info.val_accuracy,
-        "test_accuracy": info.test_accuracy,
-        "train_seconds": round(info.train_seconds, 2),
-    }
-    if info.source == "given" and given is not None:
-        entry["given_path"] = str(Path(given).resolve())
-    return entry
+def _teacher_entry(info: Any, epochs: int, given: str | None) -> TeacherEntry:
+    return TeacherEntry(
+        source=info.source,
+        epochs=epochs,
+        val_accuracy=info.val_accuracy,
+        test_accuracy=info.test_accuracy,
+        train_seconds=round(info.train_seconds, 2),
+        given_path=str(Path(given).resolve()) if info.source == "given" and given else None,
+    )
 
 
 def check_new_run_dir(out_dir: Path) -> None:
@@ -444,13 +438,15 @@ def check_new_run_dir(out_dir: Path) -> None:
         )
 
 
-def _create_run(settings: SearchSettings, *, show_progress: bool) -> tuple[RunDirectory, Any]:
+def _create_run(
+    settings: SearchSettings, *, show_progress: bool, notices: SearchNotices
+) -> tuple[RunDirectory, Any]:
     """Validate everything, then create the run directory, write run.yaml, get the teacher.
 
     Returns the run and its held :class:`~autocompress.core.run_lock.RunLock`.
     """
     from autocompress.compress.student import quantizable_layers
-    from autocompress.core.data import describe_dataset, load_dataset
+    from autocompress.core.data import describe_dataset
     from autocompress.core.model_files import is_file_model, keep_model_source
     from autocompress.hardware.plugins import get_chip
     from autocompress.search import prepare
@@ -481,16 +477,7 @@ def _create_run(settings: SearchSettings, *, show_progress: bool) -> tuple[RunDi
         )
     else:
         prepare.check_before_decode(settings)
-    data = load_dataset(
-        settings.dataset,
-        seed=settings.seed,
-        val_fraction=settings.val_fraction,
-        root=settings.data_root,
-        limit=settings.data_limit,
-        input_size=settings.input_size,
-        mean=settings.mean,
-        std=settings.std,
-    )
+    data = prepare.dataset_spec(settings).load()
     c, h, w = data.input_shape
     if described is None or (described[0], described[1], described[2]) != (
         data.num_classes,
@@ -523,18 +510,13 @@ def _create_run(settings: SearchSettings, *, show_progress: bool) -> tuple[RunDi
     from autocompress.core.run_lock import RunLock
 
     run = RunDirectory(out_dir)
-    prepared = prepare.PreparedRun(settings, {}, data, spec, space, resolved, chips, budget)
+    prepared = prepare.PreparedRun(settings, data, spec, space, resolved, chips, budget)
     config = prepare.run_yaml_content(prepared, name=name, budget_sources=sources)
     if full_width:
-        config["space"]["full_width"] = full_width
-        if show_progress:
-            from autocompress.cli.console import stderr
-
-            for reason, layers in prepare.by_reason(full_width).items():
-                shown = ", ".join(layers[:4]) + (
-                    f", … ({len(layers) - 4} more)" * (len(layers) > 4)
-                )
-                stderr.print(f"[yellow]kept at full width[/] ({reason}): {shown}")
+        config = config.with_full_width(full_width)
+        for reason, layers in prepare.by_reason(full_width).items():
+            shown = ", ".join(layers[:4]) + (f", … ({len(layers) - 4} more)" * (len(layers) > 4))
+            notices.notice(f"[yellow]kept at full width[/] ({reason}): {shown}")
     created = CreatedPaths()  # what this call made: the only files a failure removes
     created.folder(out_dir)
     lock = RunLock(out_dir)
@@ -555,7 +537,7 @@ def _create_run(settings: SearchSettings, *, show_progress: bool) -> tuple[RunDi
             created.folder(source_copy.parent)
             created.file(source_copy)
             kept_source = keep_model_source(spec.name, out_dir)
-            config["model_source"] = str(kept_source.relative_to(out_dir))
+            config = config.with_model_source(str(kept_source.relative_to(out_dir)))
         run.write_run_config(config)
         from autocompress.search.anchors import enqueue_anchors
         from autocompress.search.samplers import make_sampler, uses_numeric_encoding
@@ -568,18 +550,13 @@ def _create_run(settings: SearchSettings, *, show_progress: bool) -> tuple[RunDi
             enqueue_anchors(
                 study, resolved, main_chip, numeric=uses_numeric_encoding(settings.sampler)
             )
-        if show_progress:
-            from autocompress.cli.console import stderr
-
-            stderr.print(
-                f"[bold]run[/] {out_dir} · teacher: {settings.model} on {settings.dataset} …"
-            )
+        notices.notice(
+            f"[bold]run[/] {out_dir} · teacher: {settings.model} on {settings.dataset} …"
+        )
         info = obtain_teacher(
             spec=spec,
             data=data,
-            dataset_key={
-                k: config["dataset"][k] for k in ("name", "seed", "val_fraction", "limit")
-            },
+            dataset_key=config.dataset.cache_key(),
             destination=run.teacher_pt,
             given=settings.teacher,
             epochs=prepare.teacher_epochs(settings),
@@ -587,15 +564,13 @@ def _create_run(settings: SearchSettings, *, show_progress: bool) -> tuple[RunDi
             device=device,
             given_model=given_teacher,
         )
-        if show_progress and info.val_accuracy is not None:
-            from autocompress.cli.console import stderr
-
-            stderr.print(
+        if info.val_accuracy is not None:
+            notices.notice(
                 f"[bold]baseline[/] teacher ({info.source}): val {info.val_accuracy:.3f} · "
                 f"test {info.test_accuracy:.3f} (chance {1 / max(data.num_classes, 1):.3f})"
             )
-        config["teacher"] = _teacher_entry(info, prepare.teacher_epochs(settings), settings.teacher)
-        run.write_run_config(config)
+        teacher = _teacher_entry(info, prepare.teacher_epochs(settings), settings.teacher)
+        run.write_run_config(config.with_teacher(teacher))
     except BaseException:
         lock.release()
         if not run.trials_jsonl.exists():  # never remove a run that has finished trials
@@ -654,9 +629,8 @@ def _run_backend(
         deadline = None if settings.timeout_s is None else started_monotonic + settings.timeout_s
         promoted = promote(run, config, deadline=deadline, show_progress=show_progress)
         interrupted = promoted.interrupted
-        factors = (config.get("promotion") or {}).get("rungs", [1.0])
         promotion_info = {
-            "rung_epochs": rung_epochs(float(config["finetune"]["epochs"]), factors),
+            "rung_epochs": rung_epochs(config.finetune.epochs, config.promotion.rungs),
             "promoted": [list(p) for p in promoted.promoted],
             "skipped_for_time": promoted.skipped_for_time,
             "seconds": round(promoted.seconds, 2),
@@ -683,19 +657,22 @@ def _run_backend(
             )
         else:
             stop_reason = f"stopped by --timeout after {trained} of {planned} trained trials"
+    status = "interrupted" if interrupted else ("stopped" if stop_reason else "complete")
+    finished = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    run.write_run_config(config.with_status(status, finished))
     return SearchResult(
         run_dir=run.path,
-        chip=config["chip"],
-        chips=list(config["chips"]),
-        objectives=list(config["objectives"]),
+        chip=config.chip,
+        chips=list(config.chips),
+        objectives=list(config.objectives),
         trials=records,
         fronts={k: list(v) for k, v in pareto["fronts"].items()},
         interrupted=interrupted or (trained < planned and not capped),
         cancelled=interrupted,
         elapsed_s=time.perf_counter() - started,
-        teacher=dict(config.get("teacher", {})),
-        budget=dict(config.get("budget", {})),
-        budget_sources=dict(config.get("budget_sources", {})),
+        teacher=config.teacher.to_dict(),
+        budget=_budget_dict(config),
+        budget_sources=dict(config.budget_sources),
         planned=planned,
         stop_reason=stop_reason,
         promotion=promotion_info,
@@ -711,12 +688,17 @@ def load_result(run_dir: str | Path) -> SearchResult:
     pareto = compute_fronts(run, config)
     return SearchResult(
         run_dir=run.path,
-        chip=config["chip"],
-        chips=list(config["chips"]),
-        objectives=list(config["objectives"]),
+        chip=config.chip,
+        chips=list(config.chips),
+        objectives=list(config.objectives),
         trials=run.read_trials(),
         fronts=pareto["fronts"],
-        teacher=dict(config.get("teacher", {})),
-        budget=dict(config.get("budget", {})),
-        budget_sources=dict(config.get("budget_sources", {})),
+        teacher=config.teacher.to_dict(),
+        budget=_budget_dict(config),
+        budget_sources=dict(config.budget_sources),
     )
+
+
+def _budget_dict(config: RunConfig) -> dict[str, Any]:
+    """Budget name -> value (None: unconstrained), as SearchResult.budget shows it."""
+    return {f.name: getattr(config.budget, f.name) for f in dataclasses.fields(config.budget)}

@@ -17,6 +17,7 @@ from torch import nn
 
 from autocompress.core.budget import Budget
 from autocompress.core.models import ModelSpec
+from autocompress.core.run_config import FinetuneSettings, RunConfig
 from autocompress.core.workspace import RunDirectory
 from autocompress.hardware.spec import ChipSpec
 from autocompress.search.resolve import ResolvedSpace, resolve_space
@@ -35,7 +36,7 @@ class SearchContext:
     """The fixed inputs of every trial of one run (one per process)."""
 
     run: RunDirectory
-    config: dict[str, Any]
+    config: RunConfig
     data: Any  # DatasetSplits
     teacher: nn.Module
     teacher_spec: ModelSpec
@@ -46,7 +47,7 @@ class SearchContext:
     objectives: tuple[str, ...]
     space: ResolvedSpace
     device: str
-    finetune: dict[str, Any]
+    finetune: FinetuneSettings
     backend: str
     train_logits: torch.Tensor | None = None
     val_logits: torch.Tensor | None = None
@@ -96,36 +97,22 @@ def load_context(
 ) -> SearchContext:
     """Rebuild the trial inputs from ``run_path`` (run.yaml + teacher.pt)."""
     from autocompress.compress.student import teacher_logits
-    from autocompress.core.data import load_dataset
     from autocompress.core.models import load_checkpoint
     from autocompress.hardware.plugins import get_chip
 
     run = RunDirectory(run_path).require()
     config = run.read_run_config()
-    dataset = config["dataset"]
-    device = pick_device(device or config["finetune"].get("device", "auto"))
-    data = load_dataset(
-        dataset["name"],
-        seed=int(dataset.get("seed", 0)),
-        val_fraction=float(dataset.get("val_fraction", 0.2)),
-        root=dataset.get("root"),
-        limit=dataset.get("limit"),
-        device=device,
-        input_size=dataset.get("input_size"),
-        mean=dataset.get("mean"),
-        std=dataset.get("std"),
-    )
+    device = pick_device(device or config.finetune.device)
+    data = config.dataset.load(device=device)
     teacher, spec, _extra = load_checkpoint(run.teacher_pt)
     teacher = teacher.to(device).eval()
-    input_shape = tuple(int(v) for v in config["input_shape"])
-    chips = {chip_id: get_chip(chip_id) for chip_id in config["chips"]}
-    main_chip = chips[config["chip"]]
-    budget = Budget(**{k: v for k, v in config["budget"].items() if v is not None})
-    space_cfg = config["space"]
+    input_shape = config.input_shape
+    chips = {chip_id: get_chip(chip_id) for chip_id in config.chips}
+    main_chip = chips[config.chip]
     space = resolve_for_model(
-        space_cfg["definition"], f"{run.run_yaml} (space)", teacher, input_shape, main_chip
+        dict(config.space.definition), f"{run.run_yaml} (space)", teacher, input_shape, main_chip
     )
-    batch_size = int(config["finetune"].get("batch_size") or 1024)  # teacher forwards only
+    batch_size = config.finetune.batch_size or 1024  # teacher forwards only
     ctx = SearchContext(
         run=run,
         config=config,
@@ -135,12 +122,12 @@ def load_context(
         input_shape=input_shape,  # type: ignore[arg-type]
         chips=chips,
         main_chip=main_chip,
-        budget=budget,
-        objectives=tuple(config["objectives"]),
+        budget=config.budget,
+        objectives=config.objectives,
         space=space,
         device=device,
-        finetune=dict(config["finetune"]),
-        backend=backend or config.get("backend", "optuna"),
+        finetune=config.finetune,
+        backend=backend or config.backend,
     )
     ctx.train_logits = teacher_logits(teacher, data.train.images, device, batch_size)
     ctx.val_logits = teacher_logits(teacher, data.val.images, device, batch_size)

@@ -13,6 +13,7 @@ from typing import Any
 
 from autocompress.core.budget import Budget
 from autocompress.core.pareto import pareto_front
+from autocompress.core.run_config import RunConfig
 from autocompress.core.workspace import RunDirectory, TrialRecord
 
 
@@ -42,27 +43,26 @@ def front_numbers(
     return sorted(numbers[i] for i in pareto_front(points, objectives))
 
 
-def compute_fronts(run: RunDirectory, config: dict[str, Any]) -> dict[str, Any]:
+def compute_fronts(run: RunDirectory, config: RunConfig) -> dict[str, Any]:
     """The pareto.json content for the run as it is on disk now."""
     records = run.read_trials()
-    budget = Budget(**{k: v for k, v in config["budget"].items() if v is not None})
-    objectives = list(config["objectives"])
+    objectives = list(config.objectives)
     fronts = {
         chip_id: front_numbers(
-            records, objectives, chip_id, main_chip=config["chip"], budget=budget
+            records, objectives, chip_id, main_chip=config.chip, budget=config.budget
         )
-        for chip_id in config["chips"]
+        for chip_id in config.chips
     }
     return {
         "objectives": objectives,
-        "chip": config["chip"],
+        "chip": config.chip,
         "fronts": fronts,
         "trials_finished": len(records),
         "updated_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
 
-def update_pareto(run: RunDirectory, config: dict[str, Any]) -> dict[str, Any]:
+def update_pareto(run: RunDirectory, config: RunConfig) -> dict[str, Any]:
     """Recompute and atomically rewrite ``pareto.json``; returns its content."""
     data = compute_fronts(run, config)
     run.write_pareto(data)

@@ -79,10 +79,7 @@ def run_trial(
         t = time.perf_counter()
         layers = extract_layers(student, ctx.input_shape)
         cost_by_chip = estimate_costs(layers, list(ctx.chips.values()))
-        costs = {
-            chip_id: cost.metrics() | {"macs": float(cost.macs)}
-            for chip_id, cost in cost_by_chip.items()
-        }
+        costs = {chip_id: cost.totals() for chip_id, cost in cost_by_chip.items()}
         timings["cost"] = time.perf_counter() - t
 
         main_costs = costs[ctx.main_chip.chip_id]
@@ -97,7 +94,7 @@ def run_trial(
             record = TrialRecord(
                 number=number,
                 state="infeasible",
-                config=config.to_dict(),
+                config=config,
                 costs=costs,
                 violations=violations,
                 feasible=False,
@@ -111,13 +108,13 @@ def run_trial(
 
         t = time.perf_counter()
         ft = ctx.finetune
-        epochs = float(ft["epochs"] if epochs is None else epochs)
+        epochs = float(ft.epochs if epochs is None else epochs)
         fast = choose_fast_path(
             ctx.device,
             epochs=epochs,
             train_images=len(ctx.data.train),
-            batch_size=ft.get("batch_size"),
-            compile=ft.get("compile"),
+            batch_size=ft.batch_size,
+            compile=None,  # the fast path decides
         )
         try:
             distilled = distill_with_retry(
@@ -128,7 +125,7 @@ def run_trial(
                 epochs=epochs,
                 batch_size=fast.batch_size,
                 compile=fast.compile,
-                lr=float(ft.get("lr", 1e-3)),
+                lr=ft.lr,
                 device=ctx.device,
                 teacher_logits=ctx.train_logits,
                 progress=lambda what, fraction: notify(
@@ -141,7 +138,7 @@ def run_trial(
             record = TrialRecord(
                 number=number,
                 state="failed",
-                config=config.to_dict(),
+                config=config,
                 costs=costs,
                 timings_s=timings,
                 error=f"training diverged: {exc}",
@@ -182,7 +179,7 @@ def run_trial(
         record = TrialRecord(
             number=number,
             state="complete",
-            config=config.to_dict(),
+            config=config,
             metrics=metrics,
             costs=costs,
             violations=violations,
@@ -211,7 +208,7 @@ def run_trial(
         record = TrialRecord(
             number=number,
             state="failed",
-            config=config.to_dict(),
+            config=config,
             costs=costs,
             timings_s=timings,
             error=detail,
@@ -223,9 +220,7 @@ def run_trial(
 def failed_outcome(number: int, config: TrialConfig, message: str, backend: str) -> TrialOutcome:
     """A failed record for a trial that died outside :func:`run_trial`."""
     return TrialOutcome(
-        TrialRecord(
-            number=number, state="failed", config=config.to_dict(), error=message, backend=backend
-        ),
+        TrialRecord(number=number, state="failed", config=config, error=message, backend=backend),
         (),
         {},
     )

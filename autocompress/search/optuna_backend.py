@@ -97,7 +97,7 @@ def _reuse(
     record = TrialRecord(
         number=trial.number,
         state="duplicate",
-        config=config.to_dict(),
+        config=config,
         metrics=dict(previous.metrics) if previous else {},
         costs=dict(previous.costs) if previous else {},
         violations=dict(previous.violations) if previous else {},
@@ -119,7 +119,7 @@ def _reuse(
 
 def _make_objective(ctx: SearchContext, progress: SearchProgress, state: WorkerSummary) -> Any:
     names = ctx.constraint_names
-    sampler_name = ctx.config["sampler"]["name"]
+    sampler_name = ctx.config.sampler.name
     numeric = uses_numeric_encoding(sampler_name)
     tell_infeasible = tells_infeasible(sampler_name)
 
@@ -172,7 +172,7 @@ def _progress_callback(ctx: SearchContext, progress: SearchProgress, planned: in
             state = "trained"
         progress.finished(
             done=trained,
-            front_size=len(pareto["fronts"].get(ctx.config["chip"], [])),
+            front_size=len(pareto["fronts"].get(ctx.config.chip, [])),
             feasible=sum(1 for r in records if r.feasible and r.state == "complete"),
             infeasible=sum(1 for r in records if r.state == "infeasible"),
             duplicates=sum(1 for r in records if r.state == "duplicate"),
@@ -214,8 +214,8 @@ def run_worker(
     probe = optuna.load_study(study_name="autocompress", storage=storage)
     existing = len(probe.trials)
     sampler = make_sampler(
-        config["sampler"]["name"],
-        seed=session_seed(int(config["sampler"].get("seed", 0)), worker_index, existing),
+        config.sampler.name,
+        seed=session_seed(config.sampler.seed, worker_index, existing),
         constrained=bool(ctx.constraint_names),
     )
     study = open_study(run, ctx.objectives, sampler, storage)

@@ -22,6 +22,17 @@ from autocompress.core.errors import BudgetError
 from autocompress.core.model_code import model_file_identity
 from autocompress.core.model_files import is_file_model, resolve_model_file
 from autocompress.core.models import ModelSpec
+from autocompress.core.run_config import (
+    DatasetSpec,
+    FinetuneSettings,
+    Normalization,
+    PromotionRecord,
+    Resources,
+    RunConfig,
+    SamplerRecord,
+    SpaceRecord,
+    TeacherEntry,
+)
 from autocompress.core.trial_config import TrialConfig
 from autocompress.hardware.spec import ChipSpec
 from autocompress.search.promotion import DEFAULT_RUNGS, promotion_settings
@@ -48,7 +59,6 @@ class PreparedRun:
     """What the driver knows before the first trial."""
 
     settings: SearchSettings
-    config: dict[str, Any]  # run.yaml content (teacher filled in later)
     data: Any
     spec: ModelSpec
     space: SearchSpace
@@ -340,67 +350,70 @@ def library_versions() -> dict[str, Any]:
     return versions
 
 
+def dataset_spec(settings: SearchSettings) -> DatasetSpec:
+    """The run's dataset spec (what :meth:`DatasetSpec.load` rebuilds the data from)."""
+    return DatasetSpec(
+        name=settings.dataset,
+        seed=settings.seed,
+        val_fraction=settings.val_fraction,
+        root=settings.data_root,
+        limit=settings.data_limit,
+        input_size=tuple(settings.input_size) if settings.input_size else None,
+        mean=tuple(settings.mean) if settings.mean else None,
+        std=tuple(settings.std) if settings.std else None,
+    )
+
+
 def run_yaml_content(
     prepared: PreparedRun, *, name: str, budget_sources: dict[str, str]
-) -> dict[str, Any]:
+) -> RunConfig:
+    """The run's :class:`RunConfig` at creation (the teacher entry still pending)."""
     settings = prepared.settings
     data = prepared.data
-    return {
-        "name": name,
-        "created_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "model": prepared.spec.to_dict(),
+    return RunConfig(
+        name=name,
+        created_utc=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        model=prepared.spec,
         # a file.py:function model: the file this run trusts later (export, --resume)
-        "model_code": model_file_identity(prepared.spec.name),
-        "input_shape": list(data.input_shape),
-        "dataset": {
-            "name": settings.dataset,
-            "seed": settings.seed,
-            "val_fraction": settings.val_fraction,
-            "root": settings.data_root,
-            "limit": settings.data_limit,
-            "input_size": list(settings.input_size) if settings.input_size else None,
-            "mean": list(settings.mean) if settings.mean else None,
-            "std": list(settings.std) if settings.std else None,
-            "num_classes": data.num_classes,
-            "class_names": list(data.class_names),
-        },
-        "normalization": {"mean": list(data.mean), "std": list(data.std)},
-        "chip": settings.chips[0],
-        "chips": list(settings.chips),
-        "budget": {k: v for k, v in prepared.budget.__dict__.items()},
-        "budget_sources": budget_sources,
-        "objectives": list(settings.objectives),
-        "space": {
-            "name": prepared.space.name,
-            "path": prepared.space.path,
-            "protect": list(prepared.resolved.protect),
-            "definition": _plain_space(prepared.space),
-            "resolved": prepared.resolved.to_dict(),
-        },
-        "sampler": {"name": settings.sampler, "seed": settings.seed},
-        "trials": settings.trials,
-        "trials_count": "trained",
-        "anchors": settings.anchors,
-        "promotion": promotion_settings(promotion_rungs(settings)),
-        "timeout_s": settings.timeout_s,
-        "finetune": {
-            "epochs": finetune_epochs(settings),
-            "batch_size": settings.batch_size,
-            "lr": settings.lr,
-            "device": settings.device,
-        },
-        "teacher": {"path": "teacher.pt", "source": "pending", "epochs": teacher_epochs(settings)},
-        "backend": settings.backend,
-        "workers": settings.workers,
-        "address": settings.address,
-        "resources": {
-            "cpus_per_trial": settings.cpus_per_trial,
-            "gpus_per_trial": settings.gpus_per_trial,
-        },
-        "seed": settings.seed,
-        "versions": library_versions(),
-        "calibration": _calibration_record(),
-    }
+        model_code=model_file_identity(prepared.spec.name),
+        input_shape=tuple(data.input_shape),
+        dataset=dataclasses.replace(
+            dataset_spec(settings),
+            num_classes=data.num_classes,
+            class_names=tuple(data.class_names),
+        ),
+        normalization=Normalization(tuple(data.mean), tuple(data.std)),
+        chips=tuple(settings.chips),
+        budget=prepared.budget,
+        budget_sources=dict(budget_sources),
+        objectives=tuple(settings.objectives),
+        space=SpaceRecord(
+            name=prepared.space.name,
+            path=prepared.space.path,
+            protect=tuple(prepared.resolved.protect),
+            definition=_plain_space(prepared.space),
+            resolved=prepared.resolved.to_dict(),
+        ),
+        sampler=SamplerRecord(settings.sampler, settings.seed),
+        trials=settings.trials,
+        anchors=settings.anchors,
+        promotion=PromotionRecord(**promotion_settings(promotion_rungs(settings))),
+        timeout_s=settings.timeout_s,
+        finetune=FinetuneSettings(
+            epochs=finetune_epochs(settings),
+            batch_size=settings.batch_size,
+            lr=settings.lr,
+            device=settings.device,
+        ),
+        teacher=TeacherEntry(epochs=teacher_epochs(settings)),
+        backend=settings.backend,
+        workers=settings.workers,
+        address=settings.address,
+        resources=Resources(settings.cpus_per_trial, settings.gpus_per_trial),
+        seed=settings.seed,
+        versions=library_versions(),
+        calibration=_calibration_record(),
+    )
 
 
 def _calibration_record() -> dict[str, Any]:

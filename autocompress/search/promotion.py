@@ -29,12 +29,12 @@ import dataclasses
 import itertools
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from autocompress.core.pareto import pareto_front
-from autocompress.core.trial_config import TrialConfig
+from autocompress.core.run_config import RunConfig
 from autocompress.core.workspace import RunDirectory, TrialRecord
 
 DEFAULT_RUNGS: tuple[float, ...] = (1.0, 3.0, 9.0)
@@ -191,7 +191,7 @@ def _seconds_per_epoch(records: Sequence[TrialRecord]) -> float:
 
 def promote(
     run: RunDirectory,
-    config: Mapping[str, Any],
+    config: RunConfig,
     *,
     deadline: float | None = None,
     show_progress: bool = False,
@@ -207,15 +207,16 @@ def promote(
     from autocompress.search.objective import run_trial
     from autocompress.search.progress import SearchProgress
 
-    promotion = dict(config.get("promotion") or {})
-    factors = tuple(float(f) for f in promotion.get("rungs", (1.0,)))
+    factors = tuple(config.promotion.rungs)
     summary = PromotionSummary()
     if len(factors) < 2:
         return summary
-    keep_fraction = float(promotion.get("keep_fraction", DEFAULT_KEEP_FRACTION))
-    epochs = rung_epochs(float(config["finetune"]["epochs"]), factors)
-    objectives = list(config["objectives"])
-    chip = str(config["chip"])
+    keep_fraction = config.promotion.keep_fraction
+    if keep_fraction is None:
+        keep_fraction = DEFAULT_KEEP_FRACTION
+    epochs = rung_epochs(config.finetune.epochs, factors)
+    objectives = list(config.objectives)
+    chip = config.chip
     started = time.monotonic()
     ctx = context
 
@@ -233,7 +234,7 @@ def promote(
         outcome = run_trial(
             ctx,
             record.number,
-            TrialConfig.from_dict(record.config),
+            record.config,
             epochs=at_epochs,
             stage=lambda text, frac: progress.stage(
                 record.number, f"{at_epochs:g} epochs {text}", frac
@@ -250,7 +251,7 @@ def promote(
             return True
         run.append_trial(merged_record(record, outcome.record))
         summary.promoted.append((record.number, at_epochs))
-        update_pareto(run, dict(config))
+        update_pareto(run, config)
         progress.finished(
             done=len(summary.promoted),
             front_size=0,

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from autocompress.core.errors import AutocompressError, ConfigError
+from autocompress.core.run_config import RunConfig
 from autocompress.core.trial_config import TrialConfig
 from autocompress.core.workspace import RunDirectory, TrialRecord
 from autocompress.search.optuna_backend import WorkerSummary
@@ -129,7 +130,7 @@ def _callback_class() -> type:
     class RunDirectoryWriter(Callback):
         """Writes each finished trial to trials.jsonl and refreshes pareto.json (driver side)."""
 
-        def __init__(self, run: RunDirectory, config: dict[str, Any], progress: Any) -> None:
+        def __init__(self, run: RunDirectory, config: RunConfig, progress: Any) -> None:
             self.run = run
             self.config = config
             self.progress = progress
@@ -158,7 +159,7 @@ def _callback_class() -> type:
             records = self.run.read_trials()
             self.progress.finished(
                 done=self.progress.done + 1,
-                front_size=len(pareto["fronts"].get(self.config["chip"], [])),
+                front_size=len(pareto["fronts"].get(self.config.chip, [])),
                 feasible=sum(1 for r in records if r.feasible and r.state == "complete"),
                 last=f"trial {record.number} {record.state}",
             )
@@ -206,7 +207,7 @@ def run_ray_search(
     )
 
     config = run.read_run_config()
-    objectives = list(config["objectives"])
+    objectives = list(config.objectives)
     storage = optuna.storages.RDBStorage(
         run.storage_url, engine_kwargs={"connect_args": {"timeout": 60}}
     )
@@ -219,26 +220,23 @@ def run_ray_search(
         return summary
 
     teacher, _spec, _extra = load_checkpoint(run.teacher_pt)
-    input_shape = tuple(int(v) for v in config["input_shape"])
+    input_shape = config.input_shape
     space = resolve_for_model(
-        config["space"]["definition"],
+        dict(config.space.definition),
         f"{run.run_yaml} (space)",
         teacher,
         input_shape,
-        get_chip(config["chip"]),
+        get_chip(config.chip),
     )
-    from autocompress.core.budget import Budget
-
-    budget = Budget(**{k: v for k, v in config["budget"].items() if v is not None})
-    constraint_names = sorted(budget.active())
+    constraint_names = sorted(config.budget.active())
 
     def define_by_run(trial: Any) -> dict[str, Any]:
         trial_config = suggest_config(trial, space)
         return {"trial_config": trial_config.to_dict(), "trial_number": trial.number}
 
     sampler = make_sampler(
-        config["sampler"]["name"],
-        seed=int(config["sampler"].get("seed", 0)) + len(study.trials),
+        config.sampler.name,
+        seed=config.sampler.seed + len(study.trials),
         constrained=bool(constraint_names),
     )
     searcher = _searcher_class()(
@@ -259,7 +257,7 @@ def run_ray_search(
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     try:
         _check_resources(ray, cpus_per_trial, gpus_per_trial, address)
-        device = str(config["finetune"].get("device", "auto"))
+        device = config.finetune.device
         if gpus_per_trial > 0 and device == "auto":
             device = "cuda"
         trainable = tune.with_resources(

@@ -49,7 +49,7 @@ def _rebuilt_record(ctx: SearchContext, trial: optuna.trial.FrozenTrial) -> Tria
         return TrialRecord(
             number=trial.number,
             state="failed",
-            config=config.to_dict(),
+            config=config,
             error=str(trial.user_attrs.get(FAILED_ATTR) or "failed"),
             backend=ctx.backend,
         )
@@ -58,7 +58,7 @@ def _rebuilt_record(ctx: SearchContext, trial: optuna.trial.FrozenTrial) -> Tria
     )
     layers = extract_layers(student, ctx.input_shape)
     costs = {
-        chip_id: cost.metrics() | {"macs": float(cost.macs)}
+        chip_id: cost.totals()
         for chip_id, cost in estimate_costs(layers, list(ctx.chips.values())).items()
     }
     main_costs = costs[ctx.main_chip.chip_id]
@@ -73,7 +73,7 @@ def _rebuilt_record(ctx: SearchContext, trial: optuna.trial.FrozenTrial) -> Tria
     return TrialRecord(
         number=trial.number,
         state="infeasible" if infeasible else "complete",
-        config=config.to_dict(),
+        config=config,
         metrics=metrics,
         costs=costs,
         violations=violations,

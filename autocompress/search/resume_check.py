@@ -10,13 +10,15 @@ Any other setting given with a value different from the recorded one is refused
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from autocompress.core.errors import ConfigError
-from autocompress.core.model_code import model_code_policy, recorded_identities
+from autocompress.core.model_code import model_code_policy
+from autocompress.core.run_config import RunConfig
 from autocompress.core.workspace import RunDirectory
 
 #: Settings resume applies (how the run goes on, not what it searches).
@@ -52,40 +54,36 @@ def _same_path(given: Any, recorded: Any) -> bool:
     return Path(str(given)).resolve() == Path(str(recorded)).resolve()
 
 
-def _budget_same(key: str, config: Mapping[str, Any]) -> Callable[[Any], bool]:
+def _budget_same(key: str, config: RunConfig) -> Callable[[Any], bool]:
     def same(given: Any) -> bool:
-        recorded = (config.get("budget") or {}).get(key)
+        recorded = getattr(config.budget, key, None)
         text = str(given).strip()
         if text.endswith("%"):
-            source = str((config.get("budget_sources") or {}).get(key, ""))
+            source = str(config.budget_sources.get(key, ""))
             return f"({text} of the teacher" in source.replace(" %", "%")
         return recorded is not None and _same_number(given, recorded)
 
     return same
 
 
-def _recorded(config: Mapping[str, Any]) -> dict[str, tuple[Any, Callable[[Any], bool]]]:
+def _recorded(config: RunConfig) -> dict[str, tuple[Any, Callable[[Any], bool]]]:
     """setting -> (recorded value as shown, does a given value equal it?)."""
-    model = config.get("model") or {}
-    dataset = config.get("dataset") or {}
-    finetune = config.get("finetune") or {}
-    teacher = config.get("teacher") or {}
-    space = config.get("space") or {}
-    sampler = config.get("sampler") or {}
-    promotion = config.get("promotion") or {}
-    chips = list(config.get("chips") or [config.get("chip")])
+    model, dataset, finetune = config.model, config.dataset, config.finetune
+    teacher, space, sampler = config.teacher, config.space, config.sampler
+    chips = list(config.chips)
+    rungs = [float(x) for x in config.promotion.rungs]
 
     def same_space(given: Any) -> bool:
         text = str(given)
-        if text == space.get("name"):
+        if text == space.name:
             return True
-        return space.get("path") is not None and _same_path(text, space.get("path"))
+        return space.path is not None and _same_path(text, space.path)
 
     def same_sampler(given: Any) -> bool:
         from autocompress.search.samplers import check_sampler_name
 
         try:
-            return check_sampler_name(str(given)) == sampler.get("name")
+            return check_sampler_name(str(given)) == sampler.name
         except ConfigError:
             return False
 
@@ -94,41 +92,31 @@ def _recorded(config: Mapping[str, Any]) -> dict[str, tuple[Any, Callable[[Any],
         return listed == chips
 
     out: dict[str, tuple[Any, Callable[[Any], bool]]] = {
-        "model": (model.get("name"), lambda g: str(g) == model.get("name")),
-        "small_input": (model.get("small_input"), lambda g: bool(g) == model.get("small_input")),
-        "dataset": (dataset.get("name"), lambda g: str(g) == dataset.get("name")),
-        "data_root": (dataset.get("root"), lambda g: _same_path(g, dataset.get("root"))),
-        "data_limit": (dataset.get("limit"), lambda g: g == dataset.get("limit")),
+        "model": (model.name, lambda g: str(g) == model.name),
+        "small_input": (model.small_input, lambda g: bool(g) == model.small_input),
+        "dataset": (dataset.name, lambda g: str(g) == dataset.name),
+        "data_root": (dataset.root, lambda g: _same_path(g, dataset.root)),
+        "data_limit": (dataset.limit, lambda g: g == dataset.limit),
         "chip": (chips, same_chips),
-        "objectives": (
-            list(config.get("objectives") or []),
-            lambda g: list(g) == list(config.get("objectives") or []),
-        ),
-        "space": (space.get("name"), same_space),
-        "sampler": (sampler.get("name"), same_sampler),
-        "seed": (config.get("seed"), lambda g: g == config.get("seed")),
-        "teacher": (teacher.get("given_path"), lambda g: _same_path(g, teacher.get("given_path"))),
-        "teacher_epochs": (teacher.get("epochs"), lambda g: g == teacher.get("epochs")),
-        "epochs": (finetune.get("epochs"), lambda g: _same_number(g, finetune.get("epochs"))),
-        "batch_size": (finetune.get("batch_size"), lambda g: g == finetune.get("batch_size")),
-        "lr": (finetune.get("lr"), lambda g: _same_number(g, finetune.get("lr"))),
-        "name": (config.get("name"), lambda g: str(g) == config.get("name")),
-        "rungs": (
-            promotion.get("rungs"),
-            lambda g: [float(x) for x in g] == [float(x) for x in promotion.get("rungs") or [1.0]],
-        ),
-        "anchors": (config.get("anchors", True), lambda g: bool(g) == config.get("anchors", True)),
+        "objectives": (list(config.objectives), lambda g: list(g) == list(config.objectives)),
+        "space": (space.name, same_space),
+        "sampler": (sampler.name, same_sampler),
+        "seed": (config.seed, lambda g: g == config.seed),
+        "teacher": (teacher.given_path, lambda g: _same_path(g, teacher.given_path)),
+        "teacher_epochs": (teacher.epochs, lambda g: g == teacher.epochs),
+        "epochs": (finetune.epochs, lambda g: _same_number(g, finetune.epochs)),
+        "batch_size": (finetune.batch_size, lambda g: g == finetune.batch_size),
+        "lr": (finetune.lr, lambda g: _same_number(g, finetune.lr)),
+        "name": (config.name, lambda g: str(g) == config.name),
+        "rungs": (rungs, lambda g: [float(x) for x in g] == rungs),
+        "anchors": (config.anchors, lambda g: bool(g) == config.anchors),
     }
-    for key in ("latency_ms", "memory_kb", "power_mw", "energy_mj", "model_size_kb"):
-        out[key] = ((config.get("budget") or {}).get(key), _budget_same(key, config))
-    out["min_accuracy"] = (
-        (config.get("budget") or {}).get("min_accuracy"),
-        _budget_same("min_accuracy", config),
-    )
+    for budget in dataclasses.fields(config.budget):
+        out[budget.name] = (getattr(config.budget, budget.name), _budget_same(budget.name, config))
     return out
 
 
-def check_unchanged(config: Mapping[str, Any], arguments: Mapping[str, Any], where: Path) -> None:
+def check_unchanged(config: RunConfig, arguments: Mapping[str, Any], where: Path) -> None:
     """ConfigError naming the first given setting that differs from the recorded one."""
     recorded = _recorded(config)
     for key, value in arguments.items():
@@ -150,24 +138,24 @@ def check_unchanged(config: Mapping[str, Any], arguments: Mapping[str, Any], whe
         )
 
 
-def check_model_files(run: RunDirectory, config: Mapping[str, Any], *, trusted: bool) -> None:
+def check_model_files(run: RunDirectory, config: RunConfig, *, trusted: bool) -> None:
     """UntrustedModelCodeError unless every model file the run would import is allowed:
     the one recorded at creation (same path + sha256), or any with ``trusted``."""
     from autocompress.core.model_code import model_file_of
     from autocompress.core.models import checkpoint_model_name
 
-    names = [str((config.get("model") or {}).get("name", ""))]
+    names = [config.model.name]
     if run.teacher_pt.is_file():
         names.append(checkpoint_model_name(run.teacher_pt) or "")
     with model_code_policy(
-        trusted=trusted, allowed=recorded_identities(config), command="search --resume"
+        trusted=trusted, allowed=config.model_identities(), command="search --resume"
     ) as policy:
         for name in names:
             if model_file_of(name) is not None:
                 policy.check(name)
 
 
-def check_study(run: RunDirectory, config: Mapping[str, Any]) -> None:
+def check_study(run: RunDirectory, config: RunConfig) -> None:
     """RunDirectoryError unless study.db is a readable study (created when the run has none
     and no trial has finished)."""
     import optuna
@@ -185,7 +173,7 @@ def check_study(run: RunDirectory, config: Mapping[str, Any]) -> None:
                 hint="Restore study.db, or start a new run with another --out "
                 "(the records stay readable with `autocompress report`).",
             )
-        open_study(run, config["objectives"], make_sampler("random", seed=0, constrained=False))
+        open_study(run, config.objectives, make_sampler("random", seed=0, constrained=False))
         return
     try:
         optuna.load_study(study_name=STUDY_NAME, storage=run.storage_url)
@@ -196,35 +184,3 @@ def check_study(run: RunDirectory, config: Mapping[str, Any]) -> None:
             hint="Restore study.db, or start a new run with another --out "
             "(the records stay readable with `autocompress report`).",
         ) from None
-
-
-#: run.yaml fields a resume needs (each a mapping, a list, or a value).
-_REQUIRED = {
-    "model": Mapping,
-    "dataset": Mapping,
-    "chip": str,
-    "chips": list,
-    "budget": Mapping,
-    "objectives": list,
-    "space": Mapping,
-    "sampler": Mapping,
-    "trials": int,
-    "finetune": Mapping,
-    "input_shape": list,
-}
-
-
-def check_run_fields(config: Mapping[str, Any], where: Path) -> None:
-    """RunDirectoryError naming the first run.yaml field a resume needs that is missing or
-    of the wrong type."""
-    from autocompress.core.errors import RunDirectoryError
-
-    for key, kind in _REQUIRED.items():
-        value = config.get(key)
-        if value is None:
-            raise RunDirectoryError(f"{where}: field {key!r} is missing; the run cannot resume")
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise RunDirectoryError(
-                f"{where}: field {key!r} has the wrong type ({type(value).__name__}); "
-                "the run cannot resume"
-            )

@@ -16,6 +16,7 @@ from typing import Any
 
 from autocompress.core.budget import METRIC_SENSE, Budget
 from autocompress.core.errors import BudgetError, ConfigError
+from autocompress.core.run_config import RunConfig
 from autocompress.search.promotion import check_rungs
 from autocompress.search.samplers import DEFAULT_SAMPLER, check_sampler_name
 from autocompress.search.yaml_lines import LineDict, load_yaml_with_lines
@@ -247,6 +248,65 @@ def parse_model_args(items: Any) -> dict[str, Any]:
     return out
 
 
+def _asked_budget(config: RunConfig) -> dict[str, float | str]:
+    """The budgets a run was asked for: ``NN%`` as given, numbers the user or the embedded
+    default set; the chip's own budgets are left to the chip."""
+    asked: dict[str, float | str] = {}
+    for key, source in config.budget_sources.items():
+        value = getattr(config.budget, key, None)
+        if value is None or source.startswith("chip"):
+            continue
+        match = re.match(r"user \((\d+(?:\.\d+)?)\s*%", source)
+        asked[key] = f"{match.group(1)}%" if match else float(value)
+    return asked
+
+
+def settings_of_run(config: RunConfig) -> dict[str, Any]:
+    """The :class:`SearchSettings` overrides that made the run ``config`` records
+    (``--config previous/run.yaml``): the same settings give the same run."""
+    from autocompress.search.space_catalog import builtin_space_dir
+
+    dataset, finetune, teacher = config.dataset, config.finetune, config.teacher
+    space = config.space
+    # a built-in space by its name (its path is where that installation kept it)
+    builtin = space.path is not None and Path(space.path).parent.name == builtin_space_dir().name
+    out: dict[str, Any] = {
+        "name": config.name,
+        "model": config.model.name,
+        "small_input": config.model.small_input,
+        "model_args": dict(config.model.model_args),
+        "dataset": dataset.name,
+        "data_root": dataset.root,
+        "val_fraction": dataset.val_fraction,
+        "data_limit": dataset.limit,
+        "input_size": dataset.input_size,
+        "mean": dataset.mean,
+        "std": dataset.std,
+        "chips": tuple(config.chips),
+        "budget": _asked_budget(config),
+        "objectives": tuple(config.objectives),
+        "space": space.name if builtin or space.path is None else space.path,
+        "trials": config.trials,
+        "timeout_s": config.timeout_s,
+        "sampler": config.sampler.name,
+        "backend": config.backend,
+        "workers": config.workers,
+        "address": config.address,
+        "cpus_per_trial": config.resources.cpus_per_trial,
+        "gpus_per_trial": config.resources.gpus_per_trial,
+        "seed": config.seed,
+        "teacher": teacher.given_path if teacher.source == "given" else None,
+        "teacher_epochs": teacher.epochs,
+        "epochs": finetune.epochs,
+        "batch_size": finetune.batch_size,
+        "lr": finetune.lr,
+        "device": finetune.device,
+        "rungs": tuple(config.promotion.rungs),
+        "anchors": config.anchors,
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
 # -- config file ---------------------------------------------------------------------------
 
 _SIMPLE_KEYS = {
@@ -276,6 +336,8 @@ def settings_from_file(path: str | Path) -> dict[str, Any]:
     data = load_yaml_with_lines(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: a search config is a mapping (model:, dataset:, chip: ...)")
+    if "format_version" in data:  # a previous run's run.yaml: read as the type it is
+        return settings_of_run(RunConfig.from_dict(data, source=path))
     out: dict[str, Any] = {}
 
     def fail(key: str, message: str, hint: str | None = None, sub: Any = None) -> ConfigError:

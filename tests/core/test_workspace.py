@@ -1,7 +1,18 @@
 import pytest
 
 from autocompress.core.errors import RunDirectoryError
+from autocompress.core.run_config import RunConfig
 from autocompress.core.workspace import RunDirectory, TrialRecord
+
+
+def minimal_run_config(name: str) -> RunConfig:
+    """The least run.yaml a reader accepts (what these file tests need)."""
+    return RunConfig.from_yaml(
+        f"format_version: 1\nname: {name}\nmodel: {{name: small_cnn}}\ninput_shape: [1, 8, 8]\n"
+        "dataset: {name: digits}\nchip: acme/npu1\nbudget: {}\n"
+        "objectives: [accuracy, latency_ms]\nspace: {name: default}\nsampler: {name: tpe}\n"
+        "finetune: {epochs: 1}\ntrials: 1\n"
+    )
 
 
 def _record(number: int, state: str = "complete") -> TrialRecord:
@@ -39,8 +50,8 @@ def test_run_config_requires_a_run_directory(tmp_path):
     with pytest.raises(RunDirectoryError, match=r"run\.yaml is missing"):
         RunDirectory(tmp_path).read_run_config()
     run = RunDirectory(tmp_path)
-    run.write_run_config({"name": "x"})
-    assert run.read_run_config()["name"] == "x"
+    run.write_run_config(minimal_run_config("x"))
+    assert run.read_run_config().name == "x"
     run.run_yaml.write_text("format_version: 99\n")
     with pytest.raises(RunDirectoryError, match="format 99"):
         run.read_run_config()

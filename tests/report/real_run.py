@@ -94,6 +94,7 @@ def _build_mixed_run(source: Path, out: Path) -> Path:
     from autocompress.core.data import load_dataset
     from autocompress.core.models import ModelSpec, load_checkpoint
     from autocompress.core.pareto import pareto_front
+    from autocompress.core.run_config import RunConfig
     from autocompress.core.trial_config import TrialConfig
     from autocompress.core.workspace import RunDirectory, TrialRecord
     from autocompress.hardware.estimate import estimate_costs
@@ -115,7 +116,7 @@ def _build_mixed_run(source: Path, out: Path) -> Path:
         trials=3,
     )
     run = RunDirectory(out)
-    run.write_run_config({k: v for k, v in config.items() if k != "format_version"})
+    run.write_run_config(RunConfig.from_dict(config))
 
     teacher, _spec, _ = load_checkpoint(out / "teacher.pt")
     dataset = config["dataset"]

@@ -32,7 +32,7 @@ def test_front_on_the_main_chip_equals_the_search_pareto_json(search_run):
         assert row.feasible == record["feasible"]
         if record["costs"]:
             assert row.value("latency_ms") == record["costs"]["rockchip/rv1126"]["latency_ms"]
-    limit = report.run.config["budget"]["latency_ms"]
+    limit = report.run.config.budget.latency_ms
     for row in report.front_rows:
         assert row.feasible and row.trained and row.value("latency_ms") <= limit
     counts = report.counts()
@@ -43,7 +43,7 @@ def test_a_recorded_second_chip_uses_its_recorded_costs(search_run):
     report = load_report(search_run, chip="nvidia/orin-nano")
     assert not report.rescored
     # budgets that came from the main chip's defaults follow the chip; the user's latency stays
-    assert report.budget.latency_ms == report.run.config["budget"]["latency_ms"]
+    assert report.budget.latency_ms == report.run.config.budget.latency_ms
     assert report.budget.power_mw == 15000.0
     expected = []
     for record in _records(search_run):

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from autocompress.core.run_config import RunConfig
 from autocompress.core.workspace import RunDirectory
 
 pytestmark = pytest.mark.slow
@@ -165,10 +166,10 @@ def test_resume_of_a_run_killed_while_its_teacher_trained_trains_it_again(digits
     out = tmp_path / "pending"
     out.mkdir()
     config = yaml.safe_load((Path(digits_run.run_dir) / "run.yaml").read_text())
-    config.pop("format_version")
     config["teacher"] = {"path": "teacher.pt", "source": "pending", "epochs": 2}
     config["seed"] = config["sampler"]["seed"] = config["dataset"]["seed"] = 3  # not cached
-    RunDirectory(out).write_run_config(config)  # what a kill during teacher training leaves
+    # what a kill during teacher training leaves
+    RunDirectory(out).write_run_config(RunConfig.from_dict(config))
     result = search(out=out, resume=True, trials=1)
     assert (out / "teacher.pt").is_file()
     recorded = yaml.safe_load((out / "run.yaml").read_text())["teacher"]
@@ -205,7 +206,7 @@ def test_resume_rebuilds_records_study_db_has_but_trials_jsonl_lost(digits_run, 
         got, want = _without_seconds(rebuilt[number]), _without_seconds(original[number])
         assert got == want
     again, before = rebuilt[lost[0]], original[lost[0]]  # rebuilt from params and values
-    assert again.state == before.state and dict(again.config) == dict(before.config)
+    assert again.state == before.state and again.config == before.config
     assert again.metrics["accuracy"] == pytest.approx(before.metrics["accuracy"])
     for chip, costs in before.costs.items():
         assert again.costs[chip]["latency_ms"] == pytest.approx(costs["latency_ms"])

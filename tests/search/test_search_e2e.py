@@ -8,7 +8,6 @@ import optuna
 import pytest
 import yaml
 
-from autocompress.core.budget import Budget
 from autocompress.core.pareto import pareto_front
 from autocompress.core.workspace import RunDirectory
 from autocompress.search.api import load_result
@@ -22,8 +21,8 @@ def test_front_holds_only_feasible_trained_models(digits_run):
     result = digits_run
     run = RunDirectory(result.run_dir)
     config = run.read_run_config()
-    budget = Budget(**{k: v for k, v in config["budget"].items() if v is not None})
-    assert budget.latency_ms is not None and config["budget_sources"]["latency_ms"].startswith(
+    budget = config.budget
+    assert budget.latency_ms is not None and config.budget_sources["latency_ms"].startswith(
         "user (97%"
     )
     front = result.front()

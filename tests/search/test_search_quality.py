@@ -148,7 +148,7 @@ def test_anchors_are_enqueued_and_trained_first(promoted_run):
     anchors = [t for t in study.trials if t.user_attrs.get(ANCHOR_ATTR)]
     assert [t.number for t in anchors] == list(range(len(anchors))) and len(anchors) == 7
     records = {r.number: r for r in run.read_trials()}
-    widths = [records[t.number].config["width_multiplier"] for t in anchors]
+    widths = [records[t.number].config.width_multiplier for t in anchors]
     assert widths == sorted(widths) and widths[0] == 0.25
     assert any(records[t.number].state == "complete" for t in anchors)
     assert any(records[t.number].state == "infeasible" for t in anchors)  # 97% binds
@@ -164,7 +164,7 @@ def test_trials_counts_trained_candidates(promoted_run):
 def test_promotion_records_rungs_and_the_front_is_at_the_top_rung(promoted_run):
     run = RunDirectory(promoted_run.run_dir)
     config = run.read_run_config()
-    assert config["promotion"]["rungs"] == [1.0, 3.0]
+    assert config.promotion.rungs == (1.0, 3.0)
     records = run.read_trials()
     complete = [r for r in records if r.state == "complete"]
     promoted = [r for r in complete if len(r.rungs) == 2]

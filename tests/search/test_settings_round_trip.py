@@ -1,0 +1,41 @@
+"""``search --config previous/run.yaml``: the settings read from a run's run.yaml are the
+settings that made the run (``search(settings=...)``), so the same run comes out again."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from autocompress.core.workspace import RunDirectory
+from autocompress.search.api import _settings_from_arguments, search
+from autocompress.search.settings import SearchSettings
+
+
+def test_settings_from_run_yaml_are_the_settings_that_made_the_run(tmp_path):
+    settings = SearchSettings(
+        model="small_cnn",
+        small_input=False,
+        data_limit=300,
+        chips=("rockchip/rv1126", "nvidia/orin-nano"),
+        budget={"memory_kb": "90%", "latency_ms": 5.0},
+        trials=1,
+        epochs=0.2,
+        teacher_epochs=1,
+        rungs=(1.0,),
+        device="cpu",
+        seed=0,
+        name="round-trip",
+        out=str(tmp_path / "first"),
+    ).validate()
+    result = search(settings=settings)
+    assert result.budget["latency_ms"] == 5.0 and result.budget_sources["memory_kb"].startswith(
+        "user (90%"
+    )
+
+    recorded = RunDirectory(result.run_dir).read_run_config()
+    assert recorded.status == "complete" and recorded.finished_utc  # written when the call ends
+    again = _settings_from_arguments(result.run_dir / "run.yaml", {})
+    assert dataclasses.replace(again, out=settings.out) == settings
+    # keyword arguments still override what the file says
+    changed = _settings_from_arguments(result.run_dir / "run.yaml", {"trials": 4, "seed": 2})
+    assert (changed.trials, changed.seed) == (4, 2)
+    assert dataclasses.replace(changed, trials=1, seed=0, out=settings.out) == settings
