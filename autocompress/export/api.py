@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autocompress import __version__
 from autocompress.core.errors import ConfigError, RunDirectoryError
 from autocompress.core.file_hash import file_sha256
 from autocompress.core.file_writes import writing
 from autocompress.core.model_code import model_code_policy, recorded_identities
 from autocompress.core.owned_dir import OwnedDirectory
+from autocompress.core.version import __version__
 from autocompress.core.workspace import TrialRecord
 from autocompress.export.card import layer_entries, write_card
 from autocompress.export.onnx_model import write_onnx

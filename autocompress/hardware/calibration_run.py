@@ -75,7 +75,7 @@ def _disk_cache_path(key: tuple) -> Path:
     import torch
     import torchvision
 
-    from autocompress import __version__
+    from autocompress.core.version import __version__
 
     root = os.environ.get("AUTOCOMPRESS_CACHE")
     base = Path(root).expanduser() if root else Path.home() / ".cache" / "autocompress"
@@ -244,7 +244,7 @@ def calibrate(
     Returns:
         The :class:`CalibrationReport` (the calibration file to write + per-row results).
     """
-    from autocompress import __version__
+    from autocompress.core.version import __version__
     from autocompress.hardware.plugins import get_chip
 
     path = Path(measurements_csv)

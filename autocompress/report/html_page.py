@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from autocompress import __version__
 from autocompress.core.errors import AutocompressError
+from autocompress.core.version import __version__
 from autocompress.core.workspace import write_atomic
 from autocompress.report.api import Report
 from autocompress.report.svg import (

@@ -314,7 +314,7 @@ def library_versions() -> dict[str, Any]:
     """Versions of autocompress, Python, the main libraries and the chip plugins."""
     import importlib.metadata
 
-    from autocompress import __version__
+    from autocompress.core.version import __version__
 
     versions: dict[str, Any] = {"autocompress": __version__, "python": platform.python_version()}
     for package in (
