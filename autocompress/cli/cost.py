@@ -13,6 +13,7 @@ from rich.table import Table
 from autocompress.cli.calibration_option import calibration_options
 from autocompress.cli.console import print_json, print_warning, stdout
 from autocompress.core.errors import ConfigError
+from autocompress.core.sparsity_pattern import is_nm, parse_nm
 from autocompress.hardware.cost import Cost
 from autocompress.hardware.layers import LayerDescriptor
 from autocompress.hardware.spec import ChipSpec
@@ -147,10 +148,9 @@ def _precision_note(chip: ChipSpec, layers: list[LayerDescriptor]) -> str | None
 
 def _sparsity_block(pattern: str) -> int:
     """M of an ``N:M`` pattern; ConfigError naming ``--sparsity`` when malformed."""
-    match = re.fullmatch(r"(\d+):(\d+)", pattern.strip())
-    if not match or not 0 < int(match[1]) < int(match[2]):
+    if not is_nm(pattern):
         raise ConfigError(f"--sparsity {pattern!r} is malformed; give N:M with N < M, e.g. 2:4")
-    return int(match[2])
+    return parse_nm(pattern)[1]
 
 
 def _sparsifiable(layer: LayerDescriptor, block: int) -> bool:
