@@ -77,7 +77,7 @@ def show(name: str, chip: str | None, model: str, input_shape: str, num_classes:
     if chip is None:
         return
     from autocompress.core.errors import ConfigError
-    from autocompress.core.models import build_model
+    from autocompress.core.models import auto_small_input, build_model
     from autocompress.hardware.plugins import get_chip
     from autocompress.search.context import model_layers
     from autocompress.search.resolve import resolve_space
@@ -94,7 +94,7 @@ def show(name: str, chip: str | None, model: str, input_shape: str, num_classes:
         model,
         num_classes=num_classes,
         in_channels=shape[0],
-        small_input=shape[1] <= 64 and model != "small_cnn",
+        small_input=auto_small_input(model, shape[1:]),
     )
     q, p, oc = model_layers(net, shape)
     resolved = resolve_space(space, chip_spec, quantizable=q, prunable=p, out_channels=oc)

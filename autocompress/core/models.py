@@ -117,6 +117,26 @@ def torchvision_model_names() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
+SMALL_INPUT_MAX_PX = 64
+
+
+def auto_small_input(name: str, input_hw: Sequence[int]) -> bool:
+    """What ``small_input`` left automatic means for model ``name`` on images of ``input_hw``.
+
+    The one rule (training a teacher, the search and ``spaces show`` all use it): the
+    small-input stem goes on torchvision models, the only ones :func:`build_model`
+    replaces a stem of, when the image is at most :data:`SMALL_INPUT_MAX_PX` pixels a
+    side. ``small_cnn``, ``fc_cnn``, other registered models and ``file.py:function``
+    models get False, so a checkpoint's :class:`ModelSpec` says what was built.
+    """
+    return has_small_input_stem(name) and max(int(s) for s in input_hw) <= SMALL_INPUT_MAX_PX
+
+
+def has_small_input_stem(name: str) -> bool:
+    """``small_input`` changes what :func:`build_model` builds: a torchvision model's stem."""
+    return name not in _LOCAL_MODELS and not is_file_model(name)
+
+
 def known_model_names() -> list[str]:
     """Every name ``build_model`` accepts (besides ``file.py:function``)."""
     return sorted(set(_LOCAL_MODELS) | set(torchvision_model_names()))
@@ -527,10 +547,13 @@ def _few(items: list[str], n: int = 4) -> str:
 
 
 __all__ = [
+    "SMALL_INPUT_MAX_PX",
     "ModelSpec",
+    "auto_small_input",
     "build_model",
     "count_parameters",
     "fc_cnn",
+    "has_small_input_stem",
     "is_autocompress_checkpoint",
     "known_model_names",
     "load_checkpoint",
