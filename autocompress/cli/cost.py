@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import click
@@ -13,30 +12,16 @@ from rich.table import Table
 from autocompress.cli.calibration_option import calibration_options
 from autocompress.cli.console import print_json, print_warning, stdout
 from autocompress.core.errors import ConfigError
+from autocompress.core.input_shape import parse_image_shape
 from autocompress.core.sparsity_pattern import is_nm, parse_nm
 from autocompress.hardware.cost import Cost
 from autocompress.hardware.layers import LayerDescriptor
 from autocompress.hardware.spec import ChipSpec
 
-_SIZE_PATTERN = re.compile(r"^\d+(x\d+){0,3}$")
-
 
 def parse_input_size(text: str) -> tuple[int, ...]:
     """``224`` -> (3, 224, 224); ``HxW`` -> (3, H, W); ``CxHxW``; ``NxCxHxW``."""
-    cleaned = text.strip().lower().replace("×", "x").replace(",", "x")
-    if not _SIZE_PATTERN.match(cleaned):
-        raise ConfigError(
-            f"--input-size {text!r} is malformed",
-            hint="Give one size (224 = 3x224x224), HxW, CxHxW (1x28x28) or NxCxHxW.",
-        )
-    sizes = tuple(int(part) for part in cleaned.split("x"))
-    if any(size <= 0 for size in sizes):
-        raise ConfigError(f"--input-size {text!r}: every size must be positive")
-    if len(sizes) == 1:
-        return (3, sizes[0], sizes[0])
-    if len(sizes) == 2:
-        return (3, *sizes)
-    return sizes
+    return parse_image_shape(text, what="--input-size", allow_batch=True)
 
 
 def _shape_text(layer: LayerDescriptor | None) -> str:

@@ -76,19 +76,13 @@ def show(name: str, chip: str | None, model: str, input_shape: str, num_classes:
     stdout.print(yaml.safe_dump(space_as_plain_dict(space), sort_keys=False).rstrip(), markup=False)
     if chip is None:
         return
-    from autocompress.core.errors import ConfigError
+    from autocompress.core.input_shape import parse_image_shape
     from autocompress.core.models import auto_small_input, build_model
     from autocompress.hardware.plugins import get_chip
     from autocompress.search.context import model_layers
     from autocompress.search.resolve import resolve_space
 
-    try:
-        shape = tuple(int(v) for v in input_shape.lower().split("x"))
-        assert len(shape) == 3
-    except (ValueError, AssertionError):
-        raise ConfigError(
-            f"--input-shape must be CxHxW such as 3x32x32, got {input_shape!r}"
-        ) from None
+    shape = parse_image_shape(input_shape, what="--input-shape")
     chip_spec = get_chip(chip)
     net = build_model(
         model,

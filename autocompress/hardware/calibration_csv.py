@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import csv
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from autocompress.core.errors import ConfigError
+from autocompress.core.input_shape import parse_image_shape
 
 REQUIRED_COLUMNS = (
     "model",
@@ -30,7 +30,6 @@ REQUIRED_COLUMNS = (
     "latency_ms",
 )
 OPTIONAL_COLUMNS = ("width_multiplier", "source", "toolchain", "energy_mj", "power_mw")
-_SIZE = re.compile(r"^\d+(x\d+){0,2}$")
 
 
 @dataclass(frozen=True)
@@ -74,18 +73,9 @@ def _where(path: Path, line: int, field: str) -> str:
 
 
 def parse_size(text: str, where: str) -> tuple[int, int, int]:
-    """``224`` -> (3, 224, 224); ``HxW``; ``CxHxW``."""
-    cleaned = text.strip().lower().replace("×", "x")
-    if not _SIZE.match(cleaned):
-        raise ConfigError(f"{where}: {text!r} is not a size (224, HxW or CxHxW)")
-    sizes = [int(part) for part in cleaned.split("x")]
-    if any(size <= 0 for size in sizes):
-        raise ConfigError(f"{where}: every size must be positive, got {text!r}")
-    if len(sizes) == 1:
-        return (3, sizes[0], sizes[0])
-    if len(sizes) == 2:
-        return (3, sizes[0], sizes[1])
-    return (sizes[0], sizes[1], sizes[2])
+    """``224`` -> (3, 224, 224); ``HxW``; ``CxHxW`` (see :mod:`autocompress.core.input_shape`)."""
+    c, h, w = parse_image_shape(text, what=f"{where}:")
+    return (c, h, w)
 
 
 def _number(text: str, where: str, *, integer: bool = False, positive: bool = True) -> float:
