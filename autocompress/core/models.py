@@ -386,37 +386,72 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, ModelSpec,
             missing / unexpected keys or the mismatched shapes).
     """
     path = Path(path)
-    payload = read_weights_file(path)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{str(path)!r} is not an autocompress model checkpoint (no format tag "
-            f"{CHECKPOINT_FORMAT!r}); save one with `autocompress train --out`"
-        )
-    if payload.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} has version {payload.get('version')}, "
-            f"this autocompress reads version {CHECKPOINT_VERSION}"
-        )
+    payload = read_tagged_file(
+        path,
+        tag=CHECKPOINT_FORMAT,
+        version=CHECKPOINT_VERSION,
+        what="checkpoint",
+        not_tagged=f"is not an autocompress model checkpoint (no format tag "
+        f"{CHECKPOINT_FORMAT!r}); save one with `autocompress train --out`",
+    )
     try:
         spec = ModelSpec.from_dict(payload["spec"])
         state = payload["state_dict"]
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {str(path)!r} is incomplete: {exc}") from None
-    model = _build_for(spec, path)
+    model = build_for_file(spec, path)
     load_state_dict_checked(model, state, source=str(path))
     model.eval()
     return model, spec, dict(payload.get("extra") or {})
 
 
-def _build_for(spec: ModelSpec, path: Path) -> nn.Module:
-    register_sources_near(path)  # a run's (or export's) model_source/ copy
+def read_tagged_file(
+    path: str | os.PathLike[str], *, tag: str, version: int, what: str, not_tagged: str
+) -> dict[str, Any]:
+    """The payload of a file autocompress wrote with ``{"format": tag, "version": version}``.
+
+    The one reader of autocompress's weight files (model checkpoints here, trained
+    students in :mod:`autocompress.compress.student`): ``weights_only=True``, the format
+    tag and the version checked.
+
+    Args:
+        what: names the file in messages (``checkpoint``, ``student file``).
+        not_tagged: the message's end when the tag is not ``tag`` (``is not …``).
+
+    Raises:
+        CheckpointError: missing, unreadable, another format or another version.
+    """
+    payload = read_weights_file(path, what=what)
+    if not isinstance(payload, dict) or payload.get("format") != tag:
+        raise CheckpointError(f"{str(path)!r} {not_tagged}")
+    if payload.get("version") != version:
+        raise CheckpointError(
+            f"{what} {str(path)!r} has version {payload.get('version')}, "
+            f"this autocompress reads version {version}"
+        )
+    return payload
+
+
+def build_for_file(
+    spec: ModelSpec, path: str | os.PathLike[str], *, what: str = "checkpoint"
+) -> nn.Module:
+    """A fresh model of ``spec`` to load the weights of file ``path`` into.
+
+    A ``file.py:function`` model is found near ``path`` too (a run's or an export's
+    ``model_source/`` copy).
+
+    Raises:
+        CheckpointError: the model ``spec`` names cannot be built (names ``what`` and ``path``).
+        UntrustedModelCodeError: its code may not be imported.
+    """
+    register_sources_near(Path(path))
     try:
         return spec.build()
     except UntrustedModelCodeError:
         raise
     except AutocompressError as exc:
         raise CheckpointError(
-            f"checkpoint {str(path)!r} names model {spec.name!r} that cannot be built: {exc}"
+            f"{what} {str(path)!r} names model {spec.name!r} that cannot be built: {exc}"
         ) from None
 
 
@@ -467,7 +502,7 @@ def load_weights(
             )
         return model, given, {"format": CHECKPOINT_FORMAT}
     state, key = find_state_dict(payload, str(path))
-    model = _build_for(spec, path)
+    model = build_for_file(spec, path)
     state, stripped = match_keys(state, model)
     load_state_dict_checked(model, state, source=str(path))
     model.eval()
@@ -550,6 +585,7 @@ __all__ = [
     "SMALL_INPUT_MAX_PX",
     "ModelSpec",
     "auto_small_input",
+    "build_for_file",
     "build_model",
     "count_parameters",
     "fc_cnn",
@@ -560,6 +596,7 @@ __all__ = [
     "load_state_dict_checked",
     "load_weights",
     "peek_checkpoint",
+    "read_tagged_file",
     "register_model",
     "save_checkpoint",
     "small_cnn",
