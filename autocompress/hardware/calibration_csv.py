@@ -92,10 +92,10 @@ def _number(text: str, where: str, *, integer: bool = False, positive: bool = Tr
 def _check_model(name: str, where: str) -> None:
     if ":" in name and name.split(":", 1)[0].endswith(".py"):
         raise ConfigError(
-            f"{where}: model {name!r} is a Python file; calibrate does not run model code "
-            "from files (no --trust-model-code flag exists)",
-            hint="Use a torchvision name or small_cnn, or cost your own model with "
-            "`autocompress cost --model FILE.py:function`.",
+            f"{where}: model {name!r} is a Python file; calibration does not run model code "
+            "from files",
+            hint="Use a torchvision name or small_cnn; the cost of your own model comes "
+            "from estimate_cost.",
         )
     from autocompress.core.errors import UnknownNameError
     from autocompress.core.models import _LOCAL_MODELS, known_model_names, torchvision_model_names

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autocompress.core.errors import ConfigError
+from autocompress.core.errors import CalibrationFileError, ConfigError
 from autocompress.hardware.calibration import (
     CalibrationFile,
     ChipCalibration,
@@ -119,9 +119,9 @@ def _load_layers() -> list[tuple[str, CalibrationFile]]:
             try:
                 files.append(("user", load_calibration(path)))
             except ConfigError as exc:
-                raise ConfigError(
+                raise CalibrationFileError(
                     f"{exc.message} (found in the user calibration folder {folder})",
-                    hint=f"Fix or remove it, or run with --calibration none. {exc.hint or ''}",
+                    hint=f"Fix or remove it, or set {ENV_CALIBRATION}=none. {exc.hint or ''}",
                 ) from None
     if setting:
         files.append(("explicit", load_calibration(setting)))
