@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from torch import nn
 
 from autocompress.core.errors import ConfigError
+from autocompress.core.input_shape import parse_image_shape, parse_sizes
 from autocompress.hardware.cost import Cost, LayerCost
 from autocompress.hardware.cost_model import cost_layers
 from autocompress.hardware.extract import BitsArg, extract_layers
@@ -34,22 +35,21 @@ def resolve_chip(chip: ChipArg) -> ChipSpec:
 
 
 def normalize_input_shape(input_shape: int | Sequence[int]) -> tuple[int, ...]:
-    """``224`` -> ``(3, 224, 224)``; a (C, H, W) or (N, C, H, W) sequence as a tuple."""
+    """``224`` -> ``(3, 224, 224)``; a (C, H, W) or (N, C, H, W) sequence as a tuple
+    (parsed by :mod:`autocompress.core.input_shape`)."""
     if isinstance(input_shape, bool):
         raise ConfigError(f"input shape must be a size or a (C, H, W) tuple, got {input_shape!r}")
-    if isinstance(input_shape, int):
-        return (3, input_shape, input_shape)
+    if isinstance(input_shape, (int, str)):
+        return parse_image_shape(input_shape, what="input shape", allow_batch=True)
     try:
-        shape = tuple(int(s) for s in input_shape)
+        sizes = [int(s) for s in input_shape]
     except (TypeError, ValueError):
         raise ConfigError(
             f"input shape must be a size or a (C, H, W) tuple, got {input_shape!r}"
         ) from None
-    if any(s <= 0 for s in shape) or len(shape) not in (3, 4):
-        raise ConfigError(
-            f"input shape must be (C, H, W) or (N, C, H, W) with positive sizes, got {shape}"
-        )
-    return shape
+    return parse_sizes(
+        sizes, what="input shape", counts=(3, 4), forms="(C, H, W) or (N, C, H, W), sizes > 0"
+    )
 
 
 def check_bits_supported(

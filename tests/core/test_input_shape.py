@@ -1,4 +1,4 @@
-"""One input-size parser (core.input_shape) behind cost, spaces, search settings and CSVs."""
+"""One input-size parser (core.input_shape) behind cost, estimate_cost, spaces, search, CSVs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from autocompress.cli.cost import parse_input_size as cost_input_size
 from autocompress.core.errors import ConfigError
 from autocompress.core.input_shape import parse_hw, parse_image_shape
 from autocompress.hardware.calibration_csv import parse_size as csv_size
+from autocompress.hardware.estimate import normalize_input_shape
 from autocompress.search.settings import parse_input_size as search_input_size
 
 
@@ -24,6 +25,7 @@ def test_every_reader_of_an_image_shape_agrees(text, shape):
     assert parse_image_shape(text) == shape
     assert cost_input_size(text) == shape
     assert csv_size(text, "m.csv: line 2, field 'input_size'") == shape
+    assert normalize_input_shape(text) == shape  # estimate_cost's input_shape
 
 
 @pytest.mark.parametrize(
