@@ -266,9 +266,9 @@ def _export_into(
     from autocompress.compress.student import load_student, save_student
     from autocompress.core.data import load_dataset, stratified_sample
     from autocompress.core.models import ModelSpec
+    from autocompress.hardware.estimate import estimate_cost
     from autocompress.hardware.extract import extract_layers
     from autocompress.hardware.plugins import get_chip, plugin_versions, run_export_steps
-    from autocompress.report.rescore import cost_model_on_chip
 
     number = record.number
     chip = get_chip(run.main_chip)
@@ -334,7 +334,7 @@ def _export_into(
     _keep_model_source(run.directory.path, directory)
 
     descriptors = extract_layers(student, input_shape)
-    cost = cost_model_on_chip(student, input_shape, chip.chip_id)
+    cost = estimate_cost(student, input_shape, chip)
     teacher_channels: dict[str, int] = {}
     if run.directory.teacher_pt.is_file():
         from autocompress.core.models import load_checkpoint

@@ -16,23 +16,14 @@ from torch import nn
 from autocompress.core.errors import RunDirectoryError
 from autocompress.core.workspace import TrialRecord
 from autocompress.hardware.cost import Cost
+from autocompress.hardware.estimate import estimate_cost
 from autocompress.report.run_data import RunData
 
 
 def cost_model_on_chip(model: nn.Module, input_shape: tuple[int, ...], chip_id: str) -> Cost:
-    """Extract ``model``'s layers and cost them on ``chip_id`` (a plugin's override first)."""
-    from autocompress.hardware.extract import extract_layers
-    from autocompress.hardware.plugins import get_chip
-
-    chip = get_chip(chip_id)
-    layers = extract_layers(model, input_shape)
-    try:
-        from autocompress.hardware.estimate import estimate_costs
-    except ImportError:  # pragma: no cover - estimate.py is part of the package
-        from autocompress.hardware.cost_model import cost_layers
-
-        return cost_layers(layers, chip)
-    return estimate_costs(layers, [chip])[chip.chip_id]
+    """Extract ``model``'s layers and cost them on ``chip_id`` (a plugin's override first):
+    :func:`autocompress.hardware.estimate.estimate_cost`, the one owner of that rule."""
+    return estimate_cost(model, input_shape, chip_id)
 
 
 class Rescorer:
