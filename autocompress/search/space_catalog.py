@@ -25,9 +25,8 @@ def builtin_space_dir() -> Path:
             return folder
     except ModuleNotFoundError:
         pass
-    import autocompress
-
-    return Path(autocompress.__file__).resolve().parent.parent / "search_spaces"
+    # a source tree without the builtin_spaces link: the repository's search_spaces/
+    return Path(__file__).resolve().parents[2] / "search_spaces"
 
 
 def builtin_space_names() -> list[str]:
