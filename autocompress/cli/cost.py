@@ -13,7 +13,7 @@ from autocompress.cli.calibration_option import calibration_options
 from autocompress.cli.console import print_json, print_warning, stdout
 from autocompress.core.errors import ConfigError
 from autocompress.core.input_shape import parse_image_shape
-from autocompress.core.sparsity_pattern import is_nm, parse_nm
+from autocompress.core.sparsity_pattern import is_nm
 from autocompress.hardware.cost import Cost
 from autocompress.hardware.layers import LayerDescriptor
 from autocompress.hardware.spec import ChipSpec
@@ -131,20 +131,6 @@ def _precision_note(chip: ChipSpec, layers: list[LayerDescriptor]) -> str | None
     )
 
 
-def _sparsity_block(pattern: str) -> int:
-    """M of an ``N:M`` pattern; ConfigError naming ``--sparsity`` when malformed."""
-    if not is_nm(pattern):
-        raise ConfigError(f"--sparsity {pattern!r} is malformed; give N:M with N < M, e.g. 2:4")
-    return parse_nm(pattern)[1]
-
-
-def _sparsifiable(layer: LayerDescriptor, block: int) -> bool:
-    """A conv/linear layer whose input channels per group split into whole blocks of M."""
-    if layer.kind.value not in ("conv", "linear") or layer.is_depthwise:
-        return False
-    return (layer.in_channels // layer.groups) % block == 0
-
-
 def _json(model: str, shape: tuple[int, ...], cost: Cost, layers: list[LayerDescriptor]) -> Any:
     by_name = {layer.name: layer for layer in layers}
     rows = []
@@ -252,7 +238,12 @@ def command(
       autocompress cost --model resnet18 --chip nvidia/orin-nano --weight-bits 8 \
           --activation-bits 8 --sparsity 2:4
     """
-    from autocompress.hardware.estimate import cost_on_chip, estimate_with_layers, resolve_chip
+    from autocompress.hardware.estimate import (
+        cost_on_chip,
+        estimate_with_layers,
+        resolve_chip,
+        sparsify_everywhere,
+    )
 
     if len(chip_ids) > 1:
         raise ConfigError(
@@ -274,19 +265,11 @@ def command(
         small_input=small_input,
     )
     if sparsity:
-        block = _sparsity_block(sparsity)
-        if sparsity not in chip.sparsity_patterns:
-            listed = ", ".join(chip.sparsity_patterns) or "none"
+        if not is_nm(sparsity):
             raise ConfigError(
-                f"--sparsity {sparsity}: {chip.chip_id} does not accelerate this pattern "
-                f"(patterns it supports: {listed})"
+                f"--sparsity {sparsity!r} is malformed; give N:M with N < M, e.g. 2:4"
             )
-        layers = [
-            layer.with_precision(sparsity_pattern=sparsity)
-            if _sparsifiable(layer, block)
-            else layer
-            for layer in layers
-        ]
+        layers = sparsify_everywhere(layers, sparsity, chip)
         cost = cost_on_chip(layers, chip)
     from autocompress.hardware.legality import check_layers, issues_text
 

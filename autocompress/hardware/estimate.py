@@ -14,6 +14,7 @@ from torch import nn
 
 from autocompress.core.errors import ConfigError
 from autocompress.core.input_shape import parse_image_shape, parse_sizes
+from autocompress.core.sparsity_pattern import parse_nm
 from autocompress.hardware.cost import Cost, LayerCost
 from autocompress.hardware.cost_model import cost_layers
 from autocompress.hardware.extract import BitsArg, extract_layers
@@ -162,6 +163,34 @@ def _build(model: nn.Module | str, shape: tuple[int, ...], num_classes: int, sma
     )
 
 
+def sparsify_everywhere(
+    layers: Sequence[LayerDescriptor], pattern: str, chip: ChipSpec
+) -> list[LayerDescriptor]:
+    """``layers`` with the N:M ``pattern`` on every layer it fits: conv/linear, not
+    depthwise, input channels per group a whole number of blocks of M.
+
+    Raises:
+        ConfigError: ``pattern`` is not N:M, or ``chip`` does not accelerate it.
+    """
+    _kept, block = parse_nm(pattern)
+    if pattern not in chip.sparsity_patterns:
+        listed = ", ".join(chip.sparsity_patterns) or "none"
+        raise ConfigError(
+            f"sparsity {pattern}: {chip.chip_id} does not accelerate this pattern "
+            f"(patterns it supports: {listed})"
+        )
+    return [
+        layer.with_precision(sparsity_pattern=pattern) if _sparsifiable(layer, block) else layer
+        for layer in layers
+    ]
+
+
+def _sparsifiable(layer: LayerDescriptor, block: int) -> bool:
+    if layer.kind.value not in ("conv", "linear") or layer.is_depthwise:
+        return False
+    return (layer.in_channels // layer.groups) % block == 0
+
+
 def estimate_with_layers(
     model: nn.Module | str,
     input_shape: int | Sequence[int],
@@ -237,4 +266,5 @@ __all__ = [
     "estimate_with_layers",
     "normalize_input_shape",
     "resolve_chip",
+    "sparsify_everywhere",
 ]
