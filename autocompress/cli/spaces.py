@@ -77,21 +77,10 @@ def show(name: str, chip: str | None, model: str, input_shape: str, num_classes:
     if chip is None:
         return
     from autocompress.core.input_shape import parse_image_shape
-    from autocompress.core.models import auto_small_input, build_model
-    from autocompress.hardware.plugins import get_chip
-    from autocompress.search.context import model_layers
-    from autocompress.search.resolve import resolve_space
+    from autocompress.search.space_catalog import resolve_for_chip
 
     shape = parse_image_shape(input_shape, what="--input-shape")
-    chip_spec = get_chip(chip)
-    net = build_model(
-        model,
-        num_classes=num_classes,
-        in_channels=shape[0],
-        small_input=auto_small_input(model, shape[1:]),
-    )
-    q, p, oc = model_layers(net, shape)
-    resolved = resolve_space(space, chip_spec, quantizable=q, prunable=p, out_channels=oc)
+    resolved = resolve_for_chip(space, chip, model, shape, num_classes=num_classes)
     table = Table(title=f"{space.name} for {model} on {chip}")
     table.add_column("dimension")
     table.add_column("values")

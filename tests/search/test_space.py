@@ -147,3 +147,13 @@ def test_malformed_yaml_names_file_and_line(tmp_path):
 def test_unknown_space_name_suggests_close_names():
     with pytest.raises(UnknownNameError, match="did you mean 'pruning'"):
         load_space("prunning")
+
+
+def test_resolve_for_chip_is_what_spaces_show_prints():
+    from autocompress.search.space_catalog import resolve_for_chip
+
+    resolved = resolve_for_chip(load_space("default"), "rockchip/rv1126", "small_cnn", (1, 8, 8))
+    bits = [d.spec.to_dict() for d in resolved.dimensions if d.field == "weight_bits"]
+    assert bits
+    for spec in bits:  # only widths the RV1126 runs are left
+        assert set(spec["choices"] if isinstance(spec, dict) else [spec]) <= {8, 16}
