@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from autocompress.core.errors import ConfigError
 from autocompress.core.file_hash import file_sha256
@@ -170,6 +171,24 @@ class ChipResult:
     before: ErrorSummary
     after: ErrorSummary
     cross_validation: ErrorSummary | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fit (:meth:`ChipCalibration.to_dict`) plus every row's measured and modelled
+        latency in ms (``rows_detail``: before, after and held out of the fit)."""
+        return {
+            **self.calibration.to_dict(),
+            "rows_detail": [
+                {
+                    "line": row.measurement.line,
+                    "model": row.measurement.model,
+                    "measured_ms": row.measurement.latency_ms,
+                    "before_ms": row.before_ms,
+                    "after_ms": row.after_ms,
+                    "held_out_ms": row.held_out_ms,
+                }
+                for row in self.rows
+            ],
+        }
 
 
 def calibrate_chip(chip: ChipSpec, measurements: Sequence[Measurement]) -> ChipResult:
