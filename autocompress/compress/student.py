@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
@@ -94,8 +95,6 @@ def _check_config(teacher: nn.Module, config: TrialConfig) -> None:
     for field_name in ("prune_ratios", "weight_bits", "activation_bits", "sparsity"):
         for name in getattr(config, field_name):
             if name not in layers:
-                import difflib
-
                 close = difflib.get_close_matches(name, sorted(layers), n=3)
                 hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
                 raise ConfigError(

@@ -19,12 +19,14 @@ checkpoint is loaded separately (``weights_only=True``).
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from autocompress.core.errors import (
@@ -34,6 +36,7 @@ from autocompress.core.errors import (
     UnknownNameError,
     UntrustedModelCodeError,
 )
+from autocompress.core.file_writes import writing
 from autocompress.core.model_files import (
     build_file_model,
     is_file_model,
@@ -112,7 +115,7 @@ def fc_cnn(
 
 def torchvision_model_names() -> list[str]:
     """Classification model names torchvision provides."""
-    import torchvision
+    import torchvision  # seconds to import: only when a torchvision name is looked up
 
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
@@ -254,7 +257,7 @@ def build_model(
             list_hint="Use a torchvision classification model name (e.g. resnet18, "
             "mobilenet_v2), 'small_cnn', or path/to/file.py:function for your own model.",
         )
-    import torchvision
+    import torchvision  # seconds to import: only for torchvision models
 
     model = _call_factory(
         name,
@@ -352,12 +355,6 @@ def save_payload_atomic(payload: dict, path: Path, *, what: str) -> None:
     A failed write (full disk, no permission, read-only) removes the temp file and
     raises a :class:`~autocompress.core.errors.WriteError` naming ``what`` and ``path``.
     """
-    import io
-
-    import torch
-
-    from autocompress.core.file_writes import writing
-
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -512,8 +509,6 @@ def load_weights(
 def checkpoint_model_name(path: str | os.PathLike[str]) -> str | None:
     """The model name a checkpoint (teacher or student file) names, read without building it
     (None when the file is missing or unreadable)."""
-    import torch
-
     try:
         payload = torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception:

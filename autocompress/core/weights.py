@@ -15,6 +15,7 @@ save its state dict instead.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 from collections import OrderedDict
@@ -46,8 +47,6 @@ def read_weights_file(path: str | os.PathLike[str], *, what: str = "checkpoint")
     Raises:
         CheckpointError: missing, unreadable, or a pickled Python object (e.g. a whole model).
     """
-    import argparse
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{what} {str(path)!r} does not exist")

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
+from onnx import numpy_helper, version_converter
 from torch import nn
 
 from autocompress.compress.quantize import LayerQuantization
@@ -126,9 +127,6 @@ def _restore_weight_names(
     name. Such an initializer is found by value and renamed ``<layer>.weight``, so the
     Q/DQ pass finds it (``MatMul``'s output channels are its axis 1).
     """
-    import numpy as np
-    from onnx import numpy_helper
-
     graph = proto.graph
     initializers = {init.name: init for init in graph.initializer}
     matmul_weights = {
@@ -186,8 +184,6 @@ def _torch_to_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -
     proto = onnx.load(str(path))
     version = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     if version < ONNX_OPSET:
-        from onnx import version_converter
-
         proto = version_converter.convert_version(proto, ONNX_OPSET)
     return proto
 

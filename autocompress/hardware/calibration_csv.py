@@ -18,8 +18,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from autocompress.core.errors import ConfigError
+from autocompress.core.errors import ConfigError, UnknownNameError
 from autocompress.core.input_shape import parse_image_shape
+from autocompress.hardware.plugins import default_registry, get_chip
 
 REQUIRED_COLUMNS = (
     "model",
@@ -97,7 +98,7 @@ def _check_model(name: str, where: str) -> None:
             hint="Use a torchvision name or small_cnn; the cost of your own model comes "
             "from estimate_cost.",
         )
-    from autocompress.core.errors import UnknownNameError
+    # core.models imports torch (seconds): only once a CSV names a model to check
     from autocompress.core.models import _LOCAL_MODELS, known_model_names, torchvision_model_names
 
     if name in _LOCAL_MODELS or name in torchvision_model_names():
@@ -125,8 +126,6 @@ def read_measurements(path: str | Path, *, chips: Iterable[str] | None = None) -
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such measurements file")
-    from autocompress.hardware.plugins import default_registry
-
     known_chips = set(default_registry().chip_ids())
     wanted = None if chips is None else set(chips)
     checked_models: set[str] = set()
@@ -146,8 +145,6 @@ def read_measurements(path: str | Path, *, chips: Iterable[str] | None = None) -
             chip_id = row["chip"]
             where = _where(path, line, "chip")
             if chip_id not in known_chips:
-                from autocompress.hardware.plugins import get_chip
-
                 try:
                     get_chip(chip_id)
                 except ConfigError as exc:

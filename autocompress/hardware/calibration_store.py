@@ -30,6 +30,7 @@ from autocompress.hardware.calibration import (
     apply_calibration,
     load_calibration,
 )
+from autocompress.hardware.plugins import default_registry
 from autocompress.hardware.spec import ChipSpec
 
 ENV_CALIBRATION = "AUTOCOMPRESS_CALIBRATION"
@@ -93,8 +94,6 @@ _STATE = _State()
 
 
 def _shipped_files() -> list[Path]:
-    from autocompress.hardware.plugins import default_registry
-
     registry = default_registry()
     paths = []
     for name in registry.plugin_names():

@@ -14,11 +14,19 @@ from torch import nn
 
 from autocompress.core.errors import ConfigError
 from autocompress.core.input_shape import parse_image_shape, parse_sizes
+from autocompress.core.models import build_model
 from autocompress.core.sparsity_pattern import parse_nm
+from autocompress.hardware.calibration_store import calibrated_spec
 from autocompress.hardware.cost import Cost, LayerCost
 from autocompress.hardware.cost_model import cost_layers
 from autocompress.hardware.extract import BitsArg, extract_layers
 from autocompress.hardware.layers import LayerDescriptor
+from autocompress.hardware.plugins import (
+    default_registry,
+    get_chip,
+    override_cost,
+    override_layer_cost,
+)
 from autocompress.hardware.spec import ChipSpec
 
 ChipArg = str | ChipSpec
@@ -30,8 +38,6 @@ def resolve_chip(chip: ChipArg) -> ChipSpec:
         return chip
     if not isinstance(chip, str):
         raise ConfigError(f"chip must be an id like 'rockchip/rv1126' or a ChipSpec, got {chip!r}")
-    from autocompress.hardware.plugins import get_chip
-
     return get_chip(chip)
 
 
@@ -86,8 +92,6 @@ def check_bits_supported(
 
 def _with_layer_overrides(cost: Cost, layers: Sequence[LayerDescriptor], chip: ChipSpec) -> Cost:
     """Replace the layers the chip's plugin costs itself, and re-add the totals."""
-    from autocompress.hardware.plugins import override_layer_cost
-
     replaced = False
     merged: list[LayerCost] = []
     for layer, layer_cost in zip(layers, cost.layers, strict=True):
@@ -115,8 +119,6 @@ def _with_layer_overrides(cost: Cost, layers: Sequence[LayerDescriptor], chip: C
 
 def _owner_hooks(chip: ChipSpec) -> frozenset[str]:
     """Cost hooks the plugin that contributed ``chip`` implements (none for other specs)."""
-    from autocompress.hardware.plugins import default_registry
-
     registry = default_registry()
     owner = registry.plugin_of(chip.chip_id)
     if owner is None:
@@ -129,13 +131,9 @@ def cost_on_chip(layers: Sequence[LayerDescriptor], chip: ChipSpec) -> Cost:
 
     The active calibration (:mod:`autocompress.hardware.calibration_store`) is applied first.
     """
-    from autocompress.hardware.calibration_store import calibrated_spec
-
     chip = calibrated_spec(chip)
     hooks = _owner_hooks(chip)
     if "autocompress_estimate_cost" in hooks:
-        from autocompress.hardware.plugins import override_cost
-
         custom = override_cost(chip, layers)
         if custom is not None:
             return custom
@@ -155,8 +153,6 @@ def _build(model: nn.Module | str, shape: tuple[int, ...], num_classes: int, sma
         return model
     if not isinstance(model, str):
         raise ConfigError(f"model must be an nn.Module or a model name, got {type(model).__name__}")
-    from autocompress.core.models import build_model
-
     in_channels = shape[-3]
     return build_model(
         model, num_classes=num_classes, in_channels=in_channels, small_input=small_input
