@@ -124,6 +124,11 @@ def test_first_matching_rule_wins_field_by_field(tmp_path):
             3,
             "layers[0].sparsity.choices[1]",
         ),
+        (  # N:M needs N < M (core.sparsity_pattern, as chip specs and the cost model say)
+            "layers:\n  - match: '*'\n    sparsity: {choices: [none, '4:2']}\n",
+            3,
+            "layers[0].sparsity.choices[1]",
+        ),
         ("colour: blue\n", 1, "colour"),
     ],
 )
