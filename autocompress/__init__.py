@@ -14,13 +14,9 @@ The public Python API (imported lazily, so ``import autocompress`` stays cheap):
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-try:
-    __version__ = version("autocompress")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+from autocompress.core.version import __version__
 
 _LAZY: dict[str, str] = {
     "estimate_cost": "autocompress.hardware.estimate",

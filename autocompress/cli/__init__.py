@@ -17,7 +17,7 @@ import click
 
 from autocompress import __version__
 from autocompress.cli.console import print_error, reset_warnings, show_python_warning
-from autocompress.core.errors import AutocompressError, AutocompressWarning
+from autocompress.core.errors import AutocompressError, AutocompressWarning, CalibrationFileError
 
 # command name -> (module, one-line help shown by `autocompress --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -76,6 +76,18 @@ def cli() -> None:
     reset_warnings()
 
 
+def with_cli_hint(exc: AutocompressError) -> str:
+    """The error's text plus the CLI flags that help, for errors the lower layers raise
+    without naming flags (they know the Python API, not the command line)."""
+    text = str(exc)
+    if isinstance(exc, CalibrationFileError):
+        text += (
+            "\nOn the command line: `autocompress calibrate MEASUREMENTS.csv --out FILE` writes "
+            "a calibration file; --calibration none (or --no-calibration) skips them all."
+        )
+    return text
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI; user errors print a message and exit non-zero, no traceback.
 
@@ -100,6 +112,6 @@ def main(argv: list[str] | None = None) -> None:
     except AutocompressError as exc:
         if debug:
             raise
-        print_error(str(exc))
+        print_error(with_cli_hint(exc))
         sys.exit(exc.exit_code)
     sys.exit(0)

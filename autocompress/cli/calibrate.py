@@ -75,23 +75,7 @@ def command(measurements: Path, chips: tuple[str, ...], out: Path, as_json: bool
         print_json(
             {
                 "out": str(written),
-                "chips": {
-                    chip_id: {
-                        **result.calibration.to_dict(),
-                        "rows_detail": [
-                            {
-                                "line": row.measurement.line,
-                                "model": row.measurement.model,
-                                "measured_ms": row.measurement.latency_ms,
-                                "before_ms": row.before_ms,
-                                "after_ms": row.after_ms,
-                                "held_out_ms": row.held_out_ms,
-                            }
-                            for row in result.rows
-                        ],
-                    }
-                    for chip_id, result in report.chips.items()
-                },
+                "chips": {chip_id: result.to_dict() for chip_id, result in report.chips.items()},
             }
         )
         return

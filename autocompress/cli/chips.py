@@ -8,8 +8,6 @@ load are listed as warnings on stderr (the other chips still show).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from enum import Enum
 from typing import Any
 
 import click
@@ -21,24 +19,9 @@ from autocompress.hardware.plugins import ChipRegistry, default_registry
 from autocompress.hardware.spec import ChipSpec
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 def chip_to_dict(chip: ChipSpec, *, plugin: str | None = None) -> dict[str, Any]:
-    """Every field of ``chip`` in JSON-ready form (bit-width keys become strings)."""
-    data = {f.name: _jsonable(getattr(chip, f.name)) for f in dataclasses.fields(chip)}
-    data["quantization"] = _jsonable(dataclasses.asdict(chip.quantization))
-    data["budgets"] = dataclasses.asdict(chip.budgets)
-    if plugin is not None:
-        data["plugin"] = plugin
-    return data
+    """:meth:`ChipSpec.to_dict`, plus the plugin that provides the chip."""
+    return {**chip.to_dict(), **({"plugin": plugin} if plugin is not None else {})}
 
 
 def _precisions(chip: ChipSpec) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import click
@@ -13,29 +12,16 @@ from rich.table import Table
 from autocompress.cli.calibration_option import calibration_options
 from autocompress.cli.console import print_json, print_warning, stdout
 from autocompress.core.errors import ConfigError
+from autocompress.core.input_shape import parse_image_shape
+from autocompress.core.sparsity_pattern import is_nm
 from autocompress.hardware.cost import Cost
 from autocompress.hardware.layers import LayerDescriptor
 from autocompress.hardware.spec import ChipSpec
 
-_SIZE_PATTERN = re.compile(r"^\d+(x\d+){0,3}$")
-
 
 def parse_input_size(text: str) -> tuple[int, ...]:
     """``224`` -> (3, 224, 224); ``HxW`` -> (3, H, W); ``CxHxW``; ``NxCxHxW``."""
-    cleaned = text.strip().lower().replace("×", "x").replace(",", "x")
-    if not _SIZE_PATTERN.match(cleaned):
-        raise ConfigError(
-            f"--input-size {text!r} is malformed",
-            hint="Give one size (224 = 3x224x224), HxW, CxHxW (1x28x28) or NxCxHxW.",
-        )
-    sizes = tuple(int(part) for part in cleaned.split("x"))
-    if any(size <= 0 for size in sizes):
-        raise ConfigError(f"--input-size {text!r}: every size must be positive")
-    if len(sizes) == 1:
-        return (3, sizes[0], sizes[0])
-    if len(sizes) == 2:
-        return (3, *sizes)
-    return sizes
+    return parse_image_shape(text, what="--input-size", allow_batch=True)
 
 
 def _shape_text(layer: LayerDescriptor | None) -> str:
@@ -145,21 +131,6 @@ def _precision_note(chip: ChipSpec, layers: list[LayerDescriptor]) -> str | None
     )
 
 
-def _sparsity_block(pattern: str) -> int:
-    """M of an ``N:M`` pattern; ConfigError naming ``--sparsity`` when malformed."""
-    match = re.fullmatch(r"(\d+):(\d+)", pattern.strip())
-    if not match or not 0 < int(match[1]) < int(match[2]):
-        raise ConfigError(f"--sparsity {pattern!r} is malformed; give N:M with N < M, e.g. 2:4")
-    return int(match[2])
-
-
-def _sparsifiable(layer: LayerDescriptor, block: int) -> bool:
-    """A conv/linear layer whose input channels per group split into whole blocks of M."""
-    if layer.kind.value not in ("conv", "linear") or layer.is_depthwise:
-        return False
-    return (layer.in_channels // layer.groups) % block == 0
-
-
 def _json(model: str, shape: tuple[int, ...], cost: Cost, layers: list[LayerDescriptor]) -> Any:
     by_name = {layer.name: layer for layer in layers}
     rows = []
@@ -267,7 +238,12 @@ def command(
       autocompress cost --model resnet18 --chip nvidia/orin-nano --weight-bits 8 \
           --activation-bits 8 --sparsity 2:4
     """
-    from autocompress.hardware.estimate import cost_on_chip, estimate_with_layers, resolve_chip
+    from autocompress.hardware.estimate import (
+        cost_on_chip,
+        estimate_with_layers,
+        resolve_chip,
+        sparsify_everywhere,
+    )
 
     if len(chip_ids) > 1:
         raise ConfigError(
@@ -289,19 +265,11 @@ def command(
         small_input=small_input,
     )
     if sparsity:
-        block = _sparsity_block(sparsity)
-        if sparsity not in chip.sparsity_patterns:
-            listed = ", ".join(chip.sparsity_patterns) or "none"
+        if not is_nm(sparsity):
             raise ConfigError(
-                f"--sparsity {sparsity}: {chip.chip_id} does not accelerate this pattern "
-                f"(patterns it supports: {listed})"
+                f"--sparsity {sparsity!r} is malformed; give N:M with N < M, e.g. 2:4"
             )
-        layers = [
-            layer.with_precision(sparsity_pattern=sparsity)
-            if _sparsifiable(layer, block)
-            else layer
-            for layer in layers
-        ]
+        layers = sparsify_everywhere(layers, sparsity, chip)
         cost = cost_on_chip(layers, chip)
     from autocompress.hardware.legality import check_layers, issues_text
 

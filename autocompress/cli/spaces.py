@@ -76,28 +76,11 @@ def show(name: str, chip: str | None, model: str, input_shape: str, num_classes:
     stdout.print(yaml.safe_dump(space_as_plain_dict(space), sort_keys=False).rstrip(), markup=False)
     if chip is None:
         return
-    from autocompress.core.errors import ConfigError
-    from autocompress.core.models import build_model
-    from autocompress.hardware.plugins import get_chip
-    from autocompress.search.context import model_layers
-    from autocompress.search.resolve import resolve_space
+    from autocompress.core.input_shape import parse_image_shape
+    from autocompress.search.space_catalog import resolve_for_chip
 
-    try:
-        shape = tuple(int(v) for v in input_shape.lower().split("x"))
-        assert len(shape) == 3
-    except (ValueError, AssertionError):
-        raise ConfigError(
-            f"--input-shape must be CxHxW such as 3x32x32, got {input_shape!r}"
-        ) from None
-    chip_spec = get_chip(chip)
-    net = build_model(
-        model,
-        num_classes=num_classes,
-        in_channels=shape[0],
-        small_input=shape[1] <= 64 and model != "small_cnn",
-    )
-    q, p, oc = model_layers(net, shape)
-    resolved = resolve_space(space, chip_spec, quantizable=q, prunable=p, out_channels=oc)
+    shape = parse_image_shape(input_shape, what="--input-shape")
+    resolved = resolve_for_chip(space, chip, model, shape, num_classes=num_classes)
     table = Table(title=f"{space.name} for {model} on {chip}")
     table.add_column("dimension")
     table.add_column("values")

@@ -102,7 +102,7 @@ def _swin_classes() -> dict[type, type]:
     """torchvision's window-attention classes -> their routed subclasses (built once)."""
     if _SWIN_CLASSES:
         return _SWIN_CLASSES
-    from torchvision.models import swin_transformer as swin
+    from torchvision.models import swin_transformer as swin  # seconds: only for Swin models
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
         if isinstance(self.qkv, QuantMixin):

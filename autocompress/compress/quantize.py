@@ -27,15 +27,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from autocompress.core.errors import ConfigError
+from autocompress.hardware.op_kinds import FLOAT_BITS
 from autocompress.hardware.spec import QuantGranularity, QuantizationScheme
 
-FLOAT_BITS = 32
 MIN_BITS, MAX_BITS = 2, 16
 
 
 @dataclass(frozen=True)
 class LayerQuantization:
-    """How one layer is quantized (bits 32 = left in float)."""
+    """How one layer is quantized (bits :data:`FLOAT_BITS` = 32 = left in float).
+
+    The one record of a layer's quantization scheme: the fake-quantized layers are
+    built from it, and the ONNX export reads it back (``QuantMixin.quantization``)
+    beside the scales the layer learnt (:class:`autocompress.export.qdq.LayerQDQ`).
+    """
 
     weight_bits: int = FLOAT_BITS
     activation_bits: int = FLOAT_BITS
@@ -251,6 +256,20 @@ class QuantMixin:
     @property
     def activation_quantized(self) -> bool:
         return self.activation_bits != FLOAT_BITS
+
+    @property
+    def quantization(self) -> LayerQuantization:
+        """This layer's scheme as the :class:`LayerQuantization` it was built from."""
+        return LayerQuantization(
+            weight_bits=self.weight_bits,
+            activation_bits=self.activation_bits,
+            weight_symmetric=self.weight_symmetric,
+            activation_symmetric=self.activation_symmetric,
+            per_channel=self.per_channel,
+            logarithmic=self.logarithmic,
+            log_steps_per_octave=self.log_steps_per_octave,
+            ema_momentum=self.ema_momentum,
+        )
 
     def scheme_name(self, *, weights: bool) -> str:
         """``"logarithmic"``, ``"symmetric"`` or ``"asymmetric"``."""

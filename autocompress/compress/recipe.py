@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from autocompress.compress.evaluate import evaluate
+from autocompress.compress.student import finetune
 from autocompress.compress.training import EpochEnd, TrainingDiverged
 from autocompress.core.data import DatasetSplits
 from autocompress.core.trial_config import TrialConfig
@@ -155,9 +157,6 @@ def distill_with_retry(
     Raises:
         TrainingDiverged: both attempts diverged (the message names both reasons).
     """
-    from autocompress.compress.evaluate import evaluate
-    from autocompress.compress.student import finetune
-
     pristine = copy.deepcopy(student) if retry and resume is None else None
     attempt_lr = float(resume["lr"]) if resume is not None else float(lr)
     failure: str | None = None

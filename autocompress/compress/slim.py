@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch_pruning as tp
 from torch import nn
 
 from autocompress.core.errors import ConfigError
@@ -119,8 +120,6 @@ def output_layer_name(model: nn.Module, example_input: torch.Tensor) -> str | No
 
 
 def _pruning_fn(module: nn.Module):
-    import torch_pruning as tp
-
     return (
         tp.prune_conv_out_channels
         if isinstance(module, nn.Conv2d)
@@ -138,8 +137,6 @@ class _Graph:
     def __init__(
         self, model: nn.Module, example_input: torch.Tensor, protect: Sequence[str]
     ) -> None:
-        import torch_pruning as tp
-
         self.model = model
         self.names = {m: n for n, m in model.named_modules()}
         output = output_layer_name(model, example_input)
@@ -200,8 +197,6 @@ class _Graph:
 
     def prune(self, group: ChannelGroup, keep: int) -> None:
         """Prune ``group`` down to its ``keep`` most important channels."""
-        import torch_pruning as tp
-
         module = self.model.get_submodule(group.name)
         channels = _out_channels(module)
         if keep >= channels:

@@ -16,20 +16,9 @@ from torch import nn
 
 from autocompress.compress.quantize import QuantMixin, quantized_layers
 from autocompress.core.errors import ConfigError
+from autocompress.core.sparsity_pattern import parse_nm as parse_pattern
 
 SUPPORTED_PATTERNS = ("2:4",)
-
-
-def parse_pattern(pattern: str) -> tuple[int, int]:
-    """``"2:4"`` -> (2, 4)."""
-    try:
-        n_text, m_text = pattern.split(":")
-        n, m = int(n_text), int(m_text)
-    except ValueError:
-        raise ConfigError(f"sparsity pattern {pattern!r} is not of the form N:M") from None
-    if not 0 < n < m:
-        raise ConfigError(f"sparsity pattern {pattern!r} needs 0 < N < M")
-    return n, m
 
 
 def _input_major(weight: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
@@ -44,9 +45,14 @@ from autocompress.compress.slim import channel_groups, slim
 from autocompress.compress.sparsity import apply_sparsity
 from autocompress.compress.training import EpochEnd, TrainingSchedule, resolve_device, train
 from autocompress.core.data import DatasetSplits
-from autocompress.core.errors import CheckpointError, ConfigError, UntrustedModelCodeError
-from autocompress.core.model_files import register_sources_near
-from autocompress.core.models import ModelSpec, load_state_dict_checked
+from autocompress.core.errors import CheckpointError, ConfigError
+from autocompress.core.models import (
+    ModelSpec,
+    build_for_file,
+    load_state_dict_checked,
+    read_tagged_file,
+    save_payload_atomic,
+)
 from autocompress.core.trial_config import TrialConfig
 from autocompress.core.weights import detached_state
 from autocompress.hardware.spec import ChipSpec, QuantGranularity, QuantizationScheme
@@ -90,8 +96,6 @@ def _check_config(teacher: nn.Module, config: TrialConfig) -> None:
     for field_name in ("prune_ratios", "weight_bits", "activation_bits", "sparsity"):
         for name in getattr(config, field_name):
             if name not in layers:
-                import difflib
-
                 close = difflib.get_close_matches(name, sorted(layers), n=3)
                 hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
                 raise ConfigError(
@@ -399,8 +403,6 @@ def save_student(
         "extra": dict(extra or {}),
         "state_dict": detached_state(student),
     }
-    from autocompress.core.models import save_payload_atomic
-
     save_payload_atomic(payload, path, what="the trained student")
     return path
 
@@ -413,22 +415,13 @@ def read_student_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     ``protect``, ``extra``, ``state_dict``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"student file {str(path)!r} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"student file {str(path)!r} cannot be read (corrupt or not a PyTorch file): "
-            f"{type(exc).__name__}"
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != STUDENT_FORMAT:
-        raise CheckpointError(f"{str(path)!r} is not an autocompress student file")
-    if payload.get("version") != STUDENT_VERSION:
-        raise CheckpointError(
-            f"student file {str(path)!r} has version {payload.get('version')}, "
-            f"this autocompress reads version {STUDENT_VERSION}"
-        )
+    payload = read_tagged_file(
+        path,
+        tag=STUDENT_FORMAT,
+        version=STUDENT_VERSION,
+        what="student file",
+        not_tagged="is not an autocompress student file",
+    )
     try:
         payload["teacher_spec"] = ModelSpec.from_dict(payload["teacher_spec"])
         payload["config"] = TrialConfig.from_dict(payload["config"])
@@ -447,16 +440,7 @@ def load_student(path: str | os.PathLike[str]) -> nn.Module:
     loaded (a mismatch is a :class:`CheckpointError`).
     """
     payload = read_student_file(path)
-    spec: ModelSpec = payload["teacher_spec"]
-    register_sources_near(Path(path))  # the run's (or export's) model_source/ copy
-    try:
-        fresh = spec.build()
-    except UntrustedModelCodeError:
-        raise
-    except Exception as exc:
-        raise CheckpointError(
-            f"student file {str(path)!r}: its teacher model {spec.name!r} cannot be built: {exc}"
-        ) from None
+    fresh = build_for_file(payload["teacher_spec"], path, what="student file")
     structure = payload["structure"]
     student = _build(
         fresh,

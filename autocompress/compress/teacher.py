@@ -16,9 +16,7 @@ from autocompress.compress.evaluate import evaluate
 from autocompress.compress.training import TrainingSchedule, resolve_device, train
 from autocompress.core.data import DatasetSplits, load_dataset
 from autocompress.core.errors import ConfigError
-from autocompress.core.models import ModelSpec, save_checkpoint
-
-TORCHVISION_SMALL_INPUT_MAX_PX = 64
+from autocompress.core.models import ModelSpec, auto_small_input, save_checkpoint
 
 
 @dataclass
@@ -45,9 +43,9 @@ class TeacherResult:
 
 def default_spec(model: str, data: DatasetSplits, small_input: bool | None = None) -> ModelSpec:
     """The ModelSpec for ``model`` on ``data``: classes and channels from the data;
-    the small-input stem on by default for images of at most 64 pixels a side."""
+    ``small_input`` None follows :func:`autocompress.core.models.auto_small_input`."""
     if small_input is None:
-        small_input = max(data.input_shape[1:]) <= TORCHVISION_SMALL_INPUT_MAX_PX
+        small_input = auto_small_input(model, data.input_shape[1:])
     return ModelSpec(
         name=model,
         num_classes=data.num_classes,

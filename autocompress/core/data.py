@@ -33,6 +33,7 @@ keyed on the source path, its size and modification time.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import os
 import tarfile
@@ -223,7 +224,7 @@ def describe_dataset(
     path = Path(name.split(":", 1)[1]).expanduser()
     if not path.is_dir():
         return None
-    from PIL import Image
+    from PIL import Image  # Pillow loads only for image folders
 
     _blobs, members = _list_members(path)
     _splits, classes = _layout(members, path)
@@ -354,15 +355,13 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     Read straight from the CSV that ships inside scikit-learn (importing
     ``sklearn.datasets`` costs seconds); ``load_digits`` is the fallback.
     """
-    import importlib.util
-
     spec = importlib.util.find_spec("sklearn")
     if spec is not None and spec.origin is not None:
         csv = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
         if csv.is_file():
             table = np.loadtxt(csv, delimiter=",", dtype=np.float32)
             return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # seconds to import: the fallback only
 
     bunch = load_digits()
     return bunch.images.astype(np.float32), bunch.target.astype(np.int64)
@@ -441,7 +440,7 @@ def _load_cifar10(
                 return _splits_from_raw("cifar10", raw, seed=seed, val_fraction=val_fraction)
     download_root = Path(root) if root is not None else _cache_dir()
     try:
-        import torchvision
+        import torchvision  # seconds to import: only to download CIFAR-10
 
         torchvision.datasets.CIFAR10(str(download_root), train=True, download=True)
         torchvision.datasets.CIFAR10(str(download_root), train=False, download=True)
@@ -460,7 +459,7 @@ def _load_cifar10(
 def _load_cifar10_torchvision(
     root: Path, *, seed: int, val_fraction: float, limit: int | None
 ) -> DatasetSplits:
-    import torchvision
+    import torchvision  # seconds to import: only for torchvision's CIFAR-10 files
 
     parts = []
     for train in (True, False):
@@ -632,7 +631,7 @@ _GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 def _decode_image_source(
     path: Path, *, limit: int | None, seed: int, size: tuple[int, int] | None = None
 ) -> _RawImages:
-    from PIL import Image
+    from PIL import Image  # Pillow loads only for image datasets
 
     blobs, members = _list_members(path)
     splits, classes = _layout(members, path)
@@ -694,7 +693,7 @@ def _decode_image_source(
 def _eval_transform(image: object, size: tuple[int, int], mode: str) -> np.ndarray:
     """torchvision's evaluation transform to ``size`` = (H, W): the short side resized to
     ``max(size) / 0.875``, then the center crop; an image already at ``size`` is kept."""
-    from PIL import Image
+    from PIL import Image  # Pillow loads only for image datasets
 
     assert isinstance(image, Image.Image)
     image = image.convert(mode) if image.mode != mode else image

@@ -32,6 +32,14 @@ class ConfigError(AutocompressError):
     """A configuration value (CLI flag, YAML field, Python argument) is invalid."""
 
 
+class CalibrationFileError(ConfigError):
+    """A calibration file (user folder, ``AUTOCOMPRESS_CALIBRATION``, explicit) cannot be used.
+
+    Its hint speaks of the Python API and environment variables; the CLI adds the
+    flags that write or skip calibration files (the hardware layer knows no CLI flags).
+    """
+
+
 class UnknownNameError(ConfigError):
     """A name (chip, model, dataset, sampler, search space …) is not known.
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from autocompress.core.errors import ConfigError
 from autocompress.core.file_hash import file_sha256
+from autocompress.core.model_code import check_model_code
 
 #: Folder of a run (and of an export) that keeps the model source.
 MODEL_SOURCE_DIR = "model_source"
@@ -192,8 +193,6 @@ def build_file_model(
         ConfigError: the file, function or arguments are wrong, the function raised,
             returned no ``nn.Module``, or its input/output layers do not fit the data.
     """
-    from autocompress.core.model_code import check_model_code
-
     path = find_model_source(name, sha256)
     check_model_code(name, path)  # a name read from someone's file is imported only when trusted
     func_name = name.rpartition(":")[2]

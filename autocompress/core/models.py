@@ -19,12 +19,14 @@ checkpoint is loaded separately (``weights_only=True``).
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from autocompress.core.errors import (
@@ -34,6 +36,7 @@ from autocompress.core.errors import (
     UnknownNameError,
     UntrustedModelCodeError,
 )
+from autocompress.core.file_writes import writing
 from autocompress.core.model_files import (
     build_file_model,
     is_file_model,
@@ -112,9 +115,29 @@ def fc_cnn(
 
 def torchvision_model_names() -> list[str]:
     """Classification model names torchvision provides."""
-    import torchvision
+    import torchvision  # seconds to import: only when a torchvision name is looked up
 
     return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+SMALL_INPUT_MAX_PX = 64
+
+
+def auto_small_input(name: str, input_hw: Sequence[int]) -> bool:
+    """What ``small_input`` left automatic means for model ``name`` on images of ``input_hw``.
+
+    The one rule (training a teacher, the search and ``spaces show`` all use it): the
+    small-input stem goes on torchvision models, the only ones :func:`build_model`
+    replaces a stem of, when the image is at most :data:`SMALL_INPUT_MAX_PX` pixels a
+    side. ``small_cnn``, ``fc_cnn``, other registered models and ``file.py:function``
+    models get False, so a checkpoint's :class:`ModelSpec` says what was built.
+    """
+    return has_small_input_stem(name) and max(int(s) for s in input_hw) <= SMALL_INPUT_MAX_PX
+
+
+def has_small_input_stem(name: str) -> bool:
+    """``small_input`` changes what :func:`build_model` builds: a torchvision model's stem."""
+    return name not in _LOCAL_MODELS and not is_file_model(name)
 
 
 def known_model_names() -> list[str]:
@@ -234,7 +257,7 @@ def build_model(
             list_hint="Use a torchvision classification model name (e.g. resnet18, "
             "mobilenet_v2), 'small_cnn', or path/to/file.py:function for your own model.",
         )
-    import torchvision
+    import torchvision  # seconds to import: only for torchvision models
 
     model = _call_factory(
         name,
@@ -332,12 +355,6 @@ def save_payload_atomic(payload: dict, path: Path, *, what: str) -> None:
     A failed write (full disk, no permission, read-only) removes the temp file and
     raises a :class:`~autocompress.core.errors.WriteError` naming ``what`` and ``path``.
     """
-    import io
-
-    import torch
-
-    from autocompress.core.file_writes import writing
-
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -366,37 +383,72 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, ModelSpec,
             missing / unexpected keys or the mismatched shapes).
     """
     path = Path(path)
-    payload = read_weights_file(path)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{str(path)!r} is not an autocompress model checkpoint (no format tag "
-            f"{CHECKPOINT_FORMAT!r}); save one with `autocompress train --out`"
-        )
-    if payload.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} has version {payload.get('version')}, "
-            f"this autocompress reads version {CHECKPOINT_VERSION}"
-        )
+    payload = read_tagged_file(
+        path,
+        tag=CHECKPOINT_FORMAT,
+        version=CHECKPOINT_VERSION,
+        what="checkpoint",
+        not_tagged=f"is not an autocompress model checkpoint (no format tag "
+        f"{CHECKPOINT_FORMAT!r}); save one with `autocompress train --out`",
+    )
     try:
         spec = ModelSpec.from_dict(payload["spec"])
         state = payload["state_dict"]
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {str(path)!r} is incomplete: {exc}") from None
-    model = _build_for(spec, path)
+    model = build_for_file(spec, path)
     load_state_dict_checked(model, state, source=str(path))
     model.eval()
     return model, spec, dict(payload.get("extra") or {})
 
 
-def _build_for(spec: ModelSpec, path: Path) -> nn.Module:
-    register_sources_near(path)  # a run's (or export's) model_source/ copy
+def read_tagged_file(
+    path: str | os.PathLike[str], *, tag: str, version: int, what: str, not_tagged: str
+) -> dict[str, Any]:
+    """The payload of a file autocompress wrote with ``{"format": tag, "version": version}``.
+
+    The one reader of autocompress's weight files (model checkpoints here, trained
+    students in :mod:`autocompress.compress.student`): ``weights_only=True``, the format
+    tag and the version checked.
+
+    Args:
+        what: names the file in messages (``checkpoint``, ``student file``).
+        not_tagged: the message's end when the tag is not ``tag`` (``is not …``).
+
+    Raises:
+        CheckpointError: missing, unreadable, another format or another version.
+    """
+    payload = read_weights_file(path, what=what)
+    if not isinstance(payload, dict) or payload.get("format") != tag:
+        raise CheckpointError(f"{str(path)!r} {not_tagged}")
+    if payload.get("version") != version:
+        raise CheckpointError(
+            f"{what} {str(path)!r} has version {payload.get('version')}, "
+            f"this autocompress reads version {version}"
+        )
+    return payload
+
+
+def build_for_file(
+    spec: ModelSpec, path: str | os.PathLike[str], *, what: str = "checkpoint"
+) -> nn.Module:
+    """A fresh model of ``spec`` to load the weights of file ``path`` into.
+
+    A ``file.py:function`` model is found near ``path`` too (a run's or an export's
+    ``model_source/`` copy).
+
+    Raises:
+        CheckpointError: the model ``spec`` names cannot be built (names ``what`` and ``path``).
+        UntrustedModelCodeError: its code may not be imported.
+    """
+    register_sources_near(Path(path))
     try:
         return spec.build()
     except UntrustedModelCodeError:
         raise
     except AutocompressError as exc:
         raise CheckpointError(
-            f"checkpoint {str(path)!r} names model {spec.name!r} that cannot be built: {exc}"
+            f"{what} {str(path)!r} names model {spec.name!r} that cannot be built: {exc}"
         ) from None
 
 
@@ -447,7 +499,7 @@ def load_weights(
             )
         return model, given, {"format": CHECKPOINT_FORMAT}
     state, key = find_state_dict(payload, str(path))
-    model = _build_for(spec, path)
+    model = build_for_file(spec, path)
     state, stripped = match_keys(state, model)
     load_state_dict_checked(model, state, source=str(path))
     model.eval()
@@ -457,8 +509,6 @@ def load_weights(
 def checkpoint_model_name(path: str | os.PathLike[str]) -> str | None:
     """The model name a checkpoint (teacher or student file) names, read without building it
     (None when the file is missing or unreadable)."""
-    import torch
-
     try:
         payload = torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception:
@@ -527,16 +577,21 @@ def _few(items: list[str], n: int = 4) -> str:
 
 
 __all__ = [
+    "SMALL_INPUT_MAX_PX",
     "ModelSpec",
+    "auto_small_input",
+    "build_for_file",
     "build_model",
     "count_parameters",
     "fc_cnn",
+    "has_small_input_stem",
     "is_autocompress_checkpoint",
     "known_model_names",
     "load_checkpoint",
     "load_state_dict_checked",
     "load_weights",
     "peek_checkpoint",
+    "read_tagged_file",
     "register_model",
     "save_checkpoint",
     "small_cnn",

@@ -43,6 +43,18 @@ def pareto_front(points: Sequence[Mapping[str, float]], objectives: Sequence[str
     return front
 
 
+def front_numbers(
+    points: Mapping[int, Mapping[str, float]], objectives: Sequence[str]
+) -> list[int]:
+    """Trial numbers on the Pareto front of ``points`` (trial number -> metrics), ascending.
+
+    The one front rule of a run: the search's ``pareto.json`` and ``load_report`` both
+    call it on the trials they judge feasible.
+    """
+    numbers = list(points)
+    return sorted(numbers[i] for i in pareto_front([points[n] for n in numbers], objectives))
+
+
 def hypervolume(
     points: Sequence[Mapping[str, float]],
     objectives: Sequence[str],

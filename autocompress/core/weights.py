@@ -15,6 +15,7 @@ save its state dict instead.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 from collections import OrderedDict
@@ -38,17 +39,17 @@ def plain_message(text: str) -> str:
     return _ANSI.sub("", text)
 
 
-def read_weights_file(path: str | os.PathLike[str]) -> Any:
+def read_weights_file(path: str | os.PathLike[str], *, what: str = "checkpoint") -> Any:
     """``torch.load(path, weights_only=True)`` with messages a user can act on.
+
+    ``what`` names the file in messages (``checkpoint``, ``student file``).
 
     Raises:
         CheckpointError: missing, unreadable, or a pickled Python object (e.g. a whole model).
     """
-    import argparse
-
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+        raise CheckpointError(f"{what} {str(path)!r} does not exist")
     try:
         # argparse.Namespace (timm keeps its training args in the checkpoint) is plain data.
         with torch.serialization.safe_globals([argparse.Namespace]):
@@ -70,7 +71,7 @@ def read_weights_file(path: str | os.PathLike[str]) -> Any:
             ) from None
         first = _first_line_without_advice(text)
         raise CheckpointError(
-            f"checkpoint {str(path)!r} cannot be read (corrupt or not a PyTorch file): "
+            f"{what} {str(path)!r} cannot be read (corrupt or not a PyTorch file): "
             f"{type(exc).__name__}: {first}"
         ) from None
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autocompress import __version__
 from autocompress.core.errors import ConfigError, RunDirectoryError
 from autocompress.core.file_hash import file_sha256
 from autocompress.core.file_writes import writing
@@ -20,6 +19,7 @@ from autocompress.core.model_code import model_code_policy
 from autocompress.core.owned_dir import OwnedDirectory
 from autocompress.core.run_data import RunData, load_run
 from autocompress.core.trial_rows import TrialRow, make_row
+from autocompress.core.version import __version__
 from autocompress.core.workspace import TrialRecord
 from autocompress.export.card import layer_entries, write_card
 from autocompress.export.onnx_model import write_onnx
@@ -273,7 +273,7 @@ def _export_into(
 
     from autocompress.compress.student import load_student, save_student
     from autocompress.core.data import stratified_sample
-    from autocompress.hardware.estimate import cost_model_on_chip
+    from autocompress.hardware.estimate import estimate_cost
     from autocompress.hardware.extract import extract_layers
     from autocompress.hardware.plugins import get_chip, plugin_versions, run_export_steps
 
@@ -331,7 +331,7 @@ def _export_into(
     _keep_model_source(run.directory.path, directory)
 
     descriptors = extract_layers(student, input_shape)
-    cost = cost_model_on_chip(student, input_shape, chip.chip_id)
+    cost = estimate_cost(student, input_shape, chip)
     teacher_channels: dict[str, int] = {}
     if run.directory.teacher_pt.is_file():
         from autocompress.core.models import load_checkpoint

@@ -19,10 +19,12 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
+from onnx import numpy_helper, version_converter
 from torch import nn
 
+from autocompress.compress.quantize import LayerQuantization
 from autocompress.core.errors import ExportError
-from autocompress.export.qdq import ONNX_OPSET, LayerQuantization, insert_qdq
+from autocompress.export.qdq import ONNX_OPSET, LayerQDQ, insert_qdq
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
@@ -53,40 +55,32 @@ def _plain_layer(module: nn.Module, params: Mapping[str, Any]) -> nn.Module:
     return plain
 
 
-def _layer_quantization(name: str, params: Mapping[str, Any]) -> LayerQuantization:
-    weight_bits = int(params.get("weight_bits", 32))
-    activation_bits = int(params.get("activation_bits", 32))
-    quant_weights = weight_bits < 32
-    quant_inputs = activation_bits < 32
+def _layer_qdq(name: str, quantization: LayerQuantization, params: Mapping[str, Any]) -> LayerQDQ:
     scale = params.get("weight_scale")
     zero = params.get("weight_zero_point")
-    return LayerQuantization(
+    return LayerQDQ(
         name=name,
-        weight_bits=weight_bits if quant_weights else None,
+        quantization=quantization,
         weight_scale=np.asarray(scale if scale is not None else [1.0], dtype=np.float64),
         weight_zero_point=np.asarray(zero if zero is not None else [0], dtype=np.int64),
-        weight_logarithmic=params.get("weight_scheme") == "logarithmic",
         weight_signed=(int(params["weight_qmin"]) < 0) if "weight_qmin" in params else None,
-        activation_bits=activation_bits if quant_inputs else None,
         activation_scale=float(params.get("activation_scale", 1.0)),
         activation_zero_point=int(params.get("activation_zero_point", 0)),
         activation_qmin=int(params.get("activation_qmin", -128)),
         activation_qmax=int(params.get("activation_qmax", 127)),
-        activation_logarithmic=params.get("activation_scheme") == "logarithmic",
-        log_steps_per_octave=int(params.get("log_steps_per_octave") or 16),
     )
 
 
 def deploy_copy(
     student: nn.Module,
-) -> tuple[nn.Module, dict[str, LayerQuantization], dict[str, dict]]:
+) -> tuple[nn.Module, dict[str, LayerQDQ], dict[str, dict]]:
     """A float copy of ``student`` plus each quantized layer's parameters.
 
-    Returns (float model, name -> LayerQuantization for quantized layers,
+    Returns (float model, name -> LayerQDQ for quantized layers,
     name -> raw ``quant_params()`` for every quant-capable layer).
     """
     model = copy.deepcopy(student).eval().cpu()
-    layers: dict[str, LayerQuantization] = {}
+    layers: dict[str, LayerQDQ] = {}
     raw: dict[str, dict] = {}
     targets = [
         (n, m) for n, m in model.named_modules() if callable(getattr(m, "quant_params", None))
@@ -98,7 +92,7 @@ def deploy_copy(
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, plain)
-        quant = _layer_quantization(name, params)
+        quant = _layer_qdq(name, module.quantization, params)
         if quant.weight_bits is not None or quant.activation_bits is not None:
             layers[name] = quant
     return model, layers, raw
@@ -133,9 +127,6 @@ def _restore_weight_names(
     name. Such an initializer is found by value and renamed ``<layer>.weight``, so the
     Q/DQ pass finds it (``MatMul``'s output channels are its axis 1).
     """
-    import numpy as np
-    from onnx import numpy_helper
-
     graph = proto.graph
     initializers = {init.name: init for init in graph.initializer}
     matmul_weights = {
@@ -193,8 +184,6 @@ def _torch_to_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -
     proto = onnx.load(str(path))
     version = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     if version < ONNX_OPSET:
-        from onnx import version_converter
-
         proto = version_converter.convert_version(proto, ONNX_OPSET)
     return proto
 

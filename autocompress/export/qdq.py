@@ -28,7 +28,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from autocompress.compress.quantize import LayerQuantization
 from autocompress.core.errors import ExportError
+from autocompress.hardware.op_kinds import FLOAT_BITS
 
 ONNX_OPSET = 21
 
@@ -50,37 +52,44 @@ _TYPE_NAMES = {
 
 
 @dataclass(frozen=True)
-class LayerQuantization:
-    """How one conv/linear layer is quantized (plain numbers, framework-free).
+class LayerQDQ:
+    """What the export writes for one conv/linear layer: its scheme plus the learnt numbers.
 
     Attributes:
         name: qualified module name (its weight initializer is ``name + ".weight"``).
-        weight_bits: weight bit-width, or None for float weights.
+        quantization: the layer's scheme, the compression engine's one
+            :class:`~autocompress.compress.quantize.LayerQuantization` (bits 32 = float;
+            ``logarithmic``: sign + log2 codes, which no ONNX type carries for weights
+            and which are emulated with float ops for inputs).
         weight_scale: one scale per output channel (shape ``[C_out]``) or one scalar.
         weight_zero_point: same shape as ``weight_scale`` (integers).
-        weight_logarithmic: weights are sign + log2 codes (no ONNX type carries them).
         weight_signed: codes are signed (symmetric); None = decide from the codes.
-        activation_bits: bit-width of the layer's input, or None for float input.
-        activation_scale / activation_zero_point: per-tensor input quantization.
+        activation_scale / activation_zero_point: per-tensor input quantization
+            (for logarithmic input, ``activation_scale`` is the reference magnitude).
         activation_qmin / activation_qmax: integer range of the input codes.
-        activation_logarithmic: the input is coded sign + log2 magnitude with
-            ``activation_scale`` as the reference magnitude (emulated with float ops).
-        log_steps_per_octave: steps per factor of two of the log grid.
     """
 
     name: str
-    weight_bits: int | None
+    quantization: LayerQuantization
     weight_scale: np.ndarray
     weight_zero_point: np.ndarray
-    weight_logarithmic: bool = False
     weight_signed: bool | None = None
-    activation_bits: int | None = None
     activation_scale: float = 1.0
     activation_zero_point: int = 0
     activation_qmin: int = -128
     activation_qmax: int = 127
-    activation_logarithmic: bool = False
-    log_steps_per_octave: int = 16
+
+    @property
+    def weight_bits(self) -> int | None:
+        """Quantized weight bits, None for float weights (as the deploy card's notes say)."""
+        bits = self.quantization.weight_bits
+        return bits if bits < FLOAT_BITS else None
+
+    @property
+    def activation_bits(self) -> int | None:
+        """Quantized input bits, None for float input."""
+        bits = self.quantization.activation_bits
+        return bits if bits < FLOAT_BITS else None
 
 
 def container_for(bits: int, signed: bool) -> tuple[int, int]:
@@ -115,7 +124,7 @@ def _weight_consumers(graph: onnx.GraphProto) -> dict[str, tuple[onnx.NodeProto,
     return out
 
 
-def insert_qdq(model: onnx.ModelProto, layers: Mapping[str, LayerQuantization]) -> list[dict]:
+def insert_qdq(model: onnx.ModelProto, layers: Mapping[str, LayerQDQ]) -> list[dict]:
     """Rewrite ``model`` in place; return one note per layer for the deploy card.
 
     Raises ExportError when a layer has no weight in the graph or its float
@@ -143,8 +152,8 @@ def insert_qdq(model: onnx.ModelProto, layers: Mapping[str, LayerQuantization]) 
             "activation_bits": quant.activation_bits,
         }
 
-        if quant.weight_bits is not None and quant.weight_bits < 32:
-            if quant.weight_logarithmic:
+        if quant.weight_bits is not None:
+            if quant.quantization.logarithmic:
                 note["weight_container"] = "float32"
                 note["weight_note"] = (
                     f"{quant.weight_bits}-bit logarithmic codes have no ONNX type: float32 weights "
@@ -154,8 +163,8 @@ def insert_qdq(model: onnx.ModelProto, layers: Mapping[str, LayerQuantization]) 
                 init = initializers[weight_name]
                 added += _quantize_weight(graph, init, node, axis, quant, note)
 
-        if quant.activation_bits is not None and quant.activation_bits < 32:
-            if quant.activation_logarithmic:
+        if quant.activation_bits is not None:
+            if quant.quantization.logarithmic:
                 added += _log_quantize_input(graph, node, quant, note)
             else:
                 added += _quantize_input(graph, node, quant, note)
@@ -177,7 +186,7 @@ def _quantize_weight(
     init: TensorProto,
     node: onnx.NodeProto,
     axis: int,
-    quant: LayerQuantization,
+    quant: LayerQDQ,
     note: dict,
 ) -> list[onnx.NodeProto]:
     name = quant.name
@@ -249,7 +258,7 @@ def _quantize_weight(
 
 
 def _quantize_input(
-    graph: onnx.GraphProto, node: onnx.NodeProto, quant: LayerQuantization, note: dict
+    graph: onnx.GraphProto, node: onnx.NodeProto, quant: LayerQDQ, note: dict
 ) -> list[onnx.NodeProto]:
     name = quant.name
     bits = int(quant.activation_bits)
@@ -308,7 +317,7 @@ def _quantize_input(
 
 
 def _log_quantize_input(
-    graph: onnx.GraphProto, node: onnx.NodeProto, quant: LayerQuantization, note: dict
+    graph: onnx.GraphProto, node: onnx.NodeProto, quant: LayerQDQ, note: dict
 ) -> list[onnx.NodeProto]:
     """Sign + log2-magnitude fake quantization of the input, from standard float ops.
 
@@ -317,7 +326,7 @@ def _log_quantize_input(
     """
     name = quant.name
     bits = int(quant.activation_bits)
-    steps = int(quant.log_steps_per_octave)
+    steps = int(quant.quantization.log_steps_per_octave)
     levels = 2 ** (bits - 1) - 1
     ln2 = float(np.log(2.0))
     constants = {

@@ -65,7 +65,7 @@ def check_onnx_file(path: Path) -> None:
 
 
 def _session(path: Path, level):  # type: ignore[no-untyped-def]
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy: loads only when an export is checked
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -91,7 +91,7 @@ def compare_with_torch(
     Raises ExportError when onnxruntime cannot run the file or when the top-1
     agreement is below ``min_agreement``.
     """
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy: loads only when an export is checked
 
     reference = _session(path, ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
     optimized = _session(path, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)

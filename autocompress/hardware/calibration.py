@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from autocompress.core.errors import ConfigError
+from autocompress.core.errors import CalibrationFileError, ConfigError
 from autocompress.core.file_hash import file_sha256
 from autocompress.hardware.calibration_fit import KNOB_NAMES, KNOBS
 from autocompress.hardware.spec import ChipSpec
@@ -155,9 +155,10 @@ def load_calibration(path: str | Path) -> CalibrationFile:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
-        raise ConfigError(
+        raise CalibrationFileError(
             f"{path}: not an autocompress calibration file (expected 'format: {FORMAT_NAME}')",
-            hint="Write one with `autocompress calibrate MEASUREMENTS.csv --out FILE`.",
+            hint="Write one from measurements with hardware.calibration_run.calibrate "
+            "(docs/calibration.md).",
         )
     if data.get("version") != FORMAT_VERSION:
         raise ConfigError(

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import csv
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from autocompress.core.errors import ConfigError
+from autocompress.core.errors import ConfigError, UnknownNameError
+from autocompress.core.input_shape import parse_image_shape
+from autocompress.hardware.plugins import default_registry, get_chip
 
 REQUIRED_COLUMNS = (
     "model",
@@ -30,7 +31,6 @@ REQUIRED_COLUMNS = (
     "latency_ms",
 )
 OPTIONAL_COLUMNS = ("width_multiplier", "source", "toolchain", "energy_mj", "power_mw")
-_SIZE = re.compile(r"^\d+(x\d+){0,2}$")
 
 
 @dataclass(frozen=True)
@@ -74,18 +74,9 @@ def _where(path: Path, line: int, field: str) -> str:
 
 
 def parse_size(text: str, where: str) -> tuple[int, int, int]:
-    """``224`` -> (3, 224, 224); ``HxW``; ``CxHxW``."""
-    cleaned = text.strip().lower().replace("×", "x")
-    if not _SIZE.match(cleaned):
-        raise ConfigError(f"{where}: {text!r} is not a size (224, HxW or CxHxW)")
-    sizes = [int(part) for part in cleaned.split("x")]
-    if any(size <= 0 for size in sizes):
-        raise ConfigError(f"{where}: every size must be positive, got {text!r}")
-    if len(sizes) == 1:
-        return (3, sizes[0], sizes[0])
-    if len(sizes) == 2:
-        return (3, sizes[0], sizes[1])
-    return (sizes[0], sizes[1], sizes[2])
+    """``224`` -> (3, 224, 224); ``HxW``; ``CxHxW`` (see :mod:`autocompress.core.input_shape`)."""
+    c, h, w = parse_image_shape(text, what=f"{where}:")
+    return (c, h, w)
 
 
 def _number(text: str, where: str, *, integer: bool = False, positive: bool = True) -> float:
@@ -102,12 +93,12 @@ def _number(text: str, where: str, *, integer: bool = False, positive: bool = Tr
 def _check_model(name: str, where: str) -> None:
     if ":" in name and name.split(":", 1)[0].endswith(".py"):
         raise ConfigError(
-            f"{where}: model {name!r} is a Python file; calibrate does not run model code "
-            "from files (no --trust-model-code flag exists)",
-            hint="Use a torchvision name or small_cnn, or cost your own model with "
-            "`autocompress cost --model FILE.py:function`.",
+            f"{where}: model {name!r} is a Python file; calibration does not run model code "
+            "from files",
+            hint="Use a torchvision name or small_cnn; the cost of your own model comes "
+            "from estimate_cost.",
         )
-    from autocompress.core.errors import UnknownNameError
+    # core.models imports torch (seconds): only once a CSV names a model to check
     from autocompress.core.models import _LOCAL_MODELS, known_model_names, torchvision_model_names
 
     if name in _LOCAL_MODELS or name in torchvision_model_names():
@@ -135,8 +126,6 @@ def read_measurements(path: str | Path, *, chips: Iterable[str] | None = None) -
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such measurements file")
-    from autocompress.hardware.plugins import default_registry
-
     known_chips = set(default_registry().chip_ids())
     wanted = None if chips is None else set(chips)
     checked_models: set[str] = set()
@@ -156,8 +145,6 @@ def read_measurements(path: str | Path, *, chips: Iterable[str] | None = None) -
             chip_id = row["chip"]
             where = _where(path, line, "chip")
             if chip_id not in known_chips:
-                from autocompress.hardware.plugins import get_chip
-
                 try:
                     get_chip(chip_id)
                 except ConfigError as exc:

@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import hashlib
 import json
+import os
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from autocompress.core.errors import ConfigError
 from autocompress.core.file_hash import file_sha256
+from autocompress.core.version import __version__
 from autocompress.hardware.calibration import CalibrationFile, ChipCalibration
 from autocompress.hardware.calibration_csv import Measurement, read_measurements
 from autocompress.hardware.calibration_fit import (
@@ -29,7 +34,9 @@ from autocompress.hardware.calibration_fit import (
     row_features,
 )
 from autocompress.hardware.calibration_metrics import ErrorSummary, summarize
+from autocompress.hardware.calibration_store import calibrated_spec
 from autocompress.hardware.layers import LayerDescriptor, LayerKind
+from autocompress.hardware.plugins import get_chip
 from autocompress.hardware.spec import ChipSpec
 
 _LAYER_CACHE: dict[tuple, list[LayerDescriptor]] = {}
@@ -37,7 +44,7 @@ LAYER_CACHE_VERSION = 1
 
 
 def _construct(measurement: Measurement):
-    from autocompress.core.models import build_model, small_cnn
+    from autocompress.core.models import build_model, small_cnn  # torch: see _disk_cache_path
 
     width = measurement.width_multiplier
     channels = measurement.input_shape[0]
@@ -46,7 +53,7 @@ def _construct(measurement: Measurement):
     if measurement.model == "small_cnn":
         return small_cnn(num_classes=1000, in_channels=channels, width=max(1, round(32 * width)))
     if measurement.model == "mobilenet_v2":
-        import torchvision
+        import torchvision  # see _disk_cache_path
 
         return torchvision.models.get_model("mobilenet_v2", weights=None, width_mult=width)
     raise ConfigError(
@@ -58,7 +65,7 @@ def _construct(measurement: Measurement):
 def _build(measurement: Measurement):
     """The measured model, on the ``meta`` device when it can be (shapes only, no weights to
     initialise: several times faster for big models), else on the CPU."""
-    import torch
+    import torch  # see _disk_cache_path
 
     try:
         with torch.device("meta"):
@@ -69,13 +76,10 @@ def _build(measurement: Measurement):
 
 def _disk_cache_path(key: tuple) -> Path:
     """``$AUTOCOMPRESS_CACHE/layers/<hash>.pkl`` (default ``~/.cache/autocompress``)."""
-    import hashlib
-    import os
-
+    # torch and torchvision (seconds) load only once a model is costed, so reading and
+    # checking a measurements CSV (and `autocompress calibrate --help`) stays fast.
     import torch
     import torchvision
-
-    from autocompress import __version__
 
     root = os.environ.get("AUTOCOMPRESS_CACHE")
     base = Path(root).expanduser() if root else Path.home() / ".cache" / "autocompress"
@@ -120,9 +124,7 @@ def measured_layers(measurement: Measurement) -> list[LayerDescriptor]:
         except Exception:  # a damaged or foreign cache entry: extract again
             layers = None
     if layers is None:
-        import warnings
-
-        from autocompress.hardware.extract import extract_layers
+        from autocompress.hardware.extract import extract_layers  # torch: see _disk_cache_path
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torchvision init-weight notices
@@ -146,7 +148,7 @@ def measured_layers(measurement: Measurement) -> list[LayerDescriptor]:
 
 
 def _builtin_names() -> frozenset[str]:
-    from autocompress.core.models import _LOCAL_MODELS, torchvision_model_names
+    from autocompress.core.models import _LOCAL_MODELS, torchvision_model_names  # torch
 
     return frozenset(torchvision_model_names()) | frozenset(_LOCAL_MODELS)
 
@@ -171,10 +173,28 @@ class ChipResult:
     after: ErrorSummary
     cross_validation: ErrorSummary | None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fit (:meth:`ChipCalibration.to_dict`) plus every row's measured and modelled
+        latency in ms (``rows_detail``: before, after and held out of the fit)."""
+        return {
+            **self.calibration.to_dict(),
+            "rows_detail": [
+                {
+                    "line": row.measurement.line,
+                    "model": row.measurement.model,
+                    "measured_ms": row.measurement.latency_ms,
+                    "before_ms": row.before_ms,
+                    "after_ms": row.after_ms,
+                    "held_out_ms": row.held_out_ms,
+                }
+                for row in self.rows
+            ],
+        }
+
 
 def calibrate_chip(chip: ChipSpec, measurements: Sequence[Measurement]) -> ChipResult:
     """Fit ``chip``'s knobs to its measurements, with before/after/cross-validated errors."""
-    from autocompress.hardware.estimate import check_bits_supported
+    from autocompress.hardware.estimate import check_bits_supported  # torch
 
     for m in measurements:
         check_bits_supported(chip, weight_bits=m.weight_bits, activation_bits=m.activation_bits)
@@ -244,9 +264,6 @@ def calibrate(
     Returns:
         The :class:`CalibrationReport` (the calibration file to write + per-row results).
     """
-    from autocompress import __version__
-    from autocompress.hardware.plugins import get_chip
-
     path = Path(measurements_csv)
     wanted = None if chips is None else list(chips)
     for chip_id in wanted or ():
@@ -259,8 +276,6 @@ def calibrate(
     for chip_id, chip_rows in by_chip.items():
         chip = get_chip(chip_id)
         if not uncalibrated:
-            from autocompress.hardware.calibration_store import calibrated_spec
-
             chip = calibrated_spec(chip)
         results[chip_id] = calibrate_chip(chip, chip_rows)
     created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()

@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autocompress.core.errors import ConfigError
+from autocompress.core.errors import CalibrationFileError, ConfigError
 from autocompress.hardware.calibration import (
     CalibrationFile,
     ChipCalibration,
     apply_calibration,
     load_calibration,
 )
+from autocompress.hardware.plugins import default_registry
 from autocompress.hardware.spec import ChipSpec
 
 ENV_CALIBRATION = "AUTOCOMPRESS_CALIBRATION"
@@ -93,8 +94,6 @@ _STATE = _State()
 
 
 def _shipped_files() -> list[Path]:
-    from autocompress.hardware.plugins import default_registry
-
     registry = default_registry()
     paths = []
     for name in registry.plugin_names():
@@ -119,9 +118,9 @@ def _load_layers() -> list[tuple[str, CalibrationFile]]:
             try:
                 files.append(("user", load_calibration(path)))
             except ConfigError as exc:
-                raise ConfigError(
+                raise CalibrationFileError(
                     f"{exc.message} (found in the user calibration folder {folder})",
-                    hint=f"Fix or remove it, or run with --calibration none. {exc.hint or ''}",
+                    hint=f"Fix or remove it, or set {ENV_CALIBRATION}=none. {exc.hint or ''}",
                 ) from None
     if setting:
         files.append(("explicit", load_calibration(setting)))

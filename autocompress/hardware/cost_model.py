@@ -43,6 +43,7 @@ import math
 from collections.abc import Sequence
 
 from autocompress.core.errors import ConfigError
+from autocompress.core.sparsity_pattern import is_nm, parse_nm
 from autocompress.hardware.cost import Cost, LayerCost
 from autocompress.hardware.layers import LayerDescriptor, LayerKind
 from autocompress.hardware.spec import ChipSpec
@@ -172,12 +173,9 @@ def _sparse_storage_fraction(pattern: str, weight_bits: int) -> float:
 
     2:4 at 8 bits: 0.5 × (1 + 2/8) = 0.625 (NVIDIA sparse tensor cores keep 2-bit indices).
     """
-    try:
-        kept, block = (int(part) for part in pattern.split(":"))
-    except ValueError:
+    if not is_nm(pattern):
         return 1.0
-    if not 0 < kept < block:
-        return 1.0
+    kept, block = parse_nm(pattern)
     index_bits = max(math.ceil(math.log2(block)), 1)
     return kept / block * (1.0 + index_bits / weight_bits)
 

@@ -13,10 +13,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from torch import nn
 
 from autocompress.core.errors import ConfigError
+from autocompress.core.input_shape import parse_image_shape, parse_sizes
+from autocompress.core.models import build_model
+from autocompress.core.sparsity_pattern import parse_nm
+from autocompress.hardware.calibration_store import calibrated_spec
 from autocompress.hardware.cost import Cost, LayerCost
 from autocompress.hardware.cost_model import cost_layers
 from autocompress.hardware.extract import BitsArg, extract_layers
 from autocompress.hardware.layers import LayerDescriptor
+from autocompress.hardware.plugins import (
+    default_registry,
+    get_chip,
+    override_cost,
+    override_layer_cost,
+)
 from autocompress.hardware.spec import ChipSpec
 
 ChipArg = str | ChipSpec
@@ -28,28 +38,25 @@ def resolve_chip(chip: ChipArg) -> ChipSpec:
         return chip
     if not isinstance(chip, str):
         raise ConfigError(f"chip must be an id like 'rockchip/rv1126' or a ChipSpec, got {chip!r}")
-    from autocompress.hardware.plugins import get_chip
-
     return get_chip(chip)
 
 
 def normalize_input_shape(input_shape: int | Sequence[int]) -> tuple[int, ...]:
-    """``224`` -> ``(3, 224, 224)``; a (C, H, W) or (N, C, H, W) sequence as a tuple."""
+    """``224`` -> ``(3, 224, 224)``; a (C, H, W) or (N, C, H, W) sequence as a tuple
+    (parsed by :mod:`autocompress.core.input_shape`)."""
     if isinstance(input_shape, bool):
         raise ConfigError(f"input shape must be a size or a (C, H, W) tuple, got {input_shape!r}")
-    if isinstance(input_shape, int):
-        return (3, input_shape, input_shape)
+    if isinstance(input_shape, (int, str)):
+        return parse_image_shape(input_shape, what="input shape", allow_batch=True)
     try:
-        shape = tuple(int(s) for s in input_shape)
+        sizes = [int(s) for s in input_shape]
     except (TypeError, ValueError):
         raise ConfigError(
             f"input shape must be a size or a (C, H, W) tuple, got {input_shape!r}"
         ) from None
-    if any(s <= 0 for s in shape) or len(shape) not in (3, 4):
-        raise ConfigError(
-            f"input shape must be (C, H, W) or (N, C, H, W) with positive sizes, got {shape}"
-        )
-    return shape
+    return parse_sizes(
+        sizes, what="input shape", counts=(3, 4), forms="(C, H, W) or (N, C, H, W), sizes > 0"
+    )
 
 
 def check_bits_supported(
@@ -85,8 +92,6 @@ def check_bits_supported(
 
 def _with_layer_overrides(cost: Cost, layers: Sequence[LayerDescriptor], chip: ChipSpec) -> Cost:
     """Replace the layers the chip's plugin costs itself, and re-add the totals."""
-    from autocompress.hardware.plugins import override_layer_cost
-
     replaced = False
     merged: list[LayerCost] = []
     for layer, layer_cost in zip(layers, cost.layers, strict=True):
@@ -114,8 +119,6 @@ def _with_layer_overrides(cost: Cost, layers: Sequence[LayerDescriptor], chip: C
 
 def _owner_hooks(chip: ChipSpec) -> frozenset[str]:
     """Cost hooks the plugin that contributed ``chip`` implements (none for other specs)."""
-    from autocompress.hardware.plugins import default_registry
-
     registry = default_registry()
     owner = registry.plugin_of(chip.chip_id)
     if owner is None:
@@ -128,13 +131,9 @@ def cost_on_chip(layers: Sequence[LayerDescriptor], chip: ChipSpec) -> Cost:
 
     The active calibration (:mod:`autocompress.hardware.calibration_store`) is applied first.
     """
-    from autocompress.hardware.calibration_store import calibrated_spec
-
     chip = calibrated_spec(chip)
     hooks = _owner_hooks(chip)
     if "autocompress_estimate_cost" in hooks:
-        from autocompress.hardware.plugins import override_cost
-
         custom = override_cost(chip, layers)
         if custom is not None:
             return custom
@@ -154,12 +153,38 @@ def _build(model: nn.Module | str, shape: tuple[int, ...], num_classes: int, sma
         return model
     if not isinstance(model, str):
         raise ConfigError(f"model must be an nn.Module or a model name, got {type(model).__name__}")
-    from autocompress.core.models import build_model
-
     in_channels = shape[-3]
     return build_model(
         model, num_classes=num_classes, in_channels=in_channels, small_input=small_input
     )
+
+
+def sparsify_everywhere(
+    layers: Sequence[LayerDescriptor], pattern: str, chip: ChipSpec
+) -> list[LayerDescriptor]:
+    """``layers`` with the N:M ``pattern`` on every layer it fits: conv/linear, not
+    depthwise, input channels per group a whole number of blocks of M.
+
+    Raises:
+        ConfigError: ``pattern`` is not N:M, or ``chip`` does not accelerate it.
+    """
+    _kept, block = parse_nm(pattern)
+    if pattern not in chip.sparsity_patterns:
+        listed = ", ".join(chip.sparsity_patterns) or "none"
+        raise ConfigError(
+            f"sparsity {pattern}: {chip.chip_id} does not accelerate this pattern "
+            f"(patterns it supports: {listed})"
+        )
+    return [
+        layer.with_precision(sparsity_pattern=pattern) if _sparsifiable(layer, block) else layer
+        for layer in layers
+    ]
+
+
+def _sparsifiable(layer: LayerDescriptor, block: int) -> bool:
+    if layer.kind.value not in ("conv", "linear") or layer.is_depthwise:
+        return False
+    return (layer.in_channels // layer.groups) % block == 0
 
 
 def estimate_with_layers(
@@ -229,21 +254,13 @@ def estimate_cost(
     )[1]
 
 
-def cost_model_on_chip(model: nn.Module, input_shape: tuple[int, ...], chip_id: str) -> Cost:
-    """Extract ``model``'s layers and cost them on ``chip_id`` (a plugin's override first)."""
-    from autocompress.hardware.plugins import get_chip
-
-    chip = get_chip(chip_id)
-    return estimate_costs(extract_layers(model, input_shape), [chip])[chip.chip_id]
-
-
 __all__ = [
     "check_bits_supported",
-    "cost_model_on_chip",
     "cost_on_chip",
     "estimate_cost",
     "estimate_costs",
     "estimate_with_layers",
     "normalize_input_shape",
     "resolve_chip",
+    "sparsify_everywhere",
 ]

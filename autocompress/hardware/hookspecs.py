@@ -116,3 +116,16 @@ def autocompress_export_step(
     - ``input_shape``: ``[C, H, W]``
     - ``normalization``: ``{mean: [...], std: [...]}`` on the 0..1 pixel scale
     """
+
+
+@hookspec
+def autocompress_default_chip() -> str | None:
+    """The id of one of this plugin's own chips to use when a search names none. **Optional.**
+
+    The facade asks the plugins in load order (bundled plugins first, each group by
+    entry-point name) and takes the first answer that is a chip the answering plugin
+    contributes; an answer naming another plugin's chip is reported and ignored.
+    ``AUTOCOMPRESS_DEFAULT_CHIP`` overrides every answer; with no answer at all the
+    first installed chip id (sorted) is the default. Return ``None`` (or leave the hook
+    out) to make no claim. Plugins without it keep working.
+    """

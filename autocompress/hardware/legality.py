@@ -47,7 +47,7 @@ class LayerIssue:
 
 def check_layers(layers: Sequence[LayerDescriptor], chip: ChipSpec) -> list[LayerIssue]:
     """The issues the chip's own plugin reports for ``layers`` ([] when none or no hook)."""
-    from autocompress.hardware.plugins import default_registry
+    from autocompress.hardware.plugins import default_registry  # plugins imports this module
 
     return default_registry().check_layers(chip, layers)
 

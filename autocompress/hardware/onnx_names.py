@@ -65,7 +65,7 @@ def _scopes(node: object) -> tuple[str, ...]:
 def read_graph_names(onnx_path: Path) -> OnnxGraphNames:
     """Names in the ONNX graph at ``onnx_path``; empty if it is missing or unreadable."""
     try:
-        import onnx
+        import onnx  # onnx loads only to read a graph: the plugin API stays light
 
         model = onnx.load(str(onnx_path), load_external_data=False)
     except Exception:

@@ -26,6 +26,8 @@ Environment:
 - ``AUTOCOMPRESS_DISABLE_PLUGIN_AUTOLOAD=1``: load no entry points (only plugins
   registered in code).
 - ``AUTOCOMPRESS_BLOCK_PLUGINS=name1,name2``: skip these entry points by name.
+- ``AUTOCOMPRESS_DEFAULT_CHIP=vendor/name``: the chip a search uses when it names
+  none (otherwise the first plugin that declares one with ``autocompress_default_chip``).
 
 Cost and export hooks are called only on the plugin that contributed the chip,
 so a plugin can never change another vendor's numbers.
@@ -44,7 +46,12 @@ from typing import Any
 
 import pluggy
 
-from autocompress.core.errors import AutocompressWarning, PluginError, UnknownNameError
+from autocompress.core.errors import (
+    AutocompressWarning,
+    ConfigError,
+    PluginError,
+    UnknownNameError,
+)
 from autocompress.hardware import hookspecs
 from autocompress.hardware.cost import Cost, LayerCost
 from autocompress.hardware.layers import LayerDescriptor
@@ -54,6 +61,7 @@ from autocompress.hardware.validate import validate_chip_spec
 
 DISABLE_AUTOLOAD_ENV = "AUTOCOMPRESS_DISABLE_PLUGIN_AUTOLOAD"
 BLOCK_PLUGINS_ENV = "AUTOCOMPRESS_BLOCK_PLUGINS"
+DEFAULT_CHIP_ENV = "AUTOCOMPRESS_DEFAULT_CHIP"
 BUNDLED_DISTRIBUTION = "autocompress"
 LIST_HINT = "run `autocompress chips` to list all installed chips"
 HOOK_NAMES = (
@@ -62,6 +70,7 @@ HOOK_NAMES = (
     "autocompress_layer_cost",
     "autocompress_export_step",
     "autocompress_check_layers",
+    "autocompress_default_chip",
 )
 
 
@@ -296,6 +305,49 @@ class ChipRegistry:
             hint += f" (plugins with problems: {', '.join(broken)}; `autocompress chips` shows why)"
         raise UnknownNameError("chip", str(chip_id), chips, list_hint=hint)
 
+    def default_chip_id(self) -> str | None:
+        """The chip a search uses when it names none; None when no chip is installed.
+
+        ``AUTOCOMPRESS_DEFAULT_CHIP`` when set (it must name an installed chip), else
+        the first plugin in load order whose ``autocompress_default_chip`` names one of
+        its own chips, else the first installed chip id (sorted).
+
+        Raises:
+            ConfigError: ``AUTOCOMPRESS_DEFAULT_CHIP`` names no installed chip.
+        """
+        configured = os.environ.get(DEFAULT_CHIP_ENV, "").strip()
+        if configured:
+            try:
+                return self.get_chip(configured).chip_id
+            except UnknownNameError as exc:
+                raise ConfigError(
+                    f"{DEFAULT_CHIP_ENV}={configured!r}: {exc.message}", hint=exc.hint
+                ) from None
+        chips = self._chip_map()
+        rank = {name: index for index, name in enumerate(self._order)}
+        impls = sorted(
+            self._pm.hook.autocompress_default_chip.get_hookimpls(),
+            key=lambda impl: rank.get(impl.plugin_name, len(rank)),
+        )
+        for impl in impls:
+            name = impl.plugin_name
+            try:
+                answer = impl.function()
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
+                self._record(name, f"autocompress_default_chip raised {_describe(exc)}")
+                continue
+            if answer is None:
+                continue
+            key = answer.strip().lower() if isinstance(answer, str) else answer
+            if key in chips and self._owner.get(key) == name:
+                return key
+            self._record(
+                name, f"autocompress_default_chip named {answer!r}, which is not one of its chips"
+            )
+        return min(chips) if chips else None
+
     def plugin_of(self, chip_id: str) -> str | None:
         """Name of the plugin that contributed ``chip_id``."""
         self._chip_map()
@@ -457,6 +509,11 @@ def list_chips() -> list[ChipSpec]:
 def get_chip(chip_id: str) -> ChipSpec:
     """The installed chip with this id; :class:`UnknownNameError` names the closest ids."""
     return default_registry().get_chip(chip_id)
+
+
+def default_chip_id() -> str | None:
+    """The chip a search uses when it names none (see :meth:`ChipRegistry.default_chip_id`)."""
+    return default_registry().default_chip_id()
 
 
 def plugin_problems() -> list[PluginProblem]:

@@ -10,8 +10,9 @@ the number comes from); figures nobody confirmed are listed in ``unverified``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
+from typing import Any
 
 
 class QuantGranularity(str, Enum):
@@ -153,3 +154,21 @@ class ChipSpec:
             if width >= need:
                 return width
         return widths[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field in JSON-ready form: enums as their values, tuples as lists and
+        mapping keys (bit-widths) as strings; ``quantization`` and ``budgets`` as dicts."""
+        data = {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+        data["quantization"] = _jsonable(asdict(self.quantization))
+        data["budgets"] = asdict(self.budgets)
+        return data
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value

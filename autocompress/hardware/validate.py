@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
+from autocompress.core.sparsity_pattern import is_nm
 from autocompress.hardware.spec import ChipBudgets, ChipSpec, QuantizationScheme
 
 CHIP_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*/[a-z0-9][a-z0-9_.+-]*$")
-SPARSITY_PATTERN = re.compile(r"^(\d+):(\d+)$")
 MIN_BITS = 2
 MAX_BITS = 32
 
@@ -130,8 +130,7 @@ def _check_sparsity(spec: ChipSpec, problems: list[str]) -> None:
         problems.append(f"sparsity_patterns: must be a tuple like ('2:4',), got {patterns!r}")
         return
     for pattern in patterns:
-        match = SPARSITY_PATTERN.match(pattern) if isinstance(pattern, str) else None
-        if match is None or not 0 < int(match.group(1)) < int(match.group(2)):
+        if not is_nm(pattern):
             problems.append(f"sparsity_patterns: {pattern!r} is not like 'N:M' with 0 < N < M")
     if not _is_number(spec.sparsity_speedup) or spec.sparsity_speedup < 1:
         problems.append(f"sparsity_speedup: must be >= 1, got {spec.sparsity_speedup!r}")

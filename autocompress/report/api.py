@@ -15,7 +15,7 @@ from typing import Any
 
 from autocompress.core.budget import METRIC_SENSE, Budget
 from autocompress.core.errors import AutocompressError, ConfigError, UnknownNameError
-from autocompress.core.pareto import hypervolume, pareto_front
+from autocompress.core.pareto import front_numbers, hypervolume, pareto_front
 from autocompress.hardware.cost import Cost
 from autocompress.report.rescore import Rescorer
 from autocompress.report.rows import TrialRow, make_row
@@ -223,13 +223,13 @@ def load_report(
         recovered = run.directory.read_recovered(record.number)
         rows.append(make_row(record, costs, budget, recovered))
 
-    feasible = [r for r in rows if r.feasible]
-    front_index = pareto_front([{n: r.value(n) for n in objectives} for r in feasible], objectives)
+    by_number = {r.number: r for r in rows}
+    feasible = {r.number: {n: r.value(n) for n in objectives} for r in rows if r.feasible}
     first = objectives[0]
     sign = -1.0 if METRIC_SENSE.get(first, "min") == "max" else 1.0
-    front = sorted(
-        (feasible[i].number for i in front_index),
-        key=lambda n: sign * (next(r for r in rows if r.number == n).value(first) or 0.0),
+    front = sorted(  # best first by the first objective, for the table
+        front_numbers(feasible, objectives),  # type: ignore[arg-type]
+        key=lambda n: sign * (by_number[n].value(first) or 0.0),
     )
     front_set = set(front)
     rows = [dataclasses.replace(r, on_front=r.number in front_set) for r in rows]

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
-from autocompress import __version__
 from autocompress.core.errors import AutocompressError
+from autocompress.core.version import __version__
 from autocompress.core.workspace import write_atomic
 from autocompress.report.api import Report
 from autocompress.report.svg import (

@@ -16,7 +16,7 @@ from torch import nn
 from autocompress.core.errors import RunDirectoryError
 from autocompress.core.workspace import TrialRecord
 from autocompress.hardware.cost import Cost
-from autocompress.hardware.estimate import cost_model_on_chip
+from autocompress.hardware.estimate import estimate_cost
 from autocompress.report.run_data import RunData
 
 
@@ -65,14 +65,12 @@ class Rescorer:
         """Full cost (with per-layer breakdown) of a trial's architecture on ``chip_id``."""
         key = (record.number, chip_id)
         if key not in self._costs:
-            self._costs[key] = cost_model_on_chip(
-                self.student(record), self.run.input_shape, chip_id
-            )
+            self._costs[key] = estimate_cost(self.student(record), self.run.input_shape, chip_id)
         return self._costs[key]
 
     def teacher_cost(self, chip_id: str) -> Cost:
         """Cost of the float32 teacher on ``chip_id``."""
         key = (-1, chip_id)
         if key not in self._costs:
-            self._costs[key] = cost_model_on_chip(self.teacher, self.run.input_shape, chip_id)
+            self._costs[key] = estimate_cost(self.teacher, self.run.input_shape, chip_id)
         return self._costs[key]

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from autocompress.compress.training import resolve_device
 from autocompress.core.budget import Budget
 from autocompress.core.models import ModelSpec
 from autocompress.core.run_config import FinetuneSettings, RunConfig
@@ -25,10 +26,9 @@ from autocompress.search.space import parse_space
 
 
 def pick_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    """The device name ``device`` resolves to (``auto`` -> ``cuda`` when a GPU is visible,
+    else ``cpu``); the rule is :func:`autocompress.compress.training.resolve_device`."""
+    return str(resolve_device(device))
 
 
 @dataclass

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from autocompress.core.budget import Budget
-from autocompress.core.pareto import pareto_front
+from autocompress.core.pareto import front_numbers as pareto_front_numbers
 from autocompress.core.run_config import RunConfig
 from autocompress.core.workspace import RunDirectory, TrialRecord
 
@@ -26,7 +26,7 @@ def front_numbers(
     budget: Budget,
 ) -> list[int]:
     """Trial numbers on the feasible front of ``chip_id``."""
-    points, numbers = [], []
+    points: dict[int, dict[str, float]] = {}
     for record in records:
         if record.state != "complete" or chip_id not in record.costs:
             continue
@@ -38,9 +38,8 @@ def front_numbers(
             and record.metrics.get("accuracy", 0.0) < budget.min_accuracy
         ):
             continue
-        points.append({**record.costs[chip_id], **record.metrics})
-        numbers.append(record.number)
-    return sorted(numbers[i] for i in pareto_front(points, objectives))
+        points[record.number] = {**record.costs[chip_id], **record.metrics}
+    return pareto_front_numbers(points, objectives)
 
 
 def compute_fronts(run: RunDirectory, config: RunConfig) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from autocompress.core.budget import Budget
 from autocompress.core.errors import BudgetError
 from autocompress.core.model_code import model_file_identity
 from autocompress.core.model_files import is_file_model, resolve_model_file
-from autocompress.core.models import ModelSpec
+from autocompress.core.models import ModelSpec, auto_small_input, has_small_input_stem
 from autocompress.core.run_config import (
     DatasetSpec,
     FinetuneSettings,
@@ -123,14 +123,10 @@ def smallest_config(resolved: ResolvedSpace) -> TrialConfig:
     return resolved.config_from_params(params)
 
 
-def _auto_small_input(settings: SearchSettings, height: int) -> bool:
+def _auto_small_input(settings: SearchSettings, size: tuple[int, int]) -> bool:
     if settings.small_input is not None:
         return settings.small_input
-    return (
-        settings.model not in ("small_cnn", "fc_cnn")
-        and height <= 64
-        and not is_file_model(settings.model)
-    )
+    return auto_small_input(settings.model, size)
 
 
 def model_and_teacher(
@@ -149,7 +145,7 @@ def model_and_teacher(
     from autocompress.core.errors import CheckpointError
     from autocompress.core.models import load_weights
 
-    auto = _auto_small_input(settings, size[0])
+    auto = _auto_small_input(settings, size)
     spec = ModelSpec.for_model(
         settings.model,
         num_classes=num_classes,
@@ -164,8 +160,7 @@ def model_and_teacher(
         model, spec, _info = load_weights(settings.teacher, spec)
         return spec, model
     except CheckpointError as first:
-        fixed_stem = is_file_model(spec.name) or spec.name in ("small_cnn", "fc_cnn")
-        if settings.small_input is not None or fixed_stem:
+        if settings.small_input is not None or not has_small_input_stem(spec.name):
             raise
         other = dataclasses.replace(spec, small_input=not auto)
         try:
@@ -324,7 +319,7 @@ def library_versions() -> dict[str, Any]:
     """Versions of autocompress, Python, the main libraries and the chip plugins."""
     import importlib.metadata
 
-    from autocompress import __version__
+    from autocompress.core.version import __version__
 
     versions: dict[str, Any] = {"autocompress": __version__, "python": platform.python_version()}
     for package in (

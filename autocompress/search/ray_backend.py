@@ -67,10 +67,7 @@ def _make_trainable(run_path: str, device: str, threads: int) -> Any:
         warnings.filterwarnings("ignore", category=PluginWarning)
 
         torch.set_num_threads(max(1, threads))
-        chosen = device
-        if chosen == "auto":
-            chosen = "cuda" if torch.cuda.is_available() else "cpu"
-        ctx = _context(run_path, chosen)
+        ctx = _context(run_path, device)  # load_context resolves "auto" (pick_device)
         number = int(params["trial_number"])
         outcome = run_trial(ctx, number, TrialConfig.from_dict(params["trial_config"]))
         metrics: dict[str, Any] = {

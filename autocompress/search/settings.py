@@ -16,12 +16,13 @@ from typing import Any
 
 from autocompress.core.budget import METRIC_SENSE, Budget
 from autocompress.core.errors import BudgetError, ConfigError
+from autocompress.core.input_shape import parse_hw
 from autocompress.core.run_config import RunConfig
+from autocompress.hardware.plugins import default_chip_id
 from autocompress.search.promotion import check_rungs
 from autocompress.search.samplers import DEFAULT_SAMPLER, check_sampler_name
 from autocompress.search.yaml_lines import LineDict, load_yaml_with_lines
 
-DEFAULT_CHIP = "rockchip/rv1126"
 DEFAULT_MODEL = "fc_cnn"
 DEFAULT_DATASET = "digits"
 DEFAULT_OBJECTIVES = ("accuracy", "latency_ms")
@@ -68,7 +69,9 @@ class SearchSettings:
     data_root: str | None = None
     val_fraction: float = 0.2
     data_limit: int | None = None
-    chips: tuple[str, ...] = (DEFAULT_CHIP,)
+    # None given: AUTOCOMPRESS_DEFAULT_CHIP, else the chip a plugin declares the default
+    # (rockchip/rv1126 with the bundled plugins); see hardware.plugins.default_chip_id.
+    chips: tuple[str, ...] = field(default_factory=lambda: _default_chips())
     budget: Mapping[str, float | str | None] = field(default_factory=dict)
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     space: str = "default"
@@ -191,27 +194,14 @@ def parse_budget_value(key: str, value: Any) -> tuple[float, bool] | None:
     return float(value), False
 
 
+def _default_chips() -> tuple[str, ...]:
+    chip = default_chip_id()
+    return (chip,) if chip is not None else ()
+
+
 def parse_input_size(value: Any) -> tuple[int, int]:
     """``32`` / ``"32"`` -> (32, 32); ``"224x192"`` / ``[224, 192]`` -> (224, 192) as (H, W)."""
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        h, w = (int(v) for v in value)
-    else:
-        text = str(value).lower().replace("×", "x").strip()
-        parts = text.split("x")
-        try:
-            if len(parts) == 1:
-                h = w = int(parts[0])
-            elif len(parts) == 2:
-                h, w = int(parts[0]), int(parts[1])
-            else:
-                raise ValueError(text)
-        except ValueError:
-            raise ConfigError(
-                f"input size must be N (square) or HxW such as 224x192, got {value!r}"
-            ) from None
-    if h < 1 or w < 1:
-        raise ConfigError(f"input size must be positive, got {value!r}")
-    return h, w
+    return parse_hw(value, what="input size")
 
 
 def parse_floats(value: Any, what: str) -> tuple[float, ...]:

@@ -27,13 +27,13 @@ float weights/activations, dense).
 from __future__ import annotations
 
 import fnmatch
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from autocompress.core.errors import ConfigError
+from autocompress.core.sparsity_pattern import is_nm
 from autocompress.search.yaml_lines import LineDict, LineList, load_yaml_with_lines, plain
 
 LAYER_FIELDS = ("prune_ratio", "weight_bits", "activation_bits", "sparsity")
@@ -41,7 +41,6 @@ GLOBAL_FIELDS = ("width_multiplier", "kd_temperature", "kd_alpha")
 TOP_KEYS = {"name", "description", "layers", *GLOBAL_FIELDS}
 RULE_KEYS = {"match", "protect", *LAYER_FIELDS}
 LAYER_ALIASES = ("first", "last")
-_SPARSITY_RE = re.compile(r"^\d+:\d+$")
 
 
 @dataclass(frozen=True)
@@ -158,7 +157,7 @@ def _check_scalar(value: Any, name: str, line: int, path: str, where: _Where) ->
     kind, low, high = _FIELD_RULES[name]
     if kind == "pattern":
         text = "none" if value is None else str(value)
-        if text != "none" and not _SPARSITY_RE.match(text):
+        if text != "none" and not is_nm(text):
             raise where.error(
                 line,
                 path,

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import importlib.resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autocompress.core.errors import UnknownNameError
 from autocompress.search.space import SearchSpace, load_space_file
+
+if TYPE_CHECKING:
+    from autocompress.search.resolve import ResolvedSpace
 
 DEFAULT_SPACE = "default"
 
@@ -25,9 +29,8 @@ def builtin_space_dir() -> Path:
             return folder
     except ModuleNotFoundError:
         pass
-    import autocompress
-
-    return Path(autocompress.__file__).resolve().parent.parent / "search_spaces"
+    # a source tree without the builtin_spaces link: the repository's search_spaces/
+    return Path(__file__).resolve().parents[2] / "search_spaces"
 
 
 def builtin_space_names() -> list[str]:
@@ -60,3 +63,39 @@ def load_space(name_or_path: str | Path = DEFAULT_SPACE) -> SearchSpace:
 def list_spaces() -> list[SearchSpace]:
     """Every built-in space, validated."""
     return [load_space_file(builtin_space_dir() / f"{name}.yaml") for name in builtin_space_names()]
+
+
+def resolve_for_chip(
+    space: SearchSpace,
+    chip_id: str,
+    model: str,
+    input_shape: tuple[int, ...],
+    *,
+    num_classes: int = 10,
+) -> ResolvedSpace:
+    """What chip ``chip_id`` leaves of ``space`` for ``model`` on ``input_shape`` (C, H, W) images.
+
+    The model is built as a search would build it (small-input stem by
+    :func:`autocompress.core.models.auto_small_input`), its layers are read, and the
+    space is resolved against the chip (``autocompress spaces show --chip``).
+
+    Raises:
+        UnknownNameError: unknown chip or model.
+    """
+    # torch, the model zoo and the plugins load only here: listing spaces stays cheap.
+    from autocompress.core.models import auto_small_input, build_model
+    from autocompress.hardware.plugins import get_chip
+    from autocompress.search.context import model_layers
+    from autocompress.search.resolve import resolve_space
+
+    chip = get_chip(chip_id)
+    net = build_model(
+        model,
+        num_classes=num_classes,
+        in_channels=input_shape[0],
+        small_input=auto_small_input(model, input_shape[1:]),
+    )
+    quantizable, prunable, out_channels = model_layers(net, input_shape)
+    return resolve_space(
+        space, chip, quantizable=quantizable, prunable=prunable, out_channels=out_channels
+    )

@@ -46,7 +46,7 @@ def teacher_cache_dir() -> Path:
 
 def teacher_cache_key(spec: ModelSpec, dataset: dict[str, Any], *, epochs: int, seed: int) -> str:
     """A stable key for a trained teacher."""
-    from autocompress import __version__
+    from autocompress.core.version import __version__
 
     text = json.dumps(
         {

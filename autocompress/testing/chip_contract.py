@@ -272,3 +272,15 @@ class ChipPluginContract:
             )
             for path in paths:
                 assert path.is_file() and path.stat().st_size > 0, f"{chip.chip_id}: {path}"
+
+    def test_default_chip_is_one_of_its_own(
+        self, chip_registry: ChipRegistry, contract_chips: list[ChipSpec]
+    ) -> None:
+        """``autocompress_default_chip`` (if any) names None or a chip of this plugin."""
+        hook = chip_registry.hook_functions(self._name()).get("autocompress_default_chip")
+        if hook is None:
+            pytest.skip("the plugin declares no default chip")
+        answer = hook()
+        assert answer is None or answer in {chip.chip_id for chip in contract_chips}, (
+            f"autocompress_default_chip named {answer!r}, which is not one of its chips"
+        )

@@ -14,13 +14,21 @@ from autocompress.hardware.spec import ChipSpec
 from autocompress_rockchip.chips import rockchip_chips
 from autocompress_rockchip.rknn_export import TOOLKIT_BY_CHIP, write_rknn_files
 
-__all__ = ["autocompress_chips", "autocompress_export_step"]
+__all__ = ["autocompress_chips", "autocompress_default_chip", "autocompress_export_step"]
+
+DEFAULT_CHIP = "rockchip/rv1126"
 
 
 @hookimpl
 def autocompress_chips() -> list[ChipSpec]:
     """The Rockchip chips."""
     return rockchip_chips()
+
+
+@hookimpl
+def autocompress_default_chip() -> str:
+    """The RV1126 is autocompress's default chip (the first target it was built for)."""
+    return DEFAULT_CHIP
 
 
 @hookimpl

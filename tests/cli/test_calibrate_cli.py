@@ -129,3 +129,18 @@ def test_cost_shows_legality_reasons():
     assert result.exit_code == 0, result.output
     issues = json.loads(result.output)["legality"]
     assert issues and "QNN HTP" in issues[0]["reason"]
+
+
+def test_a_broken_user_calibration_gets_its_flag_hint_from_the_cli(tmp_path, capsys):
+    """The hardware layer names the environment variable; only the CLI names flags."""
+    from autocompress.core.errors import CalibrationFileError
+    from autocompress.hardware.calibration_store import calibration_summary
+
+    folder = tmp_path / "config" / "calibrations"
+    folder.mkdir(parents=True)
+    (folder / "broken.yaml").write_text("my: notes\n")
+    with pytest.raises(CalibrationFileError) as info:
+        calibration_summary("rockchip/rv1126")
+    assert f"{ENV_CALIBRATION}=none" in str(info.value) and "--" not in str(info.value)
+    code, output = run_main(capsys, "chips", "show", "rockchip/rv1126")
+    assert code == 2 and "broken.yaml" in output and "--calibration none" in output

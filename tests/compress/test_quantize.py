@@ -141,3 +141,17 @@ def test_fake_quantize_replaces_layers_in_place_with_attributes():
     assert layers["0"].sparsity_pattern is None
     with pytest.raises(ConfigError, match="between 2 and 16"):
         fake_quantize(nn.Sequential(nn.Linear(2, 2)), scheme, {"0": 1}, {})
+
+
+def test_a_layer_gives_back_the_one_layer_quantization_it_was_built_from():
+    """Export reads the scheme back from the layer: one record, float = 32 bits on both sides."""
+    from autocompress.export.onnx_model import deploy_copy
+
+    quant = LayerQuantization(
+        weight_bits=4, activation_bits=32, weight_symmetric=False, per_channel=False
+    )
+    model = nn.Sequential(QuantConv2d.from_float(nn.Conv2d(4, 8, 3), quant))
+    assert model[0].quantization == quant
+    _float_model, layers, _raw = deploy_copy(model)
+    assert layers["0"].quantization == quant
+    assert (layers["0"].weight_bits, layers["0"].activation_bits) == (4, None)

@@ -49,3 +49,29 @@ def test_wrong_architecture_names_what_mismatches(tmp_path):
     assert "missing keys [0.weight]" in message
     assert "12.weight: checkpoint (10, 128) vs model (5, 128)" in message
     assert str(path) in message
+
+
+def test_one_reader_for_checkpoints_and_student_files(tmp_path):
+    """Teacher checkpoints and student files go through core.models.read_tagged_file."""
+    from autocompress.compress.student import STUDENT_FORMAT, load_student
+
+    spec = ModelSpec("small_cnn", num_classes=10, in_channels=1)
+    checkpoint = save_checkpoint(tmp_path / "t.pt", spec.build(), spec)
+    with pytest.raises(CheckpointError, match="is not an autocompress student file"):
+        load_student(checkpoint)
+    with pytest.raises(CheckpointError, match=r"student file .* does not exist"):
+        load_student(tmp_path / "missing.pt")
+    torch.save({"format": STUDENT_FORMAT, "version": 99}, tmp_path / "s.pt")
+    with pytest.raises(CheckpointError, match=r"student file .* has version 99"):
+        load_student(tmp_path / "s.pt")
+    torch.save({"format": "autocompress-model", "version": 99}, tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match=r"checkpoint .* has version 99"):
+        load_checkpoint(tmp_path / "c.pt")
+    torch.save(
+        {"format": "autocompress-model", "version": 1, "spec": {"name": "nope"}, "state_dict": {}},
+        checkpoint,
+    )
+    with pytest.raises(
+        CheckpointError, match=r"checkpoint .* names model 'nope' that cannot be built"
+    ):
+        load_checkpoint(checkpoint)

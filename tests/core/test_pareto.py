@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from autocompress.core.pareto import dominates, hypervolume, pareto_front
+from autocompress.core.pareto import dominates, front_numbers, hypervolume, pareto_front
 
 OBJ = ["accuracy", "latency_ms"]
 
@@ -40,3 +40,15 @@ def test_hypervolume_three_objectives_matches_grid_count():
 def test_dominates_is_strict():
     assert dominates((1, 1), (1, 2))
     assert not dominates((1, 2), (1, 2))
+
+
+def test_front_numbers_keys_the_front_by_trial_number():
+    points = {
+        7: {"accuracy": 0.9, "latency_ms": 5.0},
+        3: {"accuracy": 0.8, "latency_ms": 2.0},
+        5: {"accuracy": 0.7, "latency_ms": 3.0},  # dominated by 3
+        9: {"accuracy": 0.9, "latency_ms": 5.0},  # a duplicate of 7: both kept
+        4: {"latency_ms": 1.0},  # no accuracy: never on the front
+    }
+    assert front_numbers(points, ["accuracy", "latency_ms"]) == [3, 7, 9]
+    assert front_numbers({}, ["accuracy"]) == []

@@ -148,3 +148,20 @@ def test_plugin_overrides_are_asked_first(monkeypatch):
     assert per_layer.layers[1] == analytical.layers[1]
     assert per_layer.latency_ms == pytest.approx(5.0 + analytical.layers[1].latency_ms)
     assert costs["test/npu"] == cost_layers(layers, make_chip())  # not a plugin's chip
+
+
+def test_sparsify_everywhere_puts_the_pattern_where_it_fits_and_only_on_chips_that_run_it():
+    from autocompress.hardware.estimate import estimate_with_layers, sparsify_everywhere
+    from autocompress.hardware.plugins import get_chip
+
+    orin = get_chip("nvidia/orin-nano")
+    layers, _cost = estimate_with_layers("small_cnn", (1, 8, 8), orin, num_classes=10)
+    sparse = {
+        layer.name: layer.sparsity_pattern for layer in sparsify_everywhere(layers, "2:4", orin)
+    }
+    first = layers[0].name  # one input channel: no whole block of 4
+    assert sparse[first] is None and "2:4" in sparse.values()
+    with pytest.raises(ConfigError, match="does not accelerate"):
+        sparsify_everywhere(layers, "2:4", get_chip("rockchip/rv1126"))
+    with pytest.raises(ConfigError, match="sparsity pattern"):
+        sparsify_everywhere(layers, "4:2", orin)

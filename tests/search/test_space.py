@@ -124,6 +124,11 @@ def test_first_matching_rule_wins_field_by_field(tmp_path):
             3,
             "layers[0].sparsity.choices[1]",
         ),
+        (  # N:M needs N < M (core.sparsity_pattern, as chip specs and the cost model say)
+            "layers:\n  - match: '*'\n    sparsity: {choices: [none, '4:2']}\n",
+            3,
+            "layers[0].sparsity.choices[1]",
+        ),
         ("colour: blue\n", 1, "colour"),
     ],
 )
@@ -147,3 +152,13 @@ def test_malformed_yaml_names_file_and_line(tmp_path):
 def test_unknown_space_name_suggests_close_names():
     with pytest.raises(UnknownNameError, match="did you mean 'pruning'"):
         load_space("prunning")
+
+
+def test_resolve_for_chip_is_what_spaces_show_prints():
+    from autocompress.search.space_catalog import resolve_for_chip
+
+    resolved = resolve_for_chip(load_space("default"), "rockchip/rv1126", "small_cnn", (1, 8, 8))
+    bits = [d.spec.to_dict() for d in resolved.dimensions if d.field == "weight_bits"]
+    assert bits
+    for spec in bits:  # only widths the RV1126 runs are left
+        assert set(spec["choices"] if isinstance(spec, dict) else [spec]) <= {8, 16}
