@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from autocompress.core.metrics import cost_metrics
+
 
 @dataclass(frozen=True)
 class LayerCost:
@@ -61,14 +63,8 @@ class Cost:
     layers: tuple[LayerCost, ...] = ()
 
     def metrics(self) -> dict[str, float]:
-        """The totals keyed by the shared metric names (see ``core.budget``)."""
-        return {
-            "latency_ms": self.latency_ms,
-            "energy_mj": self.energy_mj,
-            "power_mw": self.power_mw,
-            "peak_memory_kb": self.peak_memory_kb,
-            "model_size_kb": self.model_size_kb,
-        }
+        """The totals keyed by the shared metric names (the cost metrics of ``core.metrics``)."""
+        return {m.name: float(getattr(self, str(m.cost_field))) * m.scale for m in cost_metrics()}
 
     def to_dict(self, *, with_layers: bool = True) -> dict[str, Any]:
         """JSON-ready form."""
