@@ -17,6 +17,7 @@ import yaml
 
 from autocompress import __version__
 from autocompress.core.errors import AutocompressError
+from autocompress.core.metrics import Metric, shown_in
 from autocompress.core.workspace import write_atomic
 from autocompress.report.api import Report
 from autocompress.report.svg import (
@@ -28,17 +29,13 @@ from autocompress.report.svg import (
     line_plot,
     scatter_plot,
 )
+from autocompress.report.table import table_metrics
 
-SCATTER_METRICS: tuple[tuple[str, str], ...] = (
-    ("latency_ms", "latency (ms)"),
-    ("energy_mj", "energy per inference (mJ)"),
-    ("peak_memory_kb", "peak memory (KB)"),
-)
-_BUDGET_OF_METRIC = {
-    "latency_ms": "latency_ms",
-    "energy_mj": "energy_mj",
-    "peak_memory_kb": "memory_kb",
-}
+
+def scatter_metrics() -> tuple[Metric, ...]:
+    """The metrics plotted against accuracy (``plot`` in their views)."""
+    return shown_in("plot")
+
 
 _CSS = """
 body{font-family:"DejaVu Sans",Arial,sans-serif;margin:24px;color:#222;max-width:1000px}
@@ -57,8 +54,8 @@ class _Cell:
     align_left: bool = False
 
 
-def _num(value: float | None, digits: int = 4) -> str:
-    return "–" if value is None else f"{value:.{digits}g}"
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4g}"
 
 
 def _points(report: Report, metric: str) -> list[Point]:
@@ -93,7 +90,8 @@ def _points(report: Report, metric: str) -> list[Point]:
     return points
 
 
-def _scatter(report: Report, metric: str, label: str) -> str:
+def _scatter(report: Report, entry: Metric) -> str:
+    metric, label = entry.name, entry.axis_label
     points = _points(report, metric)
     accuracies = [p.y for p in points if p.y == p.y]
     y_axis = axis_for("validation accuracy", accuracies)
@@ -101,7 +99,7 @@ def _scatter(report: Report, metric: str, label: str) -> str:
     points = [p if p.y == p.y else Point(p.x, y_axis.low, p.style, p.label) for p in points]
     x_axis = axis_for(label, [p.x for p in points], include_zero=True)
     budget = report.budget.active()
-    x_limit = budget.get(_BUDGET_OF_METRIC[metric])
+    x_limit = budget.get(entry.budget) if entry.budget else None
     if x_limit is not None and x_axis.high < x_limit <= 2 * x_axis.high:
         x_axis = axis_for(label, [p.x for p in points] + [x_limit], include_zero=True)
     if x_limit is not None and x_limit > x_axis.high:
@@ -129,36 +127,19 @@ def _table(headers: list[str], rows: list[list[_Cell]]) -> str:
 
 
 def _front_table(report: Report) -> str:
+    columns = table_metrics(report.rows, "html")
     rows = []
     for row in report.front_rows:
         rows.append(
             [
                 _Cell(str(row.number)),
-                _Cell(_num(row.value("accuracy"))),
-                _Cell(_num(row.value("test_accuracy"))),
-                _Cell(_num(row.value("latency_ms"))),
-                _Cell(_num(row.value("energy_mj"))),
-                _Cell(_num(row.value("power_mw"))),
-                _Cell(_num(row.value("peak_memory_kb"))),
-                _Cell(_num(row.value("model_size_kb"))),
+                *(_Cell(m.format_html(row.value(m.name))) for m in columns),
                 _Cell(f"{row.width_multiplier:g}"),
                 _Cell(row.bits, True),
                 _Cell(row.pruning, True),
             ]
         )
-    headers = [
-        "trial",
-        "accuracy",
-        "test acc.",
-        "latency ms",
-        "energy mJ",
-        "power mW",
-        "peak mem KB",
-        "size KB",
-        "width",
-        "bits",
-        "pruning",
-    ]
+    headers = ["trial", *(m.html_label or m.label for m in columns), "width", "bits", "pruning"]
     return _table(headers, rows) if rows else '<p class="muted">No feasible trained trial yet.</p>'
 
 
@@ -257,7 +238,7 @@ def render_html(report: Report, *, trial: int | None = None) -> str:
     overrides = ", ".join(f"{k} {v:.6g}" for k, v in report.budget_overrides.items())
     teacher_acc = report.teacher.get("accuracy")
     teacher_value = teacher_acc if isinstance(teacher_acc, float) else None
-    scatters = "".join(_scatter(report, metric, label) for metric, label in SCATTER_METRICS)
+    scatters = "".join(_scatter(report, entry) for entry in scatter_metrics())
     config_yaml = yaml.safe_dump(dict(run.config), sort_keys=False)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>autocompress report: {escape(run.name)}</title>
