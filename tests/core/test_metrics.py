@@ -88,13 +88,15 @@ metrics.METRICS = (
         html_label="MACs M", budget="macs_m", objective=True, cost_field="macs", scale=1e-6,
     ),
 )
-from autocompress.cli import cli
+from autocompress.cli import cli, main
 from autocompress.core.budget import Budget
 from autocompress.export.api import pick_trial
 from autocompress.report.run_data import load_run
+from autocompress.core.errors import BudgetError
+from autocompress.search.api import search
 from autocompress.search.settings import SearchSettings
 
-run, page = sys.argv[1], sys.argv[2]
+run, page, new_run = sys.argv[1], sys.argv[2], sys.argv[3]
 def invoke(*args):
     result = CliRunner().invoke(cli, list(args), catch_exceptions=False, terminal_width=250)
     assert result.exit_code == 0, result.output
@@ -112,6 +114,14 @@ out = {
 }
 limit = min(t["macs_m"] for t in out["json"]["trials"] if t["on_front"]) * 1.0001
 out["limit"] = limit
+try:  # search() takes the new budget; a bad value fails before any run directory exists
+    search(macs_m="lots", out=new_run)
+except BudgetError as exc:
+    out["search_error"] = str(exc)
+try:  # the real entry point: a user error is exit 2 and a message on stderr
+    main(["search", "--macs-m", "0", "--out", new_run])
+except SystemExit as exc:
+    out["cli_exit"] = exc.code
 out["retargeted"] = json.loads(invoke("report", run, "--json", "--macs-m", str(limit)))
 print("RESULT" + json.dumps(out))
 """
@@ -121,7 +131,7 @@ def test_a_new_table_entry_shows_up_everywhere(search_run, tmp_path):
     page = tmp_path / "page.html"
     env = {**os.environ, "COLUMNS": "250"}
     process = subprocess.run(
-        [sys.executable, "-c", _EXTRA_METRIC, str(search_run), str(page)],
+        [sys.executable, "-c", _EXTRA_METRIC, str(search_run), str(page), str(tmp_path / "new")],
         capture_output=True,
         text=True,
         env=env,
@@ -140,6 +150,9 @@ def test_a_new_table_entry_shows_up_everywhere(search_run, tmp_path):
     assert re.search(r"One of: accuracy, .*model_size_kb, macs_m\.", search_help)
     assert "--macs-m FLOAT" in out["report_help"]
     assert "macs_m" in out["budget_fields"] and out["objectives_ok"] == ["accuracy", "macs_m"]
+    assert "budget macs_m must be a number or a percentage" in out["search_error"]
+    assert out["cli_exit"] == 2 and "budget macs_m must be a positive number" in process.stderr
+    assert not (tmp_path / "new").exists()
 
     # report table (header and legend), CSV, JSON
     assert "MMAC" in out["table"] and "MMAC: macs M" in " ".join(out["table"].split())
