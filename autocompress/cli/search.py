@@ -12,6 +12,7 @@ from rich.table import Table
 from autocompress.cli.calibration_option import calibration_options
 from autocompress.cli.console import print_json, stderr, stdout
 from autocompress.cli.metric_options import budget_options, objective_help
+from autocompress.core.metrics import metric_of_budget
 from autocompress.search.settings import DEFAULT_OBJECTIVES
 
 
@@ -287,7 +288,8 @@ def command(
     for key, value in result.budget.items():
         if value is None:
             continue
-        text = f"{key} ≤ {value:g}" if key != "min_accuracy" else f"accuracy ≥ {value:g}"
+        limited = metric_of_budget(key)
+        text = f"{key} ≤ {value:g}" if limited.sense == "min" else f"{limited.name} ≥ {value:g}"
         source = result.budget_sources.get(key, "")
         if source.startswith("derived"):
             text += f" ({source})"

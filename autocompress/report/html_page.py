@@ -18,6 +18,7 @@ import yaml
 from autocompress import __version__
 from autocompress.core.errors import AutocompressError
 from autocompress.core.metrics import Metric, shown_in
+from autocompress.core.metrics import metric as metric_named
 from autocompress.core.workspace import write_atomic
 from autocompress.report.api import Report
 from autocompress.report.svg import (
@@ -111,7 +112,7 @@ def _scatter(report: Report, entry: Metric) -> str:
         title=f"accuracy vs {label}",
         chart_id=f"scatter-{metric}",
         x_limit=x_limit,
-        y_limit=budget.get("min_accuracy"),
+        y_limit=budget.get(str(metric_named("accuracy").budget)),
     )
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from autocompress.core.budget import BUDGET_FIELDS
 from autocompress.core.errors import ConfigError
 from autocompress.core.model_code import model_code_policy, recorded_identities
 from autocompress.core.workspace import RunDirectory
@@ -119,12 +120,8 @@ def _recorded(config: Mapping[str, Any]) -> dict[str, tuple[Any, Callable[[Any],
         ),
         "anchors": (config.get("anchors", True), lambda g: bool(g) == config.get("anchors", True)),
     }
-    for key in ("latency_ms", "memory_kb", "power_mw", "energy_mj", "model_size_kb"):
+    for key in BUDGET_FIELDS:
         out[key] = ((config.get("budget") or {}).get(key), _budget_same(key, config))
-    out["min_accuracy"] = (
-        (config.get("budget") or {}).get("min_accuracy"),
-        _budget_same("min_accuracy", config),
-    )
     return out
 
 
