@@ -8,22 +8,8 @@ Adding a metric is one :class:`Metric` entry here; a cost metric names the
 :class:`~autocompress.hardware.cost.Cost` total it reads (``cost_field``, times
 ``scale``), so the cost model, trial records and report rows carry it too.
 
-========================  =======  ==========  ==================  ==================
-name                      unit     sense       budget (flag)       objective
-========================  =======  ==========  ==================  ==================
-``accuracy``              ``1``    max         ``min_accuracy``    yes
-``test_accuracy``         ``1``    max
-``recovered_accuracy``    ``1``    max
-``recovered_test_acc…``   ``1``    max
-``teacher_agreement``     ``1``    max
-``latency_ms``            ms       min         ``latency_ms``      yes
-``energy_mj``             mJ       min         ``energy_mj``       yes
-``power_mw``              mW       min         ``power_mw``        yes
-``peak_memory_kb``        KB       min         ``memory_kb``       yes
-``model_size_kb``         KB       min         ``model_size_kb``   yes
-========================  =======  ==========  ==================  ==================
-
-docs/report-and-export.md lists the same table (tests/core/test_metrics.py checks it).
+docs/report-and-export.md shows the entries as a table (tests/core/test_metrics.py keeps
+it in step).
 """
 
 from __future__ import annotations
