@@ -13,6 +13,7 @@ from autocompress.cli.calibration_option import calibration_options
 from autocompress.cli.console import print_json, print_warning, stdout
 from autocompress.core.errors import ConfigError
 from autocompress.core.input_shape import parse_image_shape
+from autocompress.core.metrics import cost_metrics
 from autocompress.core.sparsity_pattern import is_nm
 from autocompress.hardware.cost import Cost
 from autocompress.hardware.layers import LayerDescriptor
@@ -93,13 +94,11 @@ def _totals_table(cost: Cost, chip: ChipSpec) -> Table:
     table.add_column("value", justify="right")
     table.add_column(f"{chip.chip_id} default budget", justify="right")
     table.add_column("")
-    rows = (
-        ("latency_ms", cost.latency_ms, budgets.latency_ms),
-        ("energy_mj", cost.energy_mj, None),
-        ("power_mw", cost.power_mw, budgets.power_mw),
-        ("peak_memory_kb", cost.peak_memory_kb, budgets.memory_kb),
-        ("model_size_kb", cost.model_size_kb, None),
-    )
+    totals = cost.metrics()
+    rows = [
+        (m.name, totals[m.name], getattr(budgets, m.budget, None) if m.budget else None)
+        for m in cost_metrics()
+    ]
     for name, value, limit in rows:
         table.add_row(
             name,

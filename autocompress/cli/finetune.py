@@ -7,8 +7,22 @@ from pathlib import Path
 import click
 
 from autocompress.cli.console import fraction_progress, print_json, stdout
+from autocompress.compress.recipe import RECOVERY_RECIPE, default_recovery_epochs
 
 DEVICE_CHOICES = click.Choice(["auto", "cpu", "cuda"])
+
+
+def _recovery_epochs_text() -> str:
+    """The recovery-epoch defaults as :func:`default_recovery_epochs` resolves them."""
+    parts = []
+    for dataset, name in (
+        ("digits", "digits"),
+        ("cifar10", "cifar10"),
+        ("other", "other datasets"),
+    ):
+        cpu, gpu = (default_recovery_epochs(dataset, kind) for kind in ("cpu", "cuda"))
+        parts.append(f"{name} {cpu} on the CPU / {gpu} on a GPU")
+    return "; ".join(parts)
 
 
 @click.command("finetune")
@@ -22,9 +36,7 @@ DEVICE_CHOICES = click.Choice(["auto", "cpu", "cuda"])
 @click.option(
     "--epochs",
     type=float,
-    help="Recovery epochs. Default per dataset and device: digits 15 on the CPU / 30 on a GPU; "
-    "cifar10 30 on a GPU (about a minute on an H200) / 2 on the CPU; other datasets 10 on "
-    "the CPU / 30 on a GPU.",
+    help=f"Recovery epochs. Default per dataset and device: {_recovery_epochs_text()}.",
 )
 @click.option("--device", type=DEVICE_CHOICES, default="auto", show_default=True)
 @click.option(
@@ -32,7 +44,11 @@ DEVICE_CHOICES = click.Choice(["auto", "cpu", "cuda"])
     type=int,
     help="Images per step (default: 512 on a GPU, 128 on the CPU).",
 )
-@click.option("--lr", type=float, help="Peak learning rate (default: the recipe's, AdamW 1e-3).")
+@click.option(
+    "--lr",
+    type=float,
+    help=f"Peak learning rate (default: the recipe's, AdamW {RECOVERY_RECIPE.lr:g}).",
+)
 @click.option(
     "--compile/--no-compile",
     default=None,

@@ -8,6 +8,7 @@ import click
 
 from autocompress.cli.calibration_option import calibration_options
 from autocompress.cli.console import print_json, stderr, stdout
+from autocompress.cli.metric_options import budget_options
 
 _USE_DEFAULT_PATH = "\0default"
 
@@ -17,14 +18,7 @@ _USE_DEFAULT_PATH = "\0default"
 @click.option(
     "--chip", help="Report on this chip (default: the run's chip); other chips are re-scored."
 )
-@click.option("--latency-ms", type=float, help="Re-target the latency budget (ms) for this report.")
-@click.option("--memory-kb", type=float, help="Re-target the peak-memory budget (KB).")
-@click.option("--power-mw", type=float, help="Re-target the power budget (mW).")
-@click.option("--energy-mj", type=float, help="Re-target the energy budget (mJ per inference).")
-@click.option("--model-size-kb", type=float, help="Re-target the model-size budget (KB).")
-@click.option(
-    "--min-accuracy", type=float, help="Only trials at least this accurate (fraction, e.g. 0.9)."
-)
+@budget_options("report")
 @click.option(
     "--html",
     "html_path",
@@ -46,17 +40,12 @@ _USE_DEFAULT_PATH = "\0default"
 def command(
     run_dir: Path,
     chip: str | None,
-    latency_ms: float | None,
-    memory_kb: float | None,
-    power_mw: float | None,
-    energy_mj: float | None,
-    model_size_kb: float | None,
-    min_accuracy: float | None,
     html_path: str | None,
     trial: int | None,
     as_json: bool,
     as_csv: bool,
     all_trials: bool,
+    **budgets: float | None,
 ) -> None:
     """Show the Pareto front of RUN (a run directory, finished or still running).
 
@@ -76,14 +65,7 @@ def command(
     report = load_report(
         run_dir,
         chip=chip,
-        budget_overrides={
-            "latency_ms": latency_ms,
-            "memory_kb": memory_kb,
-            "power_mw": power_mw,
-            "energy_mj": energy_mj,
-            "model_size_kb": model_size_kb,
-            "min_accuracy": min_accuracy,
-        },
+        budget_overrides=budgets,
     )
     if trial is not None:
         report.row(trial)  # unknown trial: a clear error before writing anything

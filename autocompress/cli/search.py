@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -10,50 +11,63 @@ from rich.table import Table
 
 from autocompress.cli.calibration_option import calibration_options
 from autocompress.cli.console import StderrNotices, print_json, stderr, stdout
+from autocompress.cli.metric_options import budget_options, objective_help
+from autocompress.core.metrics import metric_of_budget
+from autocompress.search.settings import DEFAULT_OBJECTIVES
 
 
-def _bits_summary(bits: dict[str, int]) -> str:
-    values = sorted(set(bits.values()))
-    return "/".join(str(v) for v in values) if values else "fp"
+def _front_tables(result: Any) -> list[Table]:
+    """The feasible front of every chip (main chip first), with the report's columns."""
+    from autocompress.core.budget import Budget
+    from autocompress.report.table import records_table
 
-
-def front_table(result: Any, chip: str | None = None) -> Table:
-    """The feasible front of ``chip`` (default: main chip) as a rich table."""
-    chip = chip or result.chip
-    table = Table(title=f"Pareto front on {chip} ({len(result.fronts.get(chip, []))} models)")
-    for column, justify in (
-        ("trial", "right"),
-        ("val acc", "right"),
-        ("test acc", "right"),
-        ("epochs", "right"),
-        ("latency ms", "right"),
-        ("energy mJ", "right"),
-        ("peak mem KB", "right"),
-        ("size KB", "right"),
-        ("width", "right"),
-        ("pruned layers", "right"),
-        ("w bits", "left"),
-        ("a bits", "left"),
-    ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for record in result.front(chip):
-        cost = record.costs.get(chip, {})
-        config = record.config.to_dict()
-        table.add_row(
-            str(record.number),
-            f"{record.metrics.get('accuracy', 0):.3f}",
-            f"{record.metrics.get('test_accuracy', 0):.3f}",
-            f"{max((r.get('epochs', 0) for r in record.rungs), default=0):g}",
-            f"{cost.get('latency_ms', 0):.4g}",
-            f"{cost.get('energy_mj', 0):.4g}",
-            f"{cost.get('peak_memory_kb', 0):.4g}",
-            f"{cost.get('model_size_kb', 0):.4g}",
-            f"{config.get('width_multiplier', 1.0):g}",
-            str(sum(1 for v in config.get("prune_ratios", {}).values() if v > 0)),
-            _bits_summary(config.get("weight_bits", {})),
-            _bits_summary(config.get("activation_bits", {})),
+    budget = Budget(**{k: v for k, v in result.budget.items() if v is not None})
+    return [
+        records_table(
+            result.front(chip),
+            chip,
+            budget,
+            title=f"Pareto front on {chip} ({len(result.fronts.get(chip, []))} models)",
         )
-    return table
+        for chip in result.chips
+    ]
+
+
+def _per_dataset(value_of: Callable[[Any], float]) -> str:
+    """``15 on digits, 30 otherwise``: a search default as the run would resolve it."""
+    from autocompress.search.settings import SearchSettings
+
+    digits = value_of(SearchSettings(dataset="digits"))
+    other = value_of(SearchSettings(dataset="cifar10"))
+    if digits == other:
+        return _text(digits)
+    return f"{_text(digits)} on digits, {_text(other)} otherwise"
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(f"{v:g}" for v in value)
+    return f"{value:g}"
+
+
+def _defaults() -> dict[str, str]:
+    from autocompress.search import prepare
+    from autocompress.search.settings import DEFAULT_OBJECTIVES, SearchSettings
+
+    settings = SearchSettings()
+    return {
+        "trials": str(settings.trials),
+        "epochs": _per_dataset(prepare.finetune_epochs),
+        "teacher_epochs": _per_dataset(prepare.teacher_epochs),
+        "rungs": _per_dataset(prepare.promotion_rungs),
+        "seed": str(settings.seed),
+        "cpus_per_trial": f"{settings.cpus_per_trial:g}",
+        "gpus_per_trial": f"{settings.gpus_per_trial:g}",
+        "objectives": ",".join(DEFAULT_OBJECTIVES),
+    }
+
+
+_DEFAULT = _defaults()
 
 
 def _summary_dict(result: Any) -> dict[str, Any]:
@@ -106,21 +120,12 @@ def _summary_dict(result: Any) -> dict[str, Any]:
 @click.option(
     "--chip", "chips", multiple=True, help="Chip id; repeat for more (the first is the main chip)."
 )
-@click.option(
-    "--latency-ms", help="Latency budget on the main chip (ms, or NN% of the teacher at int8)."
-)
-@click.option("--memory-kb", help="Peak memory budget (KB, or NN%).")
-@click.option("--power-mw", help="Average power budget (mW, or NN%).")
-@click.option("--energy-mj", help="Energy per inference budget (mJ, or NN%).")
-@click.option("--model-size-kb", help="Weight storage budget (KB, or NN%).")
-@click.option(
-    "--min-accuracy", type=float, help="Minimum validation accuracy (fraction, e.g. 0.9)."
-)
+@budget_options("search")
 @click.option(
     "--objective",
     "objectives",
     multiple=True,
-    help="Objective metric; repeat (default accuracy, latency_ms).",
+    help=objective_help(DEFAULT_OBJECTIVES),
 )
 @click.option(
     "--space", help="Search space: a built-in name (see `autocompress spaces`) or a YAML file."
@@ -128,8 +133,9 @@ def _summary_dict(result: Any) -> dict[str, Any]:
 @click.option(
     "--trials",
     type=int,
-    help="Trained candidates for the run (default 30). Infeasible and duplicate proposals "
-    "are recorded but not counted; the run stops after 10 × this many proposals.",
+    help=f"Trained candidates for the run (default {_DEFAULT['trials']}). Infeasible and "
+    "duplicate proposals are recorded but not counted; the run stops after 10 × this many "
+    "proposals.",
 )
 @click.option(
     "--timeout", "timeout_s", type=float, help="Stop starting trials after this many seconds."
@@ -137,7 +143,7 @@ def _summary_dict(result: Any) -> dict[str, Any]:
 @click.option("--sampler", help="tpe (default), nsga2, random, qmc, gp, nsga3.")
 @click.option(
     "--rungs",
-    help="Promotion rungs as factors of --epochs (default 1,3,9; 1,3 on digits): the best "
+    help=f"Promotion rungs as factors of --epochs (default {_DEFAULT['rungs']}): the best "
     "third of each rung is fine-tuned again for the next rung's epochs, then the front; "
     "1 = off.",
 )
@@ -150,14 +156,26 @@ def _summary_dict(result: Any) -> dict[str, Any]:
 @click.option("--backend", type=click.Choice(["optuna", "ray"]), help="optuna (default) or ray.")
 @click.option("--workers", type=int, help="Parallel trials (processes, or Ray concurrent trials).")
 @click.option("--address", help="Ray cluster address (default: start a local Ray runtime).")
-@click.option("--cpus-per-trial", type=float, help="Ray: CPUs per trial (default 1).")
-@click.option("--gpus-per-trial", type=float, help="Ray: GPUs per trial (default 0).")
+@click.option(
+    "--cpus-per-trial",
+    type=float,
+    help=f"Ray: CPUs per trial (default {_DEFAULT['cpus_per_trial']}).",
+)
+@click.option(
+    "--gpus-per-trial",
+    type=float,
+    help=f"Ray: GPUs per trial (default {_DEFAULT['gpus_per_trial']}).",
+)
 @click.option(
     "--out", type=click.Path(file_okay=False), help="Run directory (default runs/<name>)."
 )
 @click.option("--name", help="Run name (default <dataset>-<chip>-<UTC time>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out.")
-@click.option("--seed", type=int, help="Seed of data split, teacher and sampler (default 0).")
+@click.option(
+    "--seed",
+    type=int,
+    help=f"Seed of data split, teacher and sampler (default {_DEFAULT['seed']}).",
+)
 @click.option(
     "--teacher",
     type=click.Path(dir_okay=False),
@@ -167,9 +185,13 @@ def _summary_dict(result: Any) -> dict[str, Any]:
 @click.option(
     "--epochs",
     type=float,
-    help="Fine-tune epochs of every trained trial, the first rung (default: 1 on digits).",
+    help=f"Fine-tune epochs of every trained trial, the first rung (default {_DEFAULT['epochs']}).",
 )
-@click.option("--teacher-epochs", type=int, help="Teacher training epochs when none is given.")
+@click.option(
+    "--teacher-epochs",
+    type=int,
+    help=f"Teacher training epochs when none is given (default {_DEFAULT['teacher_epochs']}).",
+)
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Training device (default auto)."
 )
@@ -255,9 +277,8 @@ def command(
     counts = result.counts
     # A pipe or a log gets the full table, not one cut to 80 columns.
     wide = stdout if stdout.is_terminal else Console(highlight=False, width=max(stdout.width, 132))
-    wide.print(front_table(result))
-    for chip in result.chips[1:]:
-        wide.print(front_table(result, chip))
+    for table in _front_tables(result):
+        wide.print(table)
     teacher = result.teacher
     if teacher.get("val_accuracy") is not None:
         stdout.print(
@@ -268,7 +289,8 @@ def command(
     for key, value in result.budget.items():
         if value is None:
             continue
-        text = f"{key} ≤ {value:g}" if key != "min_accuracy" else f"accuracy ≥ {value:g}"
+        limited = metric_of_budget(key)
+        text = f"{key} ≤ {value:g}" if limited.sense == "min" else f"{limited.name} ≥ {value:g}"
         source = result.budget_sources.get(key, "")
         if source.startswith("derived"):
             text += f" ({source})"

@@ -1,68 +1,30 @@
 """Budgets: upper (or lower) limits a deployable model must meet.
 
-Metric names are shared across the package (cost model, search, report, export):
-
-=================  ======  =========================================
-name               sense   meaning
-=================  ======  =========================================
-``accuracy``       max     top-1 accuracy in [0, 1]
-``latency_ms``     min     simulated latency of one inference
-``energy_mj``      min     simulated energy of one inference
-``power_mw``       min     average power while inferring
-``peak_memory_kb`` min     weights + largest live activation set
-``model_size_kb``  min     weight storage at the chosen bit-widths
-=================  ======  =========================================
+The budget fields, the metric each one limits and the metric senses come from the one
+table of metrics, :data:`autocompress.core.metrics.METRICS` (``latency_ms``,
+``energy_mj``, ``power_mw``, ``memory_kb`` -> ``peak_memory_kb``, ``model_size_kb``,
+``min_accuracy`` -> ``accuracy``): a metric entry with a ``budget`` is a field here.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, field, fields, make_dataclass
 
 from autocompress.core.errors import BudgetError
+from autocompress.core.metrics import budget_metrics, cost_metrics, metric_of_budget, metrics
 
-METRIC_SENSE: dict[str, str] = {
-    "accuracy": "max",
-    "latency_ms": "min",
-    "energy_mj": "min",
-    "power_mw": "min",
-    "peak_memory_kb": "min",
-    "model_size_kb": "min",
-}
-COST_METRICS: tuple[str, ...] = (
-    "latency_ms",
-    "energy_mj",
-    "power_mw",
-    "peak_memory_kb",
-    "model_size_kb",
-)
-
-# Budget field -> the metric it limits.
-_BUDGET_METRIC: dict[str, str] = {
-    "latency_ms": "latency_ms",
-    "energy_mj": "energy_mj",
-    "power_mw": "power_mw",
-    "memory_kb": "peak_memory_kb",
-    "model_size_kb": "model_size_kb",
-    "min_accuracy": "accuracy",
-}
+#: Metric -> ``max`` / ``min`` for the metrics that may be objectives (Pareto senses).
+METRIC_SENSE: dict[str, str] = {m.name: m.sense for m in metrics() if m.objective}
+#: The metrics the cost model computes, in table order.
+COST_METRICS: tuple[str, ...] = tuple(m.name for m in cost_metrics())
+#: The budget fields: cost limits first, then lower bounds (``min_accuracy``).
+BUDGET_FIELDS: tuple[str, ...] = tuple(str(m.budget) for m in budget_metrics())
 
 
-@dataclass(frozen=True)
-class Budget:
-    """Limits a model must meet; ``None`` means unconstrained.
-
-    ``memory_kb`` limits peak memory (weights + largest live activations).
-    ``min_accuracy`` is a lower bound in [0, 1]; all others are upper bounds.
-    """
-
-    latency_ms: float | None = None
-    energy_mj: float | None = None
-    power_mw: float | None = None
-    memory_kb: float | None = None
-    model_size_kb: float | None = None
-    min_accuracy: float | None = None
+class _BudgetRules:
+    """The methods of :class:`Budget` (its fields come from the metric table)."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -70,23 +32,23 @@ class Budget:
             if value is None:
                 continue
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                if f.name == "min_accuracy" and value == 0:
+                if metric_of_budget(f.name).is_fraction and value == 0:
                     continue
                 raise BudgetError(
                     f"budget {f.name} must be a positive number, got {value!r}",
                     hint="Leave it out to search without that limit.",
                 )
-        if self.min_accuracy is not None and self.min_accuracy > 1:
-            raise BudgetError(
-                f"budget min_accuracy is a fraction in [0, 1], got {self.min_accuracy!r}",
-                hint="Write 0.9 for 90 %.",
-            )
+            if metric_of_budget(f.name).is_fraction and value > 1:
+                raise BudgetError(
+                    f"budget {f.name} is a fraction in [0, 1], got {value!r}",
+                    hint="Write 0.9 for 90 %.",
+                )
 
     def replace(self, **overrides: float | None) -> Budget:
         """A copy with the non-None ``overrides`` applied."""
         data = asdict(self)
         data.update({k: v for k, v in overrides.items() if v is not None})
-        return Budget(**data)
+        return type(self)(**data)
 
     def active(self) -> dict[str, float]:
         """The budget fields that are set."""
@@ -101,11 +63,12 @@ class Budget:
         """
         out: dict[str, float] = {}
         for name, limit in self.active().items():
-            metric = _BUDGET_METRIC[name]
+            limited = metric_of_budget(name)
+            metric = limited.name
             if metric not in metrics or metrics[metric] is None:
                 continue
             value = float(metrics[metric])
-            if name == "min_accuracy":
+            if limited.sense == "max":
                 out[name] = (limit - value) / max(limit, 1e-12)
             else:
                 out[name] = (value - limit) / limit
@@ -118,4 +81,28 @@ class Budget:
     @staticmethod
     def metric_of(field_name: str) -> str:
         """The metric a budget field limits (``memory_kb`` -> ``peak_memory_kb``)."""
-        return _BUDGET_METRIC[field_name]
+        return metric_of_budget(field_name).name
+
+
+def _make_budget() -> type:
+    """The :class:`Budget` dataclass, one ``float | None`` field per budget of the table."""
+    return make_dataclass(
+        "Budget",
+        [(str(m.budget), "float | None", field(default=None)) for m in budget_metrics()],
+        bases=(_BudgetRules,),
+        frozen=True,
+        namespace={
+            "__module__": __name__,
+            "__doc__": "Limits a model must meet; ``None`` means unconstrained.\n\n"
+            "Fields (from the metric table): "
+            + ", ".join(
+                f"``{m.budget}`` ({'lower' if m.sense == 'max' else 'upper'} bound on ``{m.name}``)"
+                for m in budget_metrics()
+            )
+            + ". ``memory_kb`` limits peak memory (weights + largest live activations); "
+            "``min_accuracy`` is a fraction in [0, 1].",
+        },
+    )
+
+
+Budget = _make_budget()

@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from autocompress.core.budget import COST_METRICS, Budget
+from autocompress.core.budget import Budget
+from autocompress.core.metrics import cost_metrics
 from autocompress.core.workspace import TrialRecord
 
 
@@ -127,8 +128,8 @@ def make_row(
         ):
             if recovered.get(key) is not None:
                 metrics[name] = float(recovered[key])
-    for name in COST_METRICS:
-        metrics[name] = float(costs[name]) if costs and costs.get(name) is not None else None
+    for metric in cost_metrics():
+        metrics[metric.name] = metric.from_costs(costs)
     trained = record.state == "complete" and metrics.get("accuracy") is not None
     checkable = {k: v for k, v in metrics.items() if v is not None}
     violations = budget.violations(checkable) if costs else {}

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from autocompress.core.metrics import cost_metrics
 from autocompress.core.workspace import write_atomic
 
 CARD_FORMAT_VERSION = 1
@@ -134,9 +135,8 @@ def card_markdown(card: Mapping[str, Any]) -> str:
         "",
         f"- ONNX vs PyTorch: top-1 agreement {_fmt(check.get('top1_agreement'))}, max logit error "
         f"{_fmt(check.get('max_abs_error'))} (onnxruntime {check.get('onnxruntime_version')})",
-        f"- predicted on {card['chip_id']}: latency {_fmt(cost.get('latency_ms'))} ms, energy "
-        f"{_fmt(cost.get('energy_mj'))} mJ, power {_fmt(cost.get('power_mw'))} mW, peak memory "
-        f"{_fmt(cost.get('peak_memory_kb'))} KB, model size {_fmt(cost.get('model_size_kb'))} KB",
+        f"- predicted on {card['chip_id']}: "
+        + ", ".join(f"{m.quantity} {_fmt(m.from_costs(cost))} {m.unit}" for m in cost_metrics()),
         f"- budget met: {card.get('feasible')} "
         f"({', '.join(f'{k} {v:.6g}' for k, v in card.get('budget', {}).items())})",
         "",
@@ -163,15 +163,12 @@ def card_markdown(card: Mapping[str, Any]) -> str:
             "",
             "## Predicted cost on every chip the run costed",
             "",
-            "| chip | latency ms | energy mJ | power mW | peak memory KB | size KB |",
-            "|---|---|---|---|---|---|",
+            "| chip | " + " | ".join(m.html_label or m.label for m in cost_metrics()) + " |",
+            "|---|" + "---|" * len(cost_metrics()),
         ]
         for chip, values in other.items():
-            lines.append(
-                f"| {chip} | {_fmt(values.get('latency_ms'))} | {_fmt(values.get('energy_mj'))} | "
-                f"{_fmt(values.get('power_mw'))} | {_fmt(values.get('peak_memory_kb'))} | "
-                f"{_fmt(values.get('model_size_kb'))} |"
-            )
+            cells = " | ".join(_fmt(m.from_costs(values)) for m in cost_metrics())
+            lines.append(f"| {chip} | {cells} |")
     lines += ["", "## How ONNX carries the bits", ""]
     lines += [f"- {n}" for n in card.get("representation_notes", [])] or [
         "- every bit-width has a native container"

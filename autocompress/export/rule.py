@@ -9,11 +9,11 @@ Grammar (keywords are case-insensitive; no Python is evaluated)::
     NUMBER     := digits [ "." digits ] [ ("e"|"E") ["+"|"-"] digits ] [ "%" ]
 
 A ``%`` suffix divides by 100 (``accuracy >= 90%`` is ``accuracy >= 0.9``).
-Metrics are the shared metric names (``accuracy``, ``latency_ms``, ``energy_mj``,
-``power_mw``, ``peak_memory_kb``, ``model_size_kb``) plus ``test_accuracy``,
-``recovered_accuracy`` / ``recovered_test_accuracy`` (trials recovered by
-``autocompress finetune``), ``teacher_agreement``, ``width_multiplier`` and
-``trial``. Examples::
+Metrics are the names of the metric table :data:`autocompress.core.metrics.METRICS`
+(``accuracy``, ``test_accuracy``, ``recovered_accuracy`` / ``recovered_test_accuracy``
+of trials recovered by ``autocompress finetune``, ``teacher_agreement``,
+``latency_ms``, ``energy_mj``, ``power_mw``, ``peak_memory_kb``, ``model_size_kb``)
+plus the row fields ``width_multiplier`` and ``trial``. Examples::
 
     max accuracy where latency_ms <= 3 and peak_memory_kb <= 2048
     min latency_ms where accuracy >= 0.9
@@ -32,21 +32,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from autocompress.core.errors import ConfigError
+from autocompress.core.metrics import metric_names
 
-RULE_METRICS: tuple[str, ...] = (
-    "accuracy",
-    "test_accuracy",
-    "recovered_accuracy",
-    "recovered_test_accuracy",
-    "teacher_agreement",
-    "latency_ms",
-    "energy_mj",
-    "power_mw",
-    "peak_memory_kb",
-    "model_size_kb",
-    "width_multiplier",
-    "trial",
-)
+#: Columns a rule may name besides the metrics: fields of a report row.
+ROW_FIELDS: tuple[str, ...] = ("width_multiplier", "trial")
+
+
+def rule_columns() -> tuple[str, ...]:
+    """What a rule may name: every metric of the table, then :data:`ROW_FIELDS`."""
+    return (*metric_names(), *ROW_FIELDS)
+
 
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
@@ -170,11 +165,12 @@ def parse_rule(rule: str) -> PickRule:
     def metric() -> str:
         token = take()
         name = token.text.lower()
-        if token.kind != "word" or name not in RULE_METRICS:
+        columns = rule_columns()
+        if token.kind != "word" or name not in columns:
             raise _rule_error(
                 rule,
                 token.column,
-                f"expected a metric ({', '.join(RULE_METRICS)}), got {describe(token)}",
+                f"expected a metric ({', '.join(columns)}), got {describe(token)}",
             )
         return name
 

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from autocompress.core.cost_totals import CostTotals
+from autocompress.core.metrics import cost_metrics
 
 
 @dataclass(frozen=True)
@@ -63,14 +64,8 @@ class Cost:
     layers: tuple[LayerCost, ...] = ()
 
     def metrics(self) -> dict[str, float]:
-        """The totals keyed by the shared metric names (see ``core.budget``)."""
-        return {
-            "latency_ms": self.latency_ms,
-            "energy_mj": self.energy_mj,
-            "power_mw": self.power_mw,
-            "peak_memory_kb": self.peak_memory_kb,
-            "model_size_kb": self.model_size_kb,
-        }
+        """The totals keyed by the shared metric names (the cost metrics of ``core.metrics``)."""
+        return {m.name: float(getattr(self, str(m.cost_field))) * m.scale for m in cost_metrics()}
 
     def totals(self) -> CostTotals:
         """The totals a trial record keeps (:meth:`metrics` plus ``macs``)."""

@@ -14,6 +14,8 @@ from html import escape
 from pathlib import Path
 
 from autocompress.core.errors import AutocompressError
+from autocompress.core.metrics import Metric, shown_in
+from autocompress.core.metrics import metric as metric_named
 from autocompress.core.version import __version__
 from autocompress.core.workspace import write_atomic
 from autocompress.report.api import Report
@@ -26,17 +28,13 @@ from autocompress.report.svg import (
     line_plot,
     scatter_plot,
 )
+from autocompress.report.table import table_metrics
 
-SCATTER_METRICS: tuple[tuple[str, str], ...] = (
-    ("latency_ms", "latency (ms)"),
-    ("energy_mj", "energy per inference (mJ)"),
-    ("peak_memory_kb", "peak memory (KB)"),
-)
-_BUDGET_OF_METRIC = {
-    "latency_ms": "latency_ms",
-    "energy_mj": "energy_mj",
-    "peak_memory_kb": "memory_kb",
-}
+
+def scatter_metrics() -> tuple[Metric, ...]:
+    """The metrics plotted against accuracy (``plot`` in their views)."""
+    return shown_in("plot")
+
 
 _CSS = """
 body{font-family:"DejaVu Sans",Arial,sans-serif;margin:24px;color:#222;max-width:1000px}
@@ -55,8 +53,8 @@ class _Cell:
     align_left: bool = False
 
 
-def _num(value: float | None, digits: int = 4) -> str:
-    return "–" if value is None else f"{value:.{digits}g}"
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4g}"
 
 
 def _points(report: Report, metric: str) -> list[Point]:
@@ -91,7 +89,8 @@ def _points(report: Report, metric: str) -> list[Point]:
     return points
 
 
-def _scatter(report: Report, metric: str, label: str) -> str:
+def _scatter(report: Report, entry: Metric) -> str:
+    metric, label = entry.name, entry.axis_label
     points = _points(report, metric)
     accuracies = [p.y for p in points if p.y == p.y]
     y_axis = axis_for("validation accuracy", accuracies)
@@ -99,7 +98,7 @@ def _scatter(report: Report, metric: str, label: str) -> str:
     points = [p if p.y == p.y else Point(p.x, y_axis.low, p.style, p.label) for p in points]
     x_axis = axis_for(label, [p.x for p in points], include_zero=True)
     budget = report.budget.active()
-    x_limit = budget.get(_BUDGET_OF_METRIC[metric])
+    x_limit = budget.get(entry.budget) if entry.budget else None
     if x_limit is not None and x_axis.high < x_limit <= 2 * x_axis.high:
         x_axis = axis_for(label, [p.x for p in points] + [x_limit], include_zero=True)
     if x_limit is not None and x_limit > x_axis.high:
@@ -111,7 +110,7 @@ def _scatter(report: Report, metric: str, label: str) -> str:
         title=f"accuracy vs {label}",
         chart_id=f"scatter-{metric}",
         x_limit=x_limit,
-        y_limit=budget.get("min_accuracy"),
+        y_limit=budget.get(str(metric_named("accuracy").budget)),
     )
 
 
@@ -127,36 +126,19 @@ def _table(headers: list[str], rows: list[list[_Cell]]) -> str:
 
 
 def _front_table(report: Report) -> str:
+    columns = table_metrics(report.rows, "html")
     rows = []
     for row in report.front_rows:
         rows.append(
             [
                 _Cell(str(row.number)),
-                _Cell(_num(row.value("accuracy"))),
-                _Cell(_num(row.value("test_accuracy"))),
-                _Cell(_num(row.value("latency_ms"))),
-                _Cell(_num(row.value("energy_mj"))),
-                _Cell(_num(row.value("power_mw"))),
-                _Cell(_num(row.value("peak_memory_kb"))),
-                _Cell(_num(row.value("model_size_kb"))),
+                *(_Cell(m.format_html(row.value(m.name))) for m in columns),
                 _Cell(f"{row.width_multiplier:g}"),
                 _Cell(row.bits, True),
                 _Cell(row.pruning, True),
             ]
         )
-    headers = [
-        "trial",
-        "accuracy",
-        "test acc.",
-        "latency ms",
-        "energy mJ",
-        "power mW",
-        "peak mem KB",
-        "size KB",
-        "width",
-        "bits",
-        "pruning",
-    ]
+    headers = ["trial", *(m.html_label or m.label for m in columns), "width", "bits", "pruning"]
     return _table(headers, rows) if rows else '<p class="muted">No feasible trained trial yet.</p>'
 
 
@@ -255,7 +237,7 @@ def render_html(report: Report, *, trial: int | None = None) -> str:
     overrides = ", ".join(f"{k} {v:.6g}" for k, v in report.budget_overrides.items())
     teacher_acc = report.teacher.get("accuracy")
     teacher_value = teacher_acc if isinstance(teacher_acc, float) else None
-    scatters = "".join(_scatter(report, metric, label) for metric, label in SCATTER_METRICS)
+    scatters = "".join(_scatter(report, entry) for entry in scatter_metrics())
     config_yaml = run.config.to_yaml()
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>autocompress report: {escape(run.name)}</title>

@@ -1,70 +1,86 @@
-"""The report as a rich table (terminal) and as CSV text (scripts)."""
+"""The trial tables: rich (terminal: ``autocompress report`` and the end of ``search``) and CSV.
+
+The metric columns, their labels, formats and the legend come from the metric table
+(:mod:`autocompress.core.metrics`): a new metric entry shows up here by itself.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping, Sequence
 
 from rich import box
 from rich.table import Table
 
+from autocompress.core.budget import Budget
+from autocompress.core.metrics import Metric, View, shown_in
+from autocompress.core.workspace import TrialRecord
 from autocompress.report.api import Report
-from autocompress.report.rows import TrialRow
+from autocompress.report.rows import TrialRow, make_row
 
-CSV_COLUMNS: tuple[str, ...] = (
-    "trial",
-    "state",
-    "feasible",
-    "on_front",
-    "accuracy",
-    "test_accuracy",
-    "latency_ms",
-    "energy_mj",
-    "power_mw",
-    "peak_memory_kb",
-    "model_size_kb",
-    "width_multiplier",
-    "bits",
-    "pruning",
-    "epochs",
-)
-#: Added to :data:`CSV_COLUMNS` when a trial has a recovered accuracy / a fine-tune timing.
-RECOVERED_COLUMNS: tuple[str, ...] = ("recovered_accuracy", "recovered_test_accuracy")
+#: Columns of every trial before the metrics, and after them.
+CSV_LEADING: tuple[str, ...] = ("trial", "state", "feasible", "on_front")
+CSV_TRAILING: tuple[str, ...] = ("width_multiplier", "bits", "pruning", "epochs")
+#: Added at the end when the trials recorded a fine-tune timing.
 THROUGHPUT_COLUMNS: tuple[str, ...] = ("finetune_s_per_epoch",)
 
 
-def _num(value: float | None, digits: int = 4) -> str:
-    if value is None:
-        return "–"
-    if abs(value) >= 10 ** (digits - 1):
-        return f"{value:.0f}"
-    return f"{value:.{digits}g}"
+def csv_columns(*, with_optional: bool = False) -> tuple[str, ...]:
+    """The CSV header: leading fields, the CSV metrics of the table, trailing fields.
+
+    Optional metrics (``recovered_*``) are included with ``with_optional``.
+    """
+    names = [m.name for m in shown_in("csv") if with_optional or not m.optional]
+    return (*CSV_LEADING, *names, *CSV_TRAILING)
 
 
-def _percent(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}"
+#: The CSV header of a run without optional metrics (``recovered_*``) or timings.
+CSV_COLUMNS: tuple[str, ...] = csv_columns()
+#: The optional metric columns (a trial recovered by ``autocompress finetune``).
+RECOVERED_COLUMNS: tuple[str, ...] = tuple(m.name for m in shown_in("csv") if m.optional)
 
 
-def front_table(report: Report, *, all_trials: bool = False) -> Table:
-    """The front (or every trial): accuracy, costs on the chip, width, bits, pruning."""
-    rows: list[TrialRow] = list(report.rows) if all_trials else report.front_rows
-    what = "trials" if all_trials else "Pareto front"
-    chip = report.chip_id + (" (re-scored)" if report.rescored else "")
+def _has_value(rows: Sequence[TrialRow], metric: Metric) -> bool:
+    return any(r.value(metric.name) is not None for r in rows)
+
+
+def table_metrics(rows: Sequence[TrialRow], view: View = "table") -> list[Metric]:
+    """The metric columns of ``view`` for ``rows`` (optional ones only when some row has one)."""
+    return [m for m in shown_in(view) if not m.optional or _has_value(rows, m)]
+
+
+def _legend(columns: Sequence[Metric]) -> str:
+    parts = []
+    for m in columns:
+        what = m.description if m.is_fraction else m.quantity
+        parts.append(f"{m.label}: {what} {'%' if m.is_fraction else m.unit}")
+        if m.name == "accuracy":
+            parts.append("ep: fine-tune epochs behind acc")
+    return "; ".join(parts)
+
+
+def rows_table(
+    rows: Sequence[TrialRow],
+    *,
+    title: str,
+    all_trials: bool = False,
+    throughput: Mapping[str, float] | None = None,
+    legend_rows: Sequence[TrialRow] | None = None,
+) -> Table:
+    """``rows`` as a rich table: trial, [status], metrics of the table view, width, bits, pruning.
+
+    ``legend_rows`` decide which optional metric columns appear (default ``rows``).
+    """
+    columns = table_metrics(legend_rows if legend_rows is not None else rows)
     table = Table(
-        title=f"{report.run.name}: {what} on {chip}",
+        title=title,
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
-        caption="acc: validation top-1 %; ep: fine-tune epochs behind acc; lat: latency ms; "
-        "mJ: energy; mW: power; mem: peak memory KB; KB: model size",
+        caption=_legend(columns),
         caption_justify="left",
     )
-    recovered = report.has_recovered
-    if recovered:
-        table.caption = (
-            f"{table.caption}; rec acc: recovered test top-1 % (`autocompress finetune`)"
-        )
-    throughput = report.finetune_throughput()
     if throughput:
         table.caption = (
             f"{table.caption}\nfine-tune: median {throughput['median_s_per_epoch']:.3g} s/epoch "
@@ -73,25 +89,22 @@ def front_table(report: Report, *, all_trials: bool = False) -> Table:
     table.add_column("trial", justify="right", no_wrap=True)
     if all_trials:
         table.add_column("status", no_wrap=True)
-    headers = ["acc", "rec acc"] if recovered else ["acc"]
-    for header in (*headers, "ep", "lat ms", "mJ", "mW", "mem", "KB", "width"):
+    headers: list[str] = []
+    for m in columns:
+        headers.append(m.label)
+        if m.name == "accuracy":
+            headers.append("ep")
+    for header in (*headers, "width"):
         table.add_column(header, justify="right", no_wrap=True)
     table.add_column("bits", ratio=2, min_width=7)
     table.add_column("pruning", ratio=1, min_width=7)
     for row in rows:
-        cells = [
-            _percent(row.value("accuracy")),
-            *([_percent(row.value("recovered_test_accuracy"))] if recovered else []),
-            "–" if row.epochs is None else f"{row.epochs:g}",
-            _num(row.value("latency_ms"), 3),
-            _num(row.value("energy_mj"), 3),
-            _num(row.value("power_mw"), 3),
-            _num(row.value("peak_memory_kb"), 3),
-            _num(row.value("model_size_kb"), 3),
-            f"{row.width_multiplier:g}",
-            row.bits,
-            row.pruning,
-        ]
+        cells: list[str] = []
+        for m in columns:
+            cells.append(m.format(row.value(m.name)))
+            if m.name == "accuracy":
+                cells.append("–" if row.epochs is None else f"{row.epochs:g}")
+        cells += [f"{row.width_multiplier:g}", row.bits, row.pruning]
         if all_trials:
             status = "front" if row.on_front else ("feasible" if row.feasible else row.state)
             if row.state == "infeasible":
@@ -104,17 +117,36 @@ def front_table(report: Report, *, all_trials: bool = False) -> Table:
     return table
 
 
+def front_table(report: Report, *, all_trials: bool = False) -> Table:
+    """The front (or every trial) of a report: accuracy, costs on the chip, width, bits, pruning."""
+    rows: list[TrialRow] = list(report.rows) if all_trials else report.front_rows
+    what = "trials" if all_trials else "Pareto front"
+    chip = report.chip_id + (" (re-scored)" if report.rescored else "")
+    return rows_table(
+        rows,
+        title=f"{report.run.name}: {what} on {chip}",
+        all_trials=all_trials,
+        throughput=report.finetune_throughput(),
+        legend_rows=report.rows,
+    )
+
+
+def records_table(
+    records: Sequence[TrialRecord], chip_id: str, budget: Budget, *, title: str
+) -> Table:
+    """Front ``records`` (e.g. a search's result) on ``chip_id``, with the report's columns."""
+    rows = [make_row(record, record.costs.get(chip_id), budget) for record in records]
+    return rows_table(rows, title=title)
+
+
 def report_csv(report: Report) -> str:
-    """Every trial, one line each, columns :data:`CSV_COLUMNS` (plus
-    :data:`RECOVERED_COLUMNS` after ``test_accuracy`` when a trial was recovered, and
-    :data:`THROUGHPUT_COLUMNS` when the trials recorded them)."""
+    """Every trial, one line each: :func:`csv_columns` (optional metrics such as
+    ``recovered_*`` when a trial has them, :data:`THROUGHPUT_COLUMNS` when the trials
+    recorded them)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    columns = list(CSV_COLUMNS)
-    if report.has_recovered:
-        columns[columns.index("test_accuracy") + 1 : columns.index("test_accuracy") + 1] = (
-            RECOVERED_COLUMNS
-        )
+    metrics = [m.name for m in table_metrics(report.rows, "csv")]
+    columns = [*CSV_LEADING, *metrics, *CSV_TRAILING]
     if report.finetune_throughput():
         columns += THROUGHPUT_COLUMNS
     writer.writerow(columns)

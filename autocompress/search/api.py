@@ -187,6 +187,7 @@ def search(
     show_progress: bool = False,
     embedded_default: bool = False,
     trust_model_code: bool = False,
+    **budgets: float | str | None,
 ) -> SearchResult:
     """Run (or resume) a search and return its result.
 
@@ -205,6 +206,8 @@ def search(
             main chip, numbers or "NN%" of the teacher's int8 cost; unset ones default to
             the chip's declared budgets (latency, memory, power).
         min_accuracy: lower bound on validation accuracy (fraction).
+        budgets: any other budget of the metric table (``autocompress.core.metrics``) by
+            its Budget field name.
         objectives: metric names, accuracy first by convention (default accuracy, latency_ms).
         space: built-in space name or path of a space file.
         trials: trained trials for the whole run (resumes count earlier ones); infeasible
@@ -235,6 +238,9 @@ def search(
         ConfigError: on resume, a setting differs from the one the run recorded.
     """
     started = time.perf_counter()
+    unknown = sorted(set(budgets) - set(BUDGET_FIELDS))
+    if unknown:
+        raise TypeError(f"search() got unexpected keyword arguments {unknown}")
     arguments = {
         "model": model,
         "dataset": dataset,
@@ -273,6 +279,7 @@ def search(
         "data_limit": data_limit,
         "rungs": tuple(rungs) if rungs is not None else None,
         "anchors": anchors,
+        **budgets,
     }
     notify = notices_for(notices, show_progress)
     if resume:

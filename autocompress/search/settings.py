@@ -14,9 +14,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from autocompress.core.budget import METRIC_SENSE, Budget
+from autocompress.core.budget import BUDGET_FIELDS, Budget
 from autocompress.core.errors import BudgetError, ConfigError
 from autocompress.core.input_shape import parse_hw
+from autocompress.core.metrics import metric_of_budget, objective_metrics
 from autocompress.core.run_config import RunConfig
 from autocompress.hardware.plugins import default_chip_id
 from autocompress.search.promotion import check_rungs
@@ -27,14 +28,6 @@ DEFAULT_MODEL = "fc_cnn"
 DEFAULT_DATASET = "digits"
 DEFAULT_OBJECTIVES = ("accuracy", "latency_ms")
 BACKENDS = ("optuna", "ray")
-BUDGET_FIELDS = (
-    "latency_ms",
-    "energy_mj",
-    "power_mw",
-    "memory_kb",
-    "model_size_kb",
-    "min_accuracy",
-)
 _PERCENT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 # Keys a run.yaml carries that are records, not requests.
@@ -88,7 +81,7 @@ class SearchSettings:
     resume: bool = False
     seed: int = 0
     teacher: str | None = None
-    teacher_epochs: int | None = None  # None: per dataset (digits 30, otherwise 30)
+    teacher_epochs: int | None = None  # None: per dataset (prepare.teacher_epochs)
     epochs: float | None = None  # fine-tune epochs per trial; None: per dataset
     batch_size: int | None = None  # None: per device (128 on the CPU, 512 on a GPU; fastpath)
     lr: float = 1e-3  # AdamW, the fine-tune default (compress.finetune)
@@ -129,11 +122,12 @@ class SearchSettings:
             raise ConfigError(f"epochs must be positive, got {self.epochs}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        allowed = [m.name for m in objective_metrics()]
         for name in self.objectives:
-            if name not in METRIC_SENSE:
+            if name not in allowed:
                 raise ConfigError(
                     f"unknown objective {name!r}",
-                    hint=f"Objectives are metric names: {', '.join(METRIC_SENSE)}.",
+                    hint=f"Objectives are metric names: {', '.join(allowed)}.",
                 )
         if "accuracy" not in self.objectives:
             raise ConfigError(
@@ -174,10 +168,8 @@ def parse_budget_value(key: str, value: Any) -> tuple[float, bool] | None:
     if isinstance(value, str):
         match = _PERCENT_RE.match(value)
         if match:
-            if key == "min_accuracy":
-                raise BudgetError(
-                    "min_accuracy is a fraction in [0, 1], not a percentage of the teacher"
-                )
+            if metric_of_budget(key).is_fraction:
+                raise BudgetError(f"{key} is a fraction in [0, 1], not a percentage of the teacher")
             number = float(match.group(1))
             if number <= 0:
                 raise BudgetError(f"budget {key} must be positive, got {value!r}")
