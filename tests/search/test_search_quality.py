@@ -133,13 +133,7 @@ def test_help_says_what_trials_counts():
 # -- runs -------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def promoted_run(tmp_path_factory, search_cache):
-    from autocompress.search.api import search
-
-    out = tmp_path_factory.mktemp("quality") / "run"
-    result = search(out=out, model="small_cnn", trials=9, latency_ms="97%", rungs=[1, 3], **FAST)
-    return result
+# promoted_run: tests/search/conftest.py (shared with test_run_safety.py)
 
 
 def test_anchors_are_enqueued_and_trained_first(promoted_run):
