@@ -62,9 +62,10 @@ def test_pruned_model_runs_with_aligned_channels_fewer_params_and_macs(name):
 def test_depthwise_layers_follow_their_producer():
     model = build_model("mobilenet_v2", num_classes=10, small_input=True).eval()
     slim(model, torch.randn(1, *INPUT), width_multiplier=0.5, prune_ratios={}, channel_alignment=8)
-    for _name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d) and module.groups > 1:
-            assert module.groups == module.in_channels == module.out_channels
+    depthwise = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+    assert len(depthwise) == 17  # MobileNetV2's depthwise convolutions
+    for module in depthwise:
+        assert module.groups == module.in_channels == module.out_channels
 
 
 def test_protected_group_and_output_layer_keep_their_channels():

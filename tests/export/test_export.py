@@ -66,9 +66,9 @@ def test_card_matches_the_run_records(mixed_run, mixed_export):
     assert card["costs_all_chips"] == record["costs"]
     assert card["config"] == record["config"]
     # recomputing the cost of the exported student gives the recorded numbers
-    for metric, value in record["costs"]["nvidia/orin-nano"].items():
-        if metric in card["predicted_cost_recomputed"]:
-            assert card["predicted_cost_recomputed"][metric] == pytest.approx(value, rel=1e-6)
+    recomputed = card["predicted_cost_recomputed"]
+    for metric, value in record["costs"]["nvidia/orin-nano"].items():  # every recorded metric
+        assert recomputed[metric] == pytest.approx(value, rel=1e-6), metric
     layers = {layer["name"]: layer for layer in card["layers"]}
     for name, bits in record["config"]["weight_bits"].items():
         assert layers[name]["weight_bits"] == bits

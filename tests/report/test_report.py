@@ -65,9 +65,9 @@ def test_a_recorded_second_chip_uses_its_recorded_costs(search_run):
 def test_rescoring_rebuilds_architectures_and_reproduces_recorded_costs(search_run):
     run = load_run(search_run)
     rescorer = Rescorer(run)
-    for record in run.records:
-        if record.state != "complete":
-            continue
+    complete = [record for record in run.records if record.state == "complete"]
+    assert complete
+    for record in complete:
         cost = rescorer.trial_cost(record, "nvidia/orin-nano").metrics()
         for metric, value in cost.items():
             assert value == pytest.approx(record.costs["nvidia/orin-nano"][metric], rel=1e-6)

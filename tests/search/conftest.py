@@ -29,7 +29,11 @@ def search_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory: pytest.TempPathFactory, search_cache: Path):
-    """A finished 10-trial search on digits, costed on two chips, with a binding latency budget."""
+    """A finished 10-trial search on digits, costed on two chips, with a binding latency budget.
+
+    Promotion is off (``rungs=[1]``): the tests that read this run do not look at rungs, and
+    promoting the best third trained more epochs than the 10 trials did (promotion has its own
+    run in test_search_quality.py)."""
     from autocompress.search.api import search
 
     out = tmp_path_factory.mktemp("runs") / "digits"
@@ -40,7 +44,27 @@ def digits_run(tmp_path_factory: pytest.TempPathFactory, search_cache: Path):
         chip=CHIPS,
         latency_ms="97%",
         seed=0,
+        rungs=[1],
         **FAST,
+    )
+
+
+@pytest.fixture(scope="session")
+def promoted_run(tmp_path_factory: pytest.TempPathFactory, search_cache: Path):
+    """A finished 9-trial search with promotion (rungs 1 and 3), the same teacher as digits_run.
+
+    Read by test_search_quality.py; test_run_safety.py resumes a copy of it."""
+    from autocompress.search.api import search
+
+    out = tmp_path_factory.mktemp("quality") / "run"
+    return search(
+        out=out,
+        model="small_cnn",
+        trials=9,
+        latency_ms="97%",
+        rungs=[1, 3],
+        seed=0,
+        **{**FAST, "epochs": 0.5},
     )
 
 

@@ -42,7 +42,8 @@ def test_every_builtin_space_resolves_on_every_rockchip_chip(name):
         config = resolved.config_from_params(
             {d.name: d.spec.fixed_value for d in resolved.free_dimensions}
         )
-        assert config.weight_bits.get(q[0], 8) == 8
+        assert set(config.weight_bits) == set(q), (name, chip_id)  # every layer has a width
+        assert config.weight_bits[q[0]] == 8 and config.weight_bits[q[-1]] == 8
 
 
 def test_chip_intersection_never_proposes_what_the_chip_cannot_run():
