@@ -92,9 +92,17 @@ def resolve_for_model(
 
 
 def load_context(
-    run_path: str | Path, *, device: str | None = None, backend: str | None = None
+    run_path: str | Path,
+    *,
+    device: str | None = None,
+    backend: str | None = None,
+    with_data: bool = True,
 ) -> SearchContext:
-    """Rebuild the trial inputs from ``run_path`` (run.yaml + teacher.pt)."""
+    """Rebuild the trial inputs from ``run_path`` (run.yaml + teacher.pt).
+
+    ``with_data=False``: no dataset and no teacher logits (``data`` is None), for a process
+    that only builds and costs students.
+    """
     from autocompress.compress.student import teacher_logits
     from autocompress.core.data import load_dataset
     from autocompress.core.models import load_checkpoint
@@ -104,17 +112,19 @@ def load_context(
     config = run.read_run_config()
     dataset = config["dataset"]
     device = pick_device(device or config["finetune"].get("device", "auto"))
-    data = load_dataset(
-        dataset["name"],
-        seed=int(dataset.get("seed", 0)),
-        val_fraction=float(dataset.get("val_fraction", 0.2)),
-        root=dataset.get("root"),
-        limit=dataset.get("limit"),
-        device=device,
-        input_size=dataset.get("input_size"),
-        mean=dataset.get("mean"),
-        std=dataset.get("std"),
-    )
+    data = None
+    if with_data:
+        data = load_dataset(
+            dataset["name"],
+            seed=int(dataset.get("seed", 0)),
+            val_fraction=float(dataset.get("val_fraction", 0.2)),
+            root=dataset.get("root"),
+            limit=dataset.get("limit"),
+            device=device,
+            input_size=dataset.get("input_size"),
+            mean=dataset.get("mean"),
+            std=dataset.get("std"),
+        )
     teacher, spec, _extra = load_checkpoint(run.teacher_pt)
     teacher = teacher.to(device).eval()
     input_shape = tuple(int(v) for v in config["input_shape"])
@@ -142,7 +152,8 @@ def load_context(
         finetune=dict(config["finetune"]),
         backend=backend or config.get("backend", "optuna"),
     )
-    ctx.train_logits = teacher_logits(teacher, data.train.images, device, batch_size)
-    ctx.val_logits = teacher_logits(teacher, data.val.images, device, batch_size)
-    ctx.test_logits = teacher_logits(teacher, data.test.images, device, batch_size)
+    if data is not None:
+        ctx.train_logits = teacher_logits(teacher, data.train.images, device, batch_size)
+        ctx.val_logits = teacher_logits(teacher, data.val.images, device, batch_size)
+        ctx.test_logits = teacher_logits(teacher, data.test.images, device, batch_size)
     return ctx
