@@ -3,6 +3,7 @@ workers, the Optuna ask/tell loop in the driver, the same run directory as the O
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -101,6 +102,10 @@ def ray_cluster():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     temp = tempfile.mkdtemp(prefix="acr", dir="/tmp")  # short: Ray's socket paths live here
+    # Ray >= 2.52 turns token authentication on for `ray start` when ~/.ray/auth_token exists; a
+    # driver given an explicit address must then say so (RAY_AUTH_MODE=token), as on a cluster.
+    auth = {"RAY_AUTH_MODE": "token"} if (Path.home() / ".ray" / "auth_token").is_file() else {}
+    os.environ.update(auth)  # the CLI below inherits it (_env)
     head = subprocess.Popen(
         [
             str(Path(sys.executable).with_name("ray")), "start", "--head", f"--port={port}",
@@ -123,8 +128,14 @@ def ray_cluster():
             time.sleep(0.5)
         yield f"127.0.0.1:{port}"
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        head.wait(timeout=60)
+        for name in auth:
+            os.environ.pop(name, None)
+        os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops what it started ...
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            head.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGKILL)  # ... or its process group is ended
+        head.wait(timeout=20)
         shutil.rmtree(temp, ignore_errors=True)
 
 
