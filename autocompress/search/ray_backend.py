@@ -106,6 +106,7 @@ def run_ray_search(
     )
     study = open_study(run, objectives, sampler, storage)
     retry_orphaned_trials(study)
+    _recover_records(run, study)
     summary = WorkerSummary()
     done = trained_trials(study)
     if done >= planned or proposals(study) >= proposal_cap(planned):
@@ -157,7 +158,6 @@ def run_ray_search(
                     actor_class.remote(str(run.path.resolve()), device, threads)
                     for _ in range(workers)
                 ]
-                _recover_records(ray, actors[0], run)
                 for actor in actors:
                     driver.add_worker(actor)
                 driver.loop(TRIALS_PER_WORKER)
@@ -189,24 +189,25 @@ def run_ray_search(
     return summary
 
 
-def _recover_records(ray: Any, actor: Any, run: RunDirectory) -> None:
-    """Records study.db has and trials.jsonl lacks, rebuilt on the first worker (it has the
-    teacher and the chips loaded; see :mod:`autocompress.search.recover`)."""
+def _recover_records(run: RunDirectory, study: Any) -> None:
+    """Append the records study.db has and trials.jsonl lacks (see
+    :mod:`autocompress.search.recover`), in the driver: rebuilding one needs the teacher and
+    the chips, not the data."""
     import optuna
 
-    from autocompress.search.study import FAILED_ATTR, STUDY_NAME
+    from autocompress.search.context import load_context
+    from autocompress.search.recover import recover_missing_records
+    from autocompress.search.study import FAILED_ATTR
 
-    study = optuna.load_study(study_name=STUDY_NAME, storage=run.storage_url)
     have = {record.number for record in run.read_trials()}
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
-    missing = [
-        t
-        for t in study.get_trials(deepcopy=False, states=finished)
-        if t.number not in have
+    if any(
+        t.number not in have
         and (t.state == optuna.trial.TrialState.COMPLETE or t.user_attrs.get(FAILED_ATTR))
-    ]
-    if missing:
-        ray.get(actor.recover.remote(run.storage_url))
+        for t in study.get_trials(deepcopy=False, states=finished)
+    ):
+        ctx = load_context(run.path, device="cpu", backend="ray", with_data=False)
+        recover_missing_records(ctx, study)
 
 
 def _resume_hint(run_path: Path) -> str:

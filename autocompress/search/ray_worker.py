@@ -155,17 +155,6 @@ class TrialTrainer:
             outcome = dataclasses.replace(outcome, record=record)
         return outcome_to_dict(outcome)
 
-    def recover(self, storage_url: str) -> list[int]:
-        """Append the records study.db has and trials.jsonl lacks (see
-        :mod:`autocompress.search.recover`); the trial numbers recovered."""
-        import optuna
-
-        from autocompress.search.recover import recover_missing_records
-        from autocompress.search.study import STUDY_NAME
-
-        study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url)
-        return recover_missing_records(self._context(), study)
-
 
 def remote_trainer_class() -> Any:
     """:class:`TrialTrainer` as a Ray actor class."""

@@ -376,3 +376,27 @@ def test_duplicates_are_not_retrained_and_the_proposal_cap_ends_the_run(local_ra
             assert told.user_attrs["autocompress:duplicate_of"] == record.duplicate_of
             assert told.values == by_number[record.duplicate_of].values
             assert not run.student_pt(record.number).exists()
+
+
+def test_resume_restores_the_records_trials_jsonl_lost(local_ray, tmp_path, teacher_checkpoint):
+    from autocompress.search.api import search
+
+    result = search(
+        out=tmp_path / "lost-lines",
+        backend="ray",
+        workers=1,
+        trials=2,
+        latency_ms="1000%",
+        rungs=[1],
+        teacher=teacher_checkpoint,
+        epochs=1.0,
+    )
+    run = RunDirectory(result.run_dir)
+    before = {r.number: r.to_dict() for r in run.read_trials()}
+    assert len(before) == 2
+    # a driver killed between Optuna's commit and the append loses the line
+    first_line = run.trials_jsonl.read_text().splitlines(keepends=True)[0]
+    run.trials_jsonl.write_text(first_line)
+    again = search(out=result.run_dir, resume=True)  # the plan is met: nothing is trained
+    assert {r.number: r.to_dict() for r in again.trials} == before
+    assert _running(run) == []
