@@ -181,7 +181,7 @@ def run_ray_search(
             raise RayBackendError(
                 f"{crash.count} Ray trial(s) of {run.path} crashed on their worker "
                 f"and were not recorded: {crash.detail}",
-                hint=_resume_hint(run.path) + " The crashed trials are re-run first.",
+                hint=_resume_hint(run.path) + " The crashed trials are queued to run again.",
             )
     finally:
         if started_here:

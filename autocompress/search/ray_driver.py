@@ -32,8 +32,10 @@ with the same parameters, so ``--resume`` runs it again first.
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -244,7 +246,8 @@ class AskTellDriver:
             return
         item = self.pending[index]
         if kind == "build" and "outcome" not in value:  # feasible: to the trainer's queue
-            ref = self.workers[item.worker].train.remote(item.built)  # type: ignore[index]
+            worker = self.workers[item.worker]  # type: ignore[index]
+            ref = worker.train.remote(item.built, value.get("built_at"))
             item.built = None
             self.refs[ref] = ("train", index)
             self.progress.stage(index, "fine-tune on a Ray worker")
@@ -269,6 +272,10 @@ class AskTellDriver:
     # -- telling ---------------------------------------------------------------------------
 
     def _tell_result(self, item: _Pending, outcome: dict[str, Any]) -> None:
+        with _sigint_deferred():  # a record in trials.jsonl is always told too
+            self._tell_result_now(item, outcome)
+
+    def _tell_result_now(self, item: _Pending, outcome: dict[str, Any]) -> None:
         record = TrialRecord.from_dict(outcome["record"])
         values = [float(v) for v in outcome["objective_values"]]
         trial = item.trial
@@ -295,6 +302,10 @@ class AskTellDriver:
         self._finish(item, tell, trained=trained, state=record.state, record=record)
 
     def _tell_duplicate(self, item: _Pending, earlier: optuna.trial.FrozenTrial) -> None:
+        with _sigint_deferred():
+            self._tell_duplicate_now(item, earlier)
+
+    def _tell_duplicate_now(self, item: _Pending, earlier: optuna.trial.FrozenTrial) -> None:
         previous = {r.number: r for r in self.run.read_trials()}.get(earlier.number)
         record = TrialRecord(
             number=item.trial.number,
@@ -397,6 +408,23 @@ class AskTellDriver:
             if trial.number not in self.lost:
                 mark_failed(self.study, trial, None)
         retry_orphaned_trials(self.study)  # only the dead workers' trials are RUNNING now
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Ctrl-C inside the block takes effect at its end (KeyboardInterrupt then), so a result
+    appended to trials.jsonl is always told to Optuna too. Main thread only (else a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, _frame: caught.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def gist(exc: BaseException) -> str:

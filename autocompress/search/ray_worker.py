@@ -76,7 +76,7 @@ class StudentBuilder:
         built = build_and_cost(self._context(), number, TrialConfig.from_dict(config))
         if isinstance(built, TrialOutcome):
             return {"outcome": outcome_to_dict(built)}, None
-        return {"built_s": built.seconds}, built
+        return {"built_s": built.seconds, "built_at": time.time()}, built
 
 
 class TrialTrainer:
@@ -90,7 +90,7 @@ class TrialTrainer:
         self.threads = max(1, int(threads))
         self._ctx: Any = None
         self.load_s = 0.0
-        self._last_end: float | None = None  # when the previous trial's training ended
+        self._last_end: float | None = None  # wall time the previous trial's training ended
         # The builder lives on this node, owned by this actor (it dies with it).
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -136,21 +136,26 @@ class TrialTrainer:
             "pid": os.getpid(),
         }
 
-    def train(self, built: Any) -> dict[str, Any]:
-        """Fine-tune, evaluate and save a :class:`~autocompress.search.objective.BuiltStudent`;
-        the trial's outcome as a dict. ``timings_s["worker_idle"]``: seconds this worker sat
-        idle between its previous trial and this one (absent on its first trial)."""
+    def train(self, built: Any, built_at: float | None = None) -> dict[str, Any]:
+        """Fine-tune, evaluate and save a :class:`~autocompress.search.objective.BuiltStudent`
+        (built at wall time ``built_at``); the trial's outcome as a dict. On every trial but the
+        worker's first, ``timings_s`` gets ``worker_idle`` (seconds this worker sat idle since
+        its previous trial) and ``built_ahead`` (seconds the student was ready before the
+        worker was free: > 0 when building overlapped the previous trial's training)."""
         from autocompress.search.objective import outcome_to_dict, train_built
 
         ctx = self._context()
-        started = time.perf_counter()
-        idle = None if self._last_end is None else started - self._last_end
+        extra: dict[str, float] = {}
+        if self._last_end is not None:
+            extra["worker_idle"] = round(time.time() - self._last_end, 6)
+            if built_at is not None:
+                extra["built_ahead"] = round(self._last_end - built_at, 6)
         try:
             outcome = train_built(ctx, built)
         finally:
-            self._last_end = time.perf_counter()
-        if idle is not None:
-            timings = {**outcome.record.timings_s, "worker_idle": round(idle, 6)}
+            self._last_end = time.time()
+        if extra:
+            timings = {**outcome.record.timings_s, **extra}
             record = dataclasses.replace(outcome.record, timings_s=timings)
             outcome = dataclasses.replace(outcome, record=record)
         return outcome_to_dict(outcome)
