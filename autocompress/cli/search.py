@@ -154,7 +154,9 @@ def _summary_dict(result: Any) -> dict[str, Any]:
     "default bits, and the teacher at int8).",
 )
 @click.option("--backend", type=click.Choice(["optuna", "ray"]), help="optuna (default) or ray.")
-@click.option("--workers", type=int, help="Parallel trials (processes, or Ray concurrent trials).")
+@click.option(
+    "--workers", type=int, help="Parallel trials: processes, or Ray workers (one per GPU)."
+)
 @click.option("--address", help="Ray cluster address (default: start a local Ray runtime).")
 @click.option(
     "--cpus-per-trial",

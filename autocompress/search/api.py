@@ -645,8 +645,6 @@ def _run_backend(
     pareto = update_pareto(run, config)
     records = run.read_trials()
     trained = sum(1 for r in records if r.state in ("complete", "failed"))
-    if settings.backend == "ray":  # Ray Tune counts every proposal toward --trials
-        trained = sum(1 for r in records if r.state != "duplicate")
     stop_reason = None
     capped = False
     if trained < planned and not interrupted:

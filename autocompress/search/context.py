@@ -93,9 +93,17 @@ def resolve_for_model(
 
 
 def load_context(
-    run_path: str | Path, *, device: str | None = None, backend: str | None = None
+    run_path: str | Path,
+    *,
+    device: str | None = None,
+    backend: str | None = None,
+    with_data: bool = True,
 ) -> SearchContext:
-    """Rebuild the trial inputs from ``run_path`` (run.yaml + teacher.pt)."""
+    """Rebuild the trial inputs from ``run_path`` (run.yaml + teacher.pt).
+
+    ``with_data=False``: no dataset and no teacher logits (``data`` is None), for a process
+    that only builds and costs students.
+    """
     from autocompress.compress.student import teacher_logits
     from autocompress.core.models import load_checkpoint
     from autocompress.hardware.plugins import get_chip
@@ -103,7 +111,7 @@ def load_context(
     run = RunDirectory(run_path).require()
     config = run.read_run_config()
     device = pick_device(device or config.finetune.device)
-    data = config.dataset.load(device=device)
+    data = config.dataset.load(device=device) if with_data else None
     teacher, spec, _extra = load_checkpoint(run.teacher_pt)
     teacher = teacher.to(device).eval()
     input_shape = config.input_shape
@@ -129,7 +137,8 @@ def load_context(
         finetune=config.finetune,
         backend=backend or config.backend,
     )
-    ctx.train_logits = teacher_logits(teacher, data.train.images, device, batch_size)
-    ctx.val_logits = teacher_logits(teacher, data.val.images, device, batch_size)
-    ctx.test_logits = teacher_logits(teacher, data.test.images, device, batch_size)
+    if data is not None:
+        ctx.train_logits = teacher_logits(teacher, data.train.images, device, batch_size)
+        ctx.val_logits = teacher_logits(teacher, data.val.images, device, batch_size)
+        ctx.test_logits = teacher_logits(teacher, data.test.images, device, batch_size)
     return ctx

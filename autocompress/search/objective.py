@@ -42,6 +42,22 @@ def objective_values(
     return tuple(float(merged[name]) for name in objectives)
 
 
+@dataclass(frozen=True)
+class BuiltStudent:
+    """A trial's student, built and costed, that meets every cost budget: ready to train.
+
+    What :func:`build_and_cost` hands to :func:`train_built`; picklable (a Ray worker
+    builds it in one process and trains it in another).
+    """
+
+    number: int
+    config: TrialConfig
+    student: Any  # nn.Module, on the device it was built on
+    costs: dict[str, dict[str, float]]
+    timings: dict[str, float]  # compress, cost
+    seconds: float  # building and costing (counted in the trial's total)
+
+
 def run_trial(
     ctx: SearchContext,
     number: int,
@@ -55,10 +71,19 @@ def run_trial(
 
     ``epochs`` overrides the run's fine-tune epochs (promotion to a longer rung).
     """
-    from autocompress.compress.fastpath import choose_fast_path
-    from autocompress.compress.recipe import distill_with_retry
-    from autocompress.compress.student import build_student, evaluate, save_student
-    from autocompress.compress.training import TrainingDiverged
+    built = build_and_cost(ctx, number, config, stage=stage)
+    if isinstance(built, TrialOutcome):  # infeasible (or failed): never trained
+        return built
+    return train_built(ctx, built, stage=stage, epochs=epochs)
+
+
+def build_and_cost(
+    ctx: SearchContext, number: int, config: TrialConfig, *, stage: StageCallback | None = None
+) -> TrialOutcome | BuiltStudent:
+    """The cheap half of a trial: build the student, cost it on every chip, check the budgets
+    and the chip's legality. An infeasible (or failed) trial's final outcome, else the
+    student to train. Needs no data (``ctx.data`` may be None)."""
+    from autocompress.compress.student import build_student
     from autocompress.hardware.estimate import estimate_costs
     from autocompress.hardware.extract import extract_layers
     from autocompress.hardware.legality import check_layers, issues_text
@@ -106,6 +131,34 @@ def run_trial(
                 record, objective_values(ctx.objectives, {}, main_costs), constraints
             )
 
+        return BuiltStudent(number, config, student, costs, timings, time.perf_counter() - start)
+    except (AutocompressError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a trial-level failure: record it, keep searching
+        return _failed(ctx, number, config, costs, timings, start, exc)
+
+
+def train_built(
+    ctx: SearchContext,
+    built: BuiltStudent,
+    *,
+    stage: StageCallback | None = None,
+    epochs: float | None = None,
+) -> TrialOutcome:
+    """The expensive half of a trial: fine-tune ``built`` (distillation from the teacher),
+    evaluate it, save it; the trial's outcome (``total`` counts the building and costing,
+    not time spent waiting between the halves)."""
+    from autocompress.compress.fastpath import choose_fast_path
+    from autocompress.compress.recipe import distill_with_retry
+    from autocompress.compress.student import evaluate, save_student
+    from autocompress.compress.training import TrainingDiverged
+
+    notify = stage or (lambda _s, _f: None)
+    number, config, student, costs = built.number, built.config, built.student, built.costs
+    timings = dict(built.timings)
+    start = time.perf_counter() - built.seconds
+    main_costs = costs[ctx.main_chip.chip_id]
+    try:
         t = time.perf_counter()
         ft = ctx.finetune
         epochs = float(ft.epochs if epochs is None else epochs)
@@ -198,23 +251,33 @@ def run_trial(
         return TrialOutcome(
             record, objective_values(ctx.objectives, metrics, main_costs), violations
         )
-    except AutocompressError:
-        raise
-    except KeyboardInterrupt:
+    except (AutocompressError, KeyboardInterrupt):
         raise
     except Exception as exc:  # a trial-level failure: record it, keep searching
-        timings["total"] = time.perf_counter() - start
-        detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        record = TrialRecord(
-            number=number,
-            state="failed",
-            config=config,
-            costs=costs,
-            timings_s=timings,
-            error=detail,
-            backend=ctx.backend,
-        )
-        return TrialOutcome(record, (), {})
+        return _failed(ctx, number, config, costs, timings, start, exc)
+
+
+def _failed(
+    ctx: SearchContext,
+    number: int,
+    config: TrialConfig,
+    costs: dict[str, dict[str, float]],
+    timings: dict[str, float],
+    start: float,
+    exc: Exception,
+) -> TrialOutcome:
+    timings["total"] = time.perf_counter() - start
+    detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    record = TrialRecord(
+        number=number,
+        state="failed",
+        config=config,
+        costs=costs,
+        timings_s=timings,
+        error=detail,
+        backend=ctx.backend,
+    )
+    return TrialOutcome(record, (), {})
 
 
 def failed_outcome(number: int, config: TrialConfig, message: str, backend: str) -> TrialOutcome:

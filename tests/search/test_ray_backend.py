@@ -1,11 +1,19 @@
-"""The Ray Tune backend on a local Ray runtime with 2 workers writes the same run directory."""
+"""The Ray backend on a real local Ray runtime (and a real `ray start` cluster): long-lived
+workers, the Optuna ask/tell loop in the driver, the same run directory as the Optuna backend."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -23,17 +31,30 @@ WARNING_TEXT = re.compile(
 )
 
 
-def _search(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``autocompress search ARGS`` in a fresh process, with the user's default warning filters."""
+def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONWARNINGS", "RAY_ADDRESS")}
     env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _search(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``autocompress search ARGS`` in a fresh process, with the user's default warning filters."""
     return subprocess.run(
         [sys.executable, "-m", "autocompress", "search", *args],
-        env=env,
+        env=_env(),
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def _running(run: RunDirectory) -> list[int]:
+    study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
+    return [t.number for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+
+
+def _trained(run: RunDirectory) -> int:
+    return sum(1 for r in run.read_trials() if r.state in ("complete", "failed"))
 
 
 # The CLI tests come first: each starts its own Ray runtime, before this module's fixture does.
@@ -51,7 +72,7 @@ def test_cli_ray_search_then_resume_retries_the_trial_a_killed_driver_left_runni
     assert "Traceback" not in first.stderr
     assert not WARNING_TEXT.search(first.stdout + first.stderr), first.stderr
     run = RunDirectory(out)
-    assert len(run.read_trials()) == 2
+    assert _trained(run) == 2  # --trials counts trained trials, as with the Optuna backend
 
     # A driver killed mid-trial leaves its trial RUNNING in study.db, with its parameters.
     study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
@@ -69,8 +90,100 @@ def test_cli_ray_search_then_resume_retries_the_trial_a_killed_driver_left_runni
     (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == orphan.number]
     assert retry.params == params and retry.state == optuna.trial.TrialState.COMPLETE
     records = {r.number: r for r in run.read_trials()}
-    assert len(records) == 3 and retry.number in records
+    assert _trained(run) == 3 and retry.number in records
     assert {r.backend for r in records.values()} == {"ray"}
+
+
+@pytest.fixture
+def ray_cluster():
+    """A real Ray cluster as `ray start --head` makes one (its own temp dir and port, so no
+    other Ray on this machine finds it); stopped by process group afterwards."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    temp = tempfile.mkdtemp(prefix="acr", dir="/tmp")  # short: Ray's socket paths live here
+    # Ray >= 2.52 turns token authentication on for `ray start` when ~/.ray/auth_token exists; a
+    # driver given an explicit address must then say so (RAY_AUTH_MODE=token), as on a cluster.
+    auth = {"RAY_AUTH_MODE": "token"} if (Path.home() / ".ray" / "auth_token").is_file() else {}
+    os.environ.update(auth)  # the CLI below inherits it (_env)
+    head = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("ray")), "start", "--head", f"--port={port}",
+            "--num-cpus=2", "--include-dashboard=false", f"--temp-dir={temp}",
+            "--disable-usage-stats", "--block",
+        ],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert head.poll() is None, "ray start --head exited"
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline, "ray start --head did not listen"
+            time.sleep(0.5)
+        yield f"127.0.0.1:{port}"
+    finally:
+        for name in auth:
+            os.environ.pop(name, None)
+        os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops what it started ...
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            head.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGKILL)  # ... or its process group is ended
+        head.wait(timeout=20)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_cli_ray_search_joins_an_existing_cluster(tmp_path, ray_cluster):
+    out = tmp_path / "on-cluster"
+    result = _search(
+        "--backend", "ray", "--address", ray_cluster, "--workers", "2", "--trials", "2",
+        "--out", str(out), "--teacher-epochs", "3", "--epochs", "1", "--latency-ms", "1000%",
+        "--no-anchors", "--rungs", "1", "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert not WARNING_TEXT.search(result.stdout + result.stderr), result.stderr
+    run = RunDirectory(out)
+    assert _trained(run) == 2 and _running(run) == []
+    assert {r.backend for r in run.read_trials()} == {"ray"}
+
+
+def test_cli_ctrl_c_exits_130_leaves_no_running_trial_and_resumes(tmp_path):
+    out = tmp_path / "ctrl-c"
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "autocompress", "search", "--backend", "ray",
+            "--workers", "1", "--trials", "40", "--out", str(out), "--teacher-epochs", "3",
+            "--epochs", "1", "--latency-ms", "1000%", "--no-anchors", "--rungs", "1",
+            "--no-progress",
+        ],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    run = RunDirectory(out)
+    deadline = time.monotonic() + 240
+    while not (run.trials_jsonl.is_file() and run.read_trials()):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no trial finished"
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    _stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert _running(run) == []  # the trials in flight were dropped, not left RUNNING
+    finished = _trained(run)
+    assert 1 <= finished < 40
+    resumed = _search("--resume", "--out", str(out), "--trials", str(finished + 1), "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    assert _trained(run) == finished + 1 and _running(run) == []
 
 
 def test_cli_ray_runtime_that_cannot_start_is_a_clear_error(tmp_path):
@@ -118,8 +231,8 @@ def test_ray_backend_writes_the_same_run_directory_format(
     assert config["backend"] == "ray" and config["teacher"]["source"] == "given"
     assert set(config) == set(yaml.safe_load(reference.run_yaml.read_text()))
     records = run.read_trials()
-    assert len(records) == 4 and {r.backend for r in records} == {"ray"}
-    assert {r.number for r in records} == {0, 1, 2, 3}
+    assert _trained(run) == 4 and {r.backend for r in records} == {"ray"}
+    assert {r.number for r in records} == set(range(len(records)))
     reference_record = reference.read_trials()[0].to_dict()
     for record in records:
         assert set(record.to_dict()) == set(reference_record)
@@ -128,10 +241,11 @@ def test_ray_backend_writes_the_same_run_directory_format(
             assert run.student_pt(record.number).is_file()
         else:
             assert record.state == "infeasible" and "finetune" not in record.timings_s
-    # the Optuna study saw every result with its constraints (the adapter ran in the driver)
+    # the Optuna study saw every result with its constraints (told in the driver)
     study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == 4
+    assert len(complete) == len(records)
+    assert sum(1 for t in complete if t.user_attrs.get("autocompress:trained")) == 4
     from autocompress.search.constraints import HAS_SET_CONSTRAINT, constraints_from_trial
 
     for t in complete:  # Optuna 5 keeps named constraints; Optuna 4 reads the adapter's values
@@ -160,22 +274,200 @@ def test_trial_resources_the_cluster_does_not_have_are_a_clear_error(
     assert RayBackendError.exit_code == 2
 
 
-def test_a_failure_inside_ray_tune_is_a_clear_error(
+def test_a_failure_inside_ray_is_a_clear_error_and_leaves_no_running_trial(
     local_ray, tmp_path, teacher_checkpoint, monkeypatch
 ):
-    from ray import tune
+    from autocompress.search.api import search
+    from autocompress.search.ray_backend import RayBackendError
+
+    def broken_wait(*args, **kwargs):
+        raise ray.exceptions.RaySystemError("the object store could not be reached")
+
+    monkeypatch.setattr(ray, "wait", broken_wait)
+    out = tmp_path / "ray-fails"
+    with pytest.raises(RayBackendError) as caught:
+        search(out=out, backend="ray", trials=1, teacher=teacher_checkpoint, epochs=1.0)
+    message = str(caught.value)
+    assert "Ray stopped the search" in message and "could not be reached" in message
+    assert f"--resume --out {out}" in message
+    run = RunDirectory(out)
+    assert run.run_yaml.is_file()  # the run is kept for --resume
+    assert _running(run) == []  # the trials it had asked are failed, not left RUNNING
+
+
+def test_one_long_lived_worker_prepares_the_next_trial_while_one_trains_and_a_failed_tell_fails(
+    local_ray, tmp_path, teacher_checkpoint, monkeypatch
+):
+    """One worker holds two trials: the next is built and costed (in its builder process) while
+    one trains. A result whose tell raises leaves its trial FAIL, not RUNNING."""
+    from autocompress.search.api import search
+    from autocompress.search.ray_driver import TELL_ERROR_ATTR
+
+    real_tell = optuna.study.Study.tell
+    refused: list[int] = []
+
+    def tell(self, trial, values=None, state=None, **kwargs):
+        number = trial if isinstance(trial, int) else trial.number
+        if values is not None and not refused:  # the first result with values: storage error
+            refused.append(number)
+            raise RuntimeError("database is locked")
+        return real_tell(self, trial, values, state, **kwargs)
+
+    monkeypatch.setattr(optuna.study.Study, "tell", tell)
+    result = search(
+        out=tmp_path / "one-worker",
+        backend="ray",
+        workers=1,
+        trials=3,
+        latency_ms="1000%",  # every proposal is trained
+        rungs=[1],
+        teacher=teacher_checkpoint,
+        epochs=1.0,
+    )
+    run = RunDirectory(result.run_dir)
+    assert _running(run) == []
+    study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
+    (failed,) = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert failed.number == refused[0]
+    assert "database is locked" in failed.user_attrs[TELL_ERROR_ATTR]
+    records = run.read_trials()
+    assert _trained(run) == 3 and len(records) == 3  # the refused one was trained: it counts
+    assert {record.number for record in records} == {0, 1, 2}
+    # one long-lived worker: the next student was built and costed (in the builder) while one
+    # trained, so it was ready before the worker was free
+    later = [r for r in records if "worker_idle" in r.timings_s]
+    assert len(later) == 2  # every trial but the worker's first
+    for record in later:
+        assert record.timings_s["built_ahead"] > 0, record.timings_s
+        assert record.timings_s["worker_idle"] >= 0
+
+
+def test_duplicates_are_not_retrained_and_the_proposal_cap_ends_the_run(local_ray, tmp_path):
+    from autocompress.search.api import search
+
+    space = tmp_path / "two.yaml"
+    space.write_text(
+        "name: two\nwidth_multiplier: {choices: [0.5, 1.0]}\n"
+        "layers:\n  - match: '*'\n    weight_bits: 8\n    activation_bits: 8\n"
+    )
+    result = search(
+        out=tmp_path / "run",
+        backend="ray",
+        workers=2,
+        model="small_cnn",
+        space=str(space),
+        trials=3,
+        rungs=[1],
+        teacher_epochs=3,
+        epochs=1.0,
+        batch_size=128,
+    )
+    assert result.counts["complete"] == 2  # two configurations exist, each trained once
+    assert result.counts["duplicate"] == 30 - 2
+    assert result.stop_reason is not None and "10 × --trials" in result.stop_reason
+    run = RunDirectory(result.run_dir)
+    assert _running(run) == []
+    study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
+    by_number = {t.number: t for t in study.trials}
+    for record in result.trials:
+        if record.state == "duplicate":
+            told = by_number[record.number]
+            assert told.user_attrs["autocompress:duplicate_of"] == record.duplicate_of
+            assert told.values == by_number[record.duplicate_of].values
+            assert not run.student_pt(record.number).exists()
+
+
+def test_resume_restores_the_records_trials_jsonl_lost(local_ray, tmp_path, teacher_checkpoint):
+    from autocompress.search.api import search
+
+    result = search(
+        out=tmp_path / "lost-lines",
+        backend="ray",
+        workers=1,
+        trials=2,
+        latency_ms="1000%",
+        rungs=[1],
+        teacher=teacher_checkpoint,
+        epochs=1.0,
+    )
+    run = RunDirectory(result.run_dir)
+    before = {r.number: r.to_dict() for r in run.read_trials()}
+    assert len(before) == 2
+    # a driver killed between Optuna's commit and the append loses the line
+    first_line = run.trials_jsonl.read_text().splitlines(keepends=True)[0]
+    run.trials_jsonl.write_text(first_line)
+    again = search(out=result.run_dir, resume=True)  # the plan is met: nothing is trained
+    assert {r.number: r.to_dict() for r in again.trials} == before
+    assert _running(run) == []
+
+
+def _own_ray_process(title: str) -> int | None:
+    """A process of this test's local Ray runtime whose title starts with ``title``."""
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            if not cmdline.startswith(title):
+                continue
+            pid, ancestors = int(entry.name), []
+            parent = pid
+            for _ in range(4):  # worker -> raylet -> this process (ray.init started the raylet)
+                stat = (Path("/proc") / str(parent) / "stat").read_text()
+                parent = int(stat.rsplit(")", 1)[1].split()[1])
+                ancestors.append(parent)
+            if me in ancestors:
+                return pid
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def test_a_worker_that_dies_is_a_clear_error_and_its_trial_runs_again_on_resume(
+    local_ray, tmp_path, teacher_checkpoint
+):
+    import threading
 
     from autocompress.search.api import search
     from autocompress.search.ray_backend import RayBackendError
 
-    def broken_fit(self):
-        raise tune.TuneError("the experiment state could not be written")
+    killed: list[int] = []
 
-    monkeypatch.setattr(tune.Tuner, "fit", broken_fit)
-    out = tmp_path / "tune-fails"
-    with pytest.raises(RayBackendError) as caught:
-        search(out=out, backend="ray", trials=1, teacher=teacher_checkpoint, epochs=1.0)
-    message = str(caught.value)
-    assert "Ray Tune stopped the search" in message and "could not be written" in message
-    assert f"--resume --out {out}" in message
-    assert RunDirectory(out).run_yaml.is_file()  # the run is kept for --resume
+    def kill_the_trainer_mid_trial() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            pid = _own_ray_process("ray::TrialTrainer.train")
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)  # out of memory, a lost node ...
+                killed.append(pid)
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=kill_the_trainer_mid_trial, daemon=True)
+    watcher.start()
+    out = tmp_path / "dies"
+    settings = dict(backend="ray", workers=1, latency_ms="1000%", rungs=[1], epochs=1.0)
+    settings["anchors"] = False  # waiting anchors would run before the retries
+    with pytest.raises(RayBackendError, match=r"Ray trial\(s\) of .* crashed on their worker"):
+        search(out=out, trials=3, teacher=teacher_checkpoint, **settings)
+    watcher.join()
+    assert killed
+    run = RunDirectory(out)
+    assert _running(run) == []
+    study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
+    waiting = [
+        t
+        for t in study.trials
+        if t.state == optuna.trial.TrialState.WAITING and "failed_trial" in t.system_attrs
+    ]
+    assert waiting  # the killed trial (and the one built for it next) are queued again
+    lost = {t.system_attrs["failed_trial"] for t in waiting}
+    result = search(out=out, resume=True)
+    assert _trained(run) == 3 and _running(run) == []
+    study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
+    by_number = {t.number: t for t in study.trials}
+    for t in waiting:  # the retries ran, with the lost trials' parameters
+        assert by_number[t.number].state == optuna.trial.TrialState.COMPLETE
+        assert by_number[t.number].params == by_number[t.system_attrs["failed_trial"]].params
+    assert lost.isdisjoint(r.number for r in result.trials)
