@@ -68,7 +68,7 @@ def run_ray_search(
     except ImportError:
         raise ConfigError(
             "the Ray backend needs Ray",
-            hint="pip install 'ray[tune]' (or use --backend optuna)",
+            hint="pip install ray (or use --backend optuna)",
         ) from None
     import optuna
 
