@@ -13,9 +13,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from autocompress.compress.fastpath import choose_fast_path
+from autocompress.compress.recipe import distill_with_retry
+from autocompress.compress.student import build_student, evaluate, save_student
+from autocompress.compress.training import TrainingDiverged
 from autocompress.core.errors import AutocompressError
 from autocompress.core.trial_config import TrialConfig
 from autocompress.core.workspace import TrialRecord
+from autocompress.hardware.estimate import estimate_costs
+from autocompress.hardware.extract import extract_layers
+from autocompress.hardware.legality import check_layers, issues_text
 from autocompress.search.context import SearchContext
 
 StageCallback = Callable[[str, float], None]
@@ -55,14 +62,6 @@ def run_trial(
 
     ``epochs`` overrides the run's fine-tune epochs (promotion to a longer rung).
     """
-    from autocompress.compress.fastpath import choose_fast_path
-    from autocompress.compress.recipe import distill_with_retry
-    from autocompress.compress.student import build_student, evaluate, save_student
-    from autocompress.compress.training import TrainingDiverged
-    from autocompress.hardware.estimate import estimate_costs
-    from autocompress.hardware.extract import extract_layers
-    from autocompress.hardware.legality import check_layers, issues_text
-
     notify = stage or (lambda _s, _f: None)
     timings: dict[str, float] = {}
     start = time.perf_counter()
