@@ -12,10 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autocompress.compress.student import load_student, save_student
+from autocompress.core.data import stratified_sample
 from autocompress.core.errors import ConfigError, RunDirectoryError
 from autocompress.core.file_hash import file_sha256
 from autocompress.core.file_writes import writing
 from autocompress.core.model_code import model_code_policy
+from autocompress.core.model_files import MODEL_SOURCE_DIR
+from autocompress.core.models import load_checkpoint
 from autocompress.core.owned_dir import OwnedDirectory
 from autocompress.core.run_data import RunData, load_run
 from autocompress.core.trial_rows import TrialRow, make_row
@@ -30,6 +34,10 @@ from autocompress.export.verify import (
     check_onnx_file,
     compare_with_torch,
 )
+from autocompress.hardware.calibration_store import calibration_record
+from autocompress.hardware.estimate import estimate_cost
+from autocompress.hardware.extract import extract_layers
+from autocompress.hardware.plugins import get_chip, plugin_versions, run_export_steps
 
 DEFAULT_CHECK_IMAGES = 2000
 
@@ -187,6 +195,7 @@ def export(
         command="export",
     ):
         if recover_epochs is not None:
+            # Lazy: recover.api imports this module (pick_trial, check_exportable).
             from autocompress.recover.api import recover
 
             recover(
@@ -271,12 +280,6 @@ def _export_into(
 ) -> ExportResult:
     import torch
 
-    from autocompress.compress.student import load_student, save_student
-    from autocompress.core.data import stratified_sample
-    from autocompress.hardware.estimate import estimate_cost
-    from autocompress.hardware.extract import extract_layers
-    from autocompress.hardware.plugins import get_chip, plugin_versions, run_export_steps
-
     number = record.number
     chip = get_chip(run.main_chip)
     input_shape = run.input_shape
@@ -334,8 +337,6 @@ def _export_into(
     cost = estimate_cost(student, input_shape, chip)
     teacher_channels: dict[str, int] = {}
     if run.directory.teacher_pt.is_file():
-        from autocompress.core.models import load_checkpoint
-
         teacher, _, _ = load_checkpoint(run.directory.teacher_pt)
         teacher_channels = {d.name: d.out_channels for d in extract_layers(teacher, input_shape)}
     layers = layer_entries(descriptors, cost.layers, notes, raw, teacher_channels)
@@ -437,16 +438,12 @@ __all__ = ["ExportResult", "check_exportable", "export", "pick_trial"]
 
 def _calibration_record(at_search: Any) -> dict[str, Any]:
     """The calibration the search costed with (run.yaml) and the one this export applies."""
-    from autocompress.hardware.calibration_store import calibration_record
-
     return {"search": at_search, "export": calibration_record()}
 
 
 def _keep_model_source(run_path: Path, directory: Path) -> None:
     """Copy the run's ``model_source/`` beside model.pt, so the export loads on its own."""
     import shutil
-
-    from autocompress.core.model_files import MODEL_SOURCE_DIR
 
     source = run_path / MODEL_SOURCE_DIR
     if source.is_dir():

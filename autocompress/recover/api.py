@@ -31,8 +31,26 @@ from typing import Any
 
 import torch
 
-from autocompress.core.errors import TrainingError
+from autocompress.compress.fastpath import choose_fast_path
+from autocompress.compress.recipe import (
+    RECOVERY_RECIPE,
+    default_recovery_epochs,
+    distill_with_retry,
+)
+from autocompress.compress.student import (
+    build_student,
+    evaluate,
+    make_room_for_learned_steps,
+    save_student,
+)
+from autocompress.compress.training import TrainingDiverged, resolve_device
+from autocompress.core.errors import ConfigError, TrainingError
+from autocompress.core.model_code import model_code_policy
+from autocompress.core.models import load_checkpoint
+from autocompress.core.run_data import RunData, load_run
 from autocompress.core.workspace import RunDirectory, write_atomic
+from autocompress.export.api import check_exportable, pick_trial
+from autocompress.hardware.plugins import get_chip
 
 STATE_FORMAT = "autocompress-recovery-state"
 STATE_VERSION = 1
@@ -60,9 +78,6 @@ class RecoveryResult:
 
 
 def _choose_trial(run: Any, trial: int | None, pick: str | None) -> int:
-    from autocompress.core.errors import ConfigError
-    from autocompress.export.api import pick_trial
-
     if (trial is None) == (pick is None):
         raise ConfigError("give exactly one of trial (--trial N) or pick (--pick RULE)")
     return trial if trial is not None else pick_trial(run, pick)  # type: ignore[arg-type]
@@ -128,26 +143,6 @@ def recover(
         ConfigError / RunDirectoryError: bad input (see ``export``'s checks).
         TrainingError: training diverged, also after one retry at a tenth of the LR.
     """
-    from autocompress.compress.fastpath import choose_fast_path
-    from autocompress.compress.recipe import (
-        RECOVERY_RECIPE,
-        default_recovery_epochs,
-        distill_with_retry,
-    )
-    from autocompress.compress.student import (
-        build_student,
-        evaluate,
-        make_room_for_learned_steps,
-        save_student,
-    )
-    from autocompress.compress.training import TrainingDiverged, resolve_device
-    from autocompress.core.errors import ConfigError
-    from autocompress.core.model_code import model_code_policy
-    from autocompress.core.models import load_checkpoint
-    from autocompress.core.run_data import RunData, load_run
-    from autocompress.export.api import check_exportable
-    from autocompress.hardware.plugins import get_chip
-
     run = load_run(run_dir)
     number = _choose_trial(run, trial, pick)
     record = check_exportable(run, number)

@@ -17,6 +17,7 @@ from autocompress.core.budget import METRIC_SENSE, Budget
 from autocompress.core.errors import AutocompressError, ConfigError, UnknownNameError
 from autocompress.core.pareto import front_numbers, hypervolume, pareto_front
 from autocompress.hardware.cost import Cost
+from autocompress.hardware.plugins import get_chip, list_chips
 from autocompress.report.rescore import Rescorer
 from autocompress.report.rows import TrialRow, make_row
 from autocompress.report.run_data import RunData, load_run
@@ -130,8 +131,6 @@ def _effective_budget(run: RunData, chip_id: str, overrides: Mapping[str, float 
     budget = run.budget()
     if chip_id != run.main_chip:
         # Budgets the search took from the main chip's defaults follow the chip asked for.
-        from autocompress.hardware.plugins import get_chip
-
         chip_budgets = get_chip(chip_id).budgets
         from_chip = {
             name: getattr(chip_budgets, name)
@@ -202,8 +201,6 @@ def load_report(
     recorded = chip_id in run.chips
     rescorer = Rescorer(run)
     if not recorded:
-        from autocompress.hardware.plugins import list_chips
-
         known = [c.chip_id for c in list_chips()]
         if chip_id not in known:
             raise UnknownNameError(

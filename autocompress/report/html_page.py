@@ -18,6 +18,7 @@ from autocompress.core.metrics import Metric, shown_in
 from autocompress.core.metrics import metric as metric_named
 from autocompress.core.version import __version__
 from autocompress.core.workspace import write_atomic
+from autocompress.hardware.extract import extract_layers
 from autocompress.report.api import Report
 from autocompress.report.svg import (
     BarRow,
@@ -146,8 +147,6 @@ def _layers_section(report: Report, trial: int | None) -> str:
     if trial is None:
         return '<p class="muted">No model to show yet (the front is empty).</p>'
     try:
-        from autocompress.hardware.extract import extract_layers
-
         rescorer = report.rescorer
         assert rescorer is not None
         record = report.run.record(trial)

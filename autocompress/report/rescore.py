@@ -13,10 +13,14 @@ from functools import cached_property
 
 from torch import nn
 
+from autocompress.compress.student import build_student
 from autocompress.core.errors import RunDirectoryError
+from autocompress.core.model_code import model_code_policy
+from autocompress.core.models import load_checkpoint
 from autocompress.core.workspace import TrialRecord
 from autocompress.hardware.cost import Cost
 from autocompress.hardware.estimate import estimate_cost
+from autocompress.hardware.plugins import get_chip
 from autocompress.report.run_data import RunData
 
 
@@ -29,15 +33,12 @@ class Rescorer:
 
     @cached_property
     def teacher(self) -> nn.Module:
-        from autocompress.core.models import load_checkpoint
-
         path = self.run.directory.teacher_pt
         if not path.is_file():
             raise RunDirectoryError(
                 f"{path} is missing: the teacher is needed to rebuild trial architectures",
                 hint="Wait until the search has trained its teacher, or use a chip the run costed.",
             )
-        from autocompress.core.model_code import model_code_policy
 
         with model_code_policy(
             command="report",
@@ -50,9 +51,6 @@ class Rescorer:
 
     def student(self, record: TrialRecord) -> nn.Module:
         """The trial's architecture as trained (main chip's alignment), weights from the teacher."""
-        from autocompress.compress.student import build_student
-        from autocompress.hardware.plugins import get_chip
-
         return build_student(
             self.teacher,
             RunData.trial_config(record),

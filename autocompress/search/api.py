@@ -22,16 +22,40 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autocompress.core.errors import ConfigError, RunDirectoryError
+from autocompress.compress.student import quantizable_layers
+from autocompress.core.data import describe_dataset
+from autocompress.core.errors import CheckpointError, ConfigError, OutputDirError, RunDirectoryError
+from autocompress.core.file_writes import CreatedPaths
+from autocompress.core.model_files import is_file_model, keep_model_source
+from autocompress.core.models import peek_checkpoint
 from autocompress.core.run_config import RunConfig, TeacherEntry
+from autocompress.core.run_lock import LOCK_NAME, RunLock
 from autocompress.core.workspace import RunDirectory, TrialRecord
+from autocompress.hardware.plugins import get_chip
+from autocompress.search import prepare
+from autocompress.search.anchors import enqueue_anchors
+from autocompress.search.context import model_layers, pick_device
+from autocompress.search.front import compute_fronts, update_pareto
 from autocompress.search.notices import SearchNotices, notices_for
+from autocompress.search.optuna_backend import run_optuna_search
+from autocompress.search.promotion import promote, rung_epochs
+from autocompress.search.ray_backend import run_ray_search
+from autocompress.search.resolve import resolve_space
+from autocompress.search.resume_check import (
+    check_model_files,
+    check_study,
+    check_unchanged,
+)
+from autocompress.search.samplers import make_sampler, uses_numeric_encoding
 from autocompress.search.settings import (
     BUDGET_FIELDS,
     SearchSettings,
     parse_input_size,
     settings_from_file,
 )
+from autocompress.search.space_catalog import load_space
+from autocompress.search.study import open_study, proposal_cap
+from autocompress.search.teacher_source import obtain_teacher
 
 
 @dataclass
@@ -120,9 +144,6 @@ def _settings_from_arguments(
 
 def _model_of_teacher(settings: SearchSettings) -> SearchSettings:
     """The architecture an autocompress teacher checkpoint names (no --model given)."""
-    from autocompress.core.errors import ConfigError
-    from autocompress.core.models import peek_checkpoint
-
     assert settings.teacher is not None
     given = peek_checkpoint(settings.teacher)
     if given is None:
@@ -317,13 +338,6 @@ def _resume(
     notices: SearchNotices,
     trust_model_code: bool,
 ) -> SearchResult:
-    from autocompress.core.run_lock import RunLock
-    from autocompress.search.resume_check import (
-        check_model_files,
-        check_study,
-        check_unchanged,
-    )
-
     out = arguments.get("out")
     if out is None:
         raise RunDirectoryError("--resume needs the run directory", hint="Pass --out runs/<name>.")
@@ -380,9 +394,6 @@ def _train_pending_teacher(
     run: RunDirectory, config: RunConfig, *, notices: SearchNotices
 ) -> RunConfig:
     """A run killed while its teacher trained: get the teacher again, as recorded."""
-    from autocompress.search.context import pick_device
-    from autocompress.search.teacher_source import obtain_teacher
-
     given = config.teacher.given_path
     if given is not None and not Path(given).is_file():
         raise RunDirectoryError(
@@ -421,9 +432,6 @@ def _teacher_entry(info: Any, epochs: int, given: str | None) -> TeacherEntry:
 
 def check_new_run_dir(out_dir: Path) -> None:
     """Refuse a ``--out`` that is a file, holds a run (without --resume), or holds other files."""
-    from autocompress.core.errors import OutputDirError
-    from autocompress.core.run_lock import LOCK_NAME
-
     if not out_dir.exists():
         return
     if not out_dir.is_dir():
@@ -452,16 +460,6 @@ def _create_run(
 
     Returns the run and its held :class:`~autocompress.core.run_lock.RunLock`.
     """
-    from autocompress.compress.student import quantizable_layers
-    from autocompress.core.data import describe_dataset
-    from autocompress.core.model_files import is_file_model, keep_model_source
-    from autocompress.hardware.plugins import get_chip
-    from autocompress.search import prepare
-    from autocompress.search.context import model_layers, pick_device
-    from autocompress.search.resolve import resolve_space
-    from autocompress.search.space_catalog import load_space
-    from autocompress.search.teacher_source import obtain_teacher
-
     name = settings.name or prepare.default_run_name(settings)
     out_dir = prepare.resolve_out_dir(settings, name)
     _refuse_if_in_use(out_dir)
@@ -470,8 +468,6 @@ def _create_run(
     main_chip = chips[settings.chips[0]]
     space = load_space(settings.space)
     if settings.teacher is not None and not Path(settings.teacher).is_file():
-        from autocompress.core.errors import CheckpointError
-
         raise CheckpointError(f"teacher checkpoint {settings.teacher!r} does not exist (--teacher)")
     device = pick_device(settings.device)
     # The model and the teacher are checked before the (possibly long) decode of the data.
@@ -513,9 +509,6 @@ def _create_run(
     budget, sources = prepare.resolve_budget(settings, main_chip, reference, smallest)
     prepare.check_budget_reachable(budget, smallest, space.name)
 
-    from autocompress.core.file_writes import CreatedPaths
-    from autocompress.core.run_lock import RunLock
-
     run = RunDirectory(out_dir)
     prepared = prepare.PreparedRun(settings, data, spec, space, resolved, chips, budget)
     config = prepare.run_yaml_content(prepared, name=name, budget_sources=sources)
@@ -546,10 +539,6 @@ def _create_run(
             kept_source = keep_model_source(spec.name, out_dir)
             config = config.with_model_source(str(kept_source.relative_to(out_dir)))
         run.write_run_config(config)
-        from autocompress.search.anchors import enqueue_anchors
-        from autocompress.search.samplers import make_sampler, uses_numeric_encoding
-        from autocompress.search.study import open_study
-
         study = open_study(
             run, settings.objectives, make_sampler("random", seed=0, constrained=False)
         )
@@ -588,8 +577,6 @@ def _create_run(
 
 def _refuse_if_in_use(out_dir: Path) -> None:
     """RunInUseError at once when a live search holds ``out_dir`` (nothing is touched)."""
-    from autocompress.core.run_lock import RunLock
-
     RunLock(out_dir).check_free()
 
 
@@ -601,12 +588,8 @@ def _run_backend(
     started: float,
     show_progress: bool,
 ) -> SearchResult:
-    from autocompress.search.front import update_pareto
-
     started_monotonic = time.monotonic()
     if settings.backend == "ray":
-        from autocompress.search.ray_backend import run_ray_search
-
         summary = run_ray_search(
             run,
             planned=planned,
@@ -618,8 +601,6 @@ def _run_backend(
             show_progress=show_progress,
         )
     else:
-        from autocompress.search.optuna_backend import run_optuna_search
-
         summary = run_optuna_search(
             run,
             planned=planned,
@@ -631,8 +612,6 @@ def _run_backend(
     interrupted = bool(summary.interrupted)
     promotion_info: dict[str, Any] = {}
     if not interrupted:
-        from autocompress.search.promotion import promote, rung_epochs
-
         deadline = None if settings.timeout_s is None else started_monotonic + settings.timeout_s
         promoted = promote(run, config, deadline=deadline, show_progress=show_progress)
         interrupted = promoted.interrupted
@@ -648,8 +627,6 @@ def _run_backend(
     stop_reason = None
     capped = False
     if trained < planned and not interrupted:
-        from autocompress.search.study import proposal_cap
-
         finished = sum(
             1 for r in records if r.state in ("complete", "infeasible", "failed", "duplicate")
         )
@@ -686,8 +663,6 @@ def _run_backend(
 
 def load_result(run_dir: str | Path) -> SearchResult:
     """A :class:`SearchResult` for a run directory on disk (finished or not)."""
-    from autocompress.search.front import compute_fronts
-
     run = RunDirectory(run_dir).require()
     config = run.read_run_config()
     pareto = compute_fronts(run, config)

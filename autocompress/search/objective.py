@@ -13,9 +13,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from autocompress.compress.fastpath import choose_fast_path
+from autocompress.compress.recipe import distill_with_retry
+from autocompress.compress.student import build_student, evaluate, save_student
+from autocompress.compress.training import TrainingDiverged
 from autocompress.core.errors import AutocompressError
 from autocompress.core.trial_config import TrialConfig
 from autocompress.core.workspace import TrialRecord
+from autocompress.hardware.estimate import estimate_costs
+from autocompress.hardware.extract import extract_layers
+from autocompress.hardware.legality import check_layers, issues_text
 from autocompress.search.context import SearchContext
 
 StageCallback = Callable[[str, float], None]
@@ -83,10 +90,6 @@ def build_and_cost(
     """The cheap half of a trial: build the student, cost it on every chip, check the budgets
     and the chip's legality. An infeasible (or failed) trial's final outcome, else the
     student to train. Needs no data (``ctx.data`` may be None)."""
-    from autocompress.compress.student import build_student
-    from autocompress.hardware.estimate import estimate_costs
-    from autocompress.hardware.extract import extract_layers
-    from autocompress.hardware.legality import check_layers, issues_text
 
     notify = stage or (lambda _s, _f: None)
     timings: dict[str, float] = {}
@@ -148,10 +151,6 @@ def train_built(
     """The expensive half of a trial: fine-tune ``built`` (distillation from the teacher),
     evaluate it, save it; the trial's outcome (``total`` counts the building and costing,
     not time spent waiting between the halves)."""
-    from autocompress.compress.fastpath import choose_fast_path
-    from autocompress.compress.recipe import distill_with_retry
-    from autocompress.compress.student import evaluate, save_student
-    from autocompress.compress.training import TrainingDiverged
 
     notify = stage or (lambda _s, _f: None)
     number, config, student, costs = built.number, built.config, built.student, built.costs

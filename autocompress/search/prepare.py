@@ -17,11 +17,19 @@ from typing import Any
 
 from torch import nn
 
+from autocompress.compress.slim import channel_groups
+from autocompress.compress.student import build_student
 from autocompress.core.budget import Budget
-from autocompress.core.errors import BudgetError
+from autocompress.core.errors import BudgetError, CheckpointError, ConfigError
 from autocompress.core.model_code import model_file_identity
 from autocompress.core.model_files import is_file_model, resolve_model_file
-from autocompress.core.models import ModelSpec, auto_small_input, has_small_input_stem
+from autocompress.core.models import (
+    ModelSpec,
+    auto_small_input,
+    has_small_input_stem,
+    load_weights,
+    peek_checkpoint,
+)
 from autocompress.core.run_config import (
     DatasetSpec,
     FinetuneSettings,
@@ -34,11 +42,17 @@ from autocompress.core.run_config import (
     TeacherEntry,
 )
 from autocompress.core.trial_config import TrialConfig
+from autocompress.core.version import __version__
+from autocompress.core.weights import plain_message
+from autocompress.hardware.calibration_store import calibration_record
+from autocompress.hardware.estimate import estimate_costs
+from autocompress.hardware.extract import extract_layers
+from autocompress.hardware.plugins import plugin_versions
 from autocompress.hardware.spec import ChipSpec
 from autocompress.search.promotion import DEFAULT_RUNGS, promotion_settings
 from autocompress.search.resolve import ResolvedSpace
 from autocompress.search.settings import SearchSettings, parse_budget_value
-from autocompress.search.space import SearchSpace
+from autocompress.search.space import SearchSpace, space_as_plain_dict
 
 #: Embedded default latency budget: this fraction of the way from the cheapest
 #: configuration of the space to the teacher at int8 (binds, yet leaves room).
@@ -142,9 +156,6 @@ def model_and_teacher(
         ConfigError: the model cannot be built for this data.
         CheckpointError: the teacher cannot be read or does not fit (layers and shapes named).
     """
-    from autocompress.core.errors import CheckpointError
-    from autocompress.core.models import load_weights
-
     auto = _auto_small_input(settings, size)
     spec = ModelSpec.for_model(
         settings.model,
@@ -172,8 +183,6 @@ def model_and_teacher(
 
 def check_before_decode(settings: SearchSettings) -> None:
     """What can be checked of the model and the teacher without the data's shape."""
-    from autocompress.core.models import peek_checkpoint
-
     if is_file_model(settings.model):
         resolve_model_file(settings.model)
     if settings.teacher is not None:
@@ -186,9 +195,6 @@ def check_forward(
     """ConfigError when ``model`` fails on one input of ``input_shape`` or does not
     return ``num_classes`` logits (e.g. an input too small for its down-sampling)."""
     import torch
-
-    from autocompress.core.errors import ConfigError
-    from autocompress.core.weights import plain_message
 
     shape = (1, *input_shape)
     try:
@@ -219,8 +225,6 @@ def full_width_layers(model: nn.Module, input_shape: tuple[int, ...]) -> dict[st
 
     import torch
 
-    from autocompress.compress.slim import channel_groups
-
     groups = channel_groups(copy.deepcopy(model).eval(), torch.zeros(1, *input_shape))
     return {member: g.reason for g in groups if g.reason for member in g.members}
 
@@ -241,10 +245,6 @@ def cost_of(
     protect: tuple[str, ...],
 ) -> dict[str, float]:
     """Main-chip cost metrics of ``config`` applied to ``model``."""
-    from autocompress.compress.student import build_student
-    from autocompress.hardware.estimate import estimate_costs
-    from autocompress.hardware.extract import extract_layers
-
     student = build_student(model, config, chip, input_shape, protect=protect)
     layers = extract_layers(student, input_shape)
     return estimate_costs(layers, [chip])[chip.chip_id].metrics()
@@ -319,8 +319,6 @@ def library_versions() -> dict[str, Any]:
     """Versions of autocompress, Python, the main libraries and the chip plugins."""
     import importlib.metadata
 
-    from autocompress.core.version import __version__
-
     versions: dict[str, Any] = {"autocompress": __version__, "python": platform.python_version()}
     for package in (
         "torch",
@@ -337,8 +335,6 @@ def library_versions() -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             versions[package] = None
     try:
-        from autocompress.hardware.plugins import plugin_versions
-
         versions["plugins"] = dict(plugin_versions())
     except Exception as exc:  # versions are informative; never fail a run on them
         versions["plugins"] = {"error": str(exc)}
@@ -413,14 +409,10 @@ def run_yaml_content(
 
 def _calibration_record() -> dict[str, Any]:
     """The calibration files the costs use (path + sha256), or mode none."""
-    from autocompress.hardware.calibration_store import calibration_record
-
     return calibration_record()
 
 
 def _plain_space(space: SearchSpace) -> dict[str, Any]:
-    from autocompress.search.space import space_as_plain_dict
-
     return space_as_plain_dict(space)
 
 

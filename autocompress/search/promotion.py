@@ -33,9 +33,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from autocompress.core.errors import ConfigError
 from autocompress.core.pareto import pareto_front
 from autocompress.core.run_config import RunConfig
 from autocompress.core.workspace import RunDirectory, TrialRecord
+from autocompress.search.anchors import ANCHOR_ATTR
+from autocompress.search.context import load_context
+from autocompress.search.front import update_pareto
+from autocompress.search.objective import run_trial
+from autocompress.search.progress import SearchProgress
 
 DEFAULT_RUNGS: tuple[float, ...] = (1.0, 3.0, 9.0)
 DEFAULT_KEEP_FRACTION = 1.0 / 3.0
@@ -59,8 +65,6 @@ def rung_epochs(base_epochs: float, factors: Sequence[float]) -> list[float]:
 
 def check_rungs(factors: Sequence[float]) -> tuple[float, ...]:
     """Validated rung factors: start at 1, strictly increasing."""
-    from autocompress.core.errors import ConfigError
-
     values = tuple(float(f) for f in factors)
     if not values or abs(values[0] - 1.0) > _EPS:
         raise ConfigError(
@@ -159,8 +163,6 @@ def anchors_below_top(
     trained at ``top`` epochs, by trial number."""
     import optuna
 
-    from autocompress.search.anchors import ANCHOR_ATTR
-
     study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
     anchors = {t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get(ANCHOR_ATTR)}
     return [
@@ -203,10 +205,6 @@ def promote(
     ``context``: a loaded :class:`~autocompress.search.context.SearchContext`
     (loaded from the run directory on the first promotion when not given).
     """
-    from autocompress.search.front import update_pareto
-    from autocompress.search.objective import run_trial
-    from autocompress.search.progress import SearchProgress
-
     factors = tuple(config.promotion.rungs)
     summary = PromotionSummary()
     if len(factors) < 2:
@@ -226,8 +224,6 @@ def promote(
             summary.skipped_for_time += 1
             return False
         if ctx is None:
-            from autocompress.search.context import load_context
-
             ctx = load_context(run.path)
         progress.stage(record.number, f"{at_epochs:g} epochs")
         t = time.monotonic()

@@ -18,7 +18,10 @@ from typing import Any
 
 import optuna
 
+from autocompress.compress.student import build_student
 from autocompress.core.workspace import TrialRecord
+from autocompress.hardware.estimate import estimate_costs
+from autocompress.hardware.extract import extract_layers
 from autocompress.search.context import SearchContext
 from autocompress.search.study import FAILED_ATTR, INFEASIBLE_ATTR
 
@@ -37,10 +40,6 @@ def _stored_record(trial: optuna.trial.FrozenTrial) -> TrialRecord | None:
 
 
 def _rebuilt_record(ctx: SearchContext, trial: optuna.trial.FrozenTrial) -> TrialRecord | None:
-    from autocompress.compress.student import build_student
-    from autocompress.hardware.estimate import estimate_costs
-    from autocompress.hardware.extract import extract_layers
-
     try:
         config = ctx.space.config_from_params(dict(trial.params))
     except Exception:  # parameters of another space: nothing to rebuild from

@@ -16,10 +16,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from autocompress.core.errors import ConfigError
-from autocompress.core.model_code import model_code_policy
+from autocompress.core.errors import ConfigError, RunDirectoryError
+from autocompress.core.model_code import model_code_policy, model_file_of
+from autocompress.core.models import checkpoint_model_name
 from autocompress.core.run_config import RunConfig
 from autocompress.core.workspace import RunDirectory
+from autocompress.search.samplers import check_sampler_name, make_sampler
+from autocompress.search.study import STUDY_NAME, open_study
 
 #: Settings resume applies (how the run goes on, not what it searches).
 APPLIED_ON_RESUME = (
@@ -80,8 +83,6 @@ def _recorded(config: RunConfig) -> dict[str, tuple[Any, Callable[[Any], bool]]]
         return space.path is not None and _same_path(text, space.path)
 
     def same_sampler(given: Any) -> bool:
-        from autocompress.search.samplers import check_sampler_name
-
         try:
             return check_sampler_name(str(given)) == sampler.name
         except ConfigError:
@@ -141,9 +142,6 @@ def check_unchanged(config: RunConfig, arguments: Mapping[str, Any], where: Path
 def check_model_files(run: RunDirectory, config: RunConfig, *, trusted: bool) -> None:
     """UntrustedModelCodeError unless every model file the run would import is allowed:
     the one recorded at creation (same path + sha256), or any with ``trusted``."""
-    from autocompress.core.model_code import model_file_of
-    from autocompress.core.models import checkpoint_model_name
-
     names = [config.model.name]
     if run.teacher_pt.is_file():
         names.append(checkpoint_model_name(run.teacher_pt) or "")
@@ -160,10 +158,6 @@ def check_study(run: RunDirectory, config: RunConfig) -> None:
     and no trial has finished)."""
     import optuna
     import sqlalchemy.exc
-
-    from autocompress.core.errors import RunDirectoryError
-    from autocompress.search.samplers import make_sampler
-    from autocompress.search.study import STUDY_NAME, open_study
 
     if not run.study_db.is_file():
         if run.trials_jsonl.is_file() and run.trials_jsonl.stat().st_size > 0:

@@ -22,6 +22,7 @@ from autocompress.core.run_config import RunConfig
 from autocompress.hardware.plugins import default_chip_id
 from autocompress.search.promotion import check_rungs
 from autocompress.search.samplers import DEFAULT_SAMPLER, check_sampler_name
+from autocompress.search.space_catalog import builtin_space_dir
 from autocompress.search.yaml_lines import LineDict, load_yaml_with_lines
 
 DEFAULT_MODEL = "fc_cnn"
@@ -246,8 +247,6 @@ def _asked_budget(config: RunConfig) -> dict[str, float | str]:
 def settings_of_run(config: RunConfig) -> dict[str, Any]:
     """The :class:`SearchSettings` overrides that made the run ``config`` records
     (``--config previous/run.yaml``): the same settings give the same run."""
-    from autocompress.search.space_catalog import builtin_space_dir
-
     dataset, finetune, teacher = config.dataset, config.finetune, config.teacher
     space = config.space
     # a built-in space by its name (its path is where that installation kept it)

@@ -18,8 +18,12 @@ from typing import Any
 
 from torch import nn
 
+from autocompress.compress.student import evaluate
+from autocompress.compress.teacher import train_teacher
 from autocompress.core.errors import CheckpointError
-from autocompress.core.models import ModelSpec
+from autocompress.core.file_writes import writing
+from autocompress.core.models import ModelSpec, load_checkpoint, load_weights, save_checkpoint
+from autocompress.core.version import __version__
 
 #: A given teacher whose validation accuracy is within this many standard errors of
 #: chance (1 / classes) is refused: its weights do not fit the data as prepared.
@@ -46,8 +50,6 @@ def teacher_cache_dir() -> Path:
 
 def teacher_cache_key(spec: ModelSpec, dataset: dict[str, Any], *, epochs: int, seed: int) -> str:
     """A stable key for a trained teacher."""
-    from autocompress.core.version import __version__
-
     text = json.dumps(
         {
             "model": spec.to_dict(),
@@ -63,8 +65,6 @@ def teacher_cache_key(spec: ModelSpec, dataset: dict[str, Any], *, epochs: int, 
 
 def _copy_into_run(source: Path, destination: Path) -> None:
     """Copy a teacher into the run (temp file + rename; a failed write says where)."""
-    from autocompress.core.file_writes import writing
-
     tmp = destination.with_name(f".{destination.name}.tmp{os.getpid()}")
     try:
         with writing("the teacher checkpoint", destination):
@@ -77,8 +77,6 @@ def _copy_into_run(source: Path, destination: Path) -> None:
 
 
 def _accuracies(teacher: nn.Module, data: Any, device: str) -> tuple[float, float]:
-    from autocompress.compress.student import evaluate
-
     val = evaluate(teacher, data.val, device=device)["accuracy"]
     test = evaluate(teacher, data.test, device=device)["accuracy"]
     return float(val), float(test)
@@ -130,8 +128,6 @@ def obtain_teacher(
     """
     import time
 
-    from autocompress.core.models import load_checkpoint, load_weights, save_checkpoint
-
     if given is not None:
         if given_model is not None:
             model, given_spec = given_model, spec
@@ -172,8 +168,6 @@ def obtain_teacher(
             _copy_into_run(cached, destination)
             val, test = _accuracies(model, data, device)
             return TeacherInfo(destination, "cache", val, test)
-
-    from autocompress.compress.teacher import train_teacher
 
     start = time.perf_counter()
     kwargs: dict[str, Any] = {"epochs": epochs, "seed": seed, "device": device, "out": destination}

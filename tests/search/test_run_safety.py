@@ -298,31 +298,3 @@ def test_a_run_on_a_model_file_records_it_and_resumes_only_with_that_file(tmp_pa
         search(out=out, resume=True, trials=1)
     result = search(out=out, resume=True, trials=1, trust_model_code=True)
     assert len(result.trials) == 1
-
-
-def test_a_real_ctrl_c_as_the_first_record_lands_stops_driver_and_workers_with_130(
-    tmp_path, teacher_checkpoint
-):
-    """A real process with a worker process, SIGINT to the driver the moment trials.jsonl
-    appears (where Optuna is still telling that trial): 130, no traceback, nothing RUNNING."""
-    out = tmp_path / "run"
-    process = subprocess.Popen(
-        [
-            *_cli("--out", str(out), "--trials", "40", "--epochs", "0.5", "--no-progress"),
-            *("--teacher", str(teacher_checkpoint), "--latency-ms", "97%", "--workers", "2"),
-        ],
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    run = RunDirectory(out)
-    try:
-        _wait_for(lambda: run.trials_jsonl.is_file(), process, 120, "the first record")
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    stderr = process.stderr.read()
-    _assert_stopped_cleanly(out, process.returncode, " ".join(stderr.split()))
