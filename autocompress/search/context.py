@@ -15,11 +15,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from autocompress.compress.student import prunable_layers, quantizable_layers, teacher_logits
 from autocompress.compress.training import resolve_device
 from autocompress.core.budget import Budget
-from autocompress.core.models import ModelSpec
+from autocompress.core.models import ModelSpec, load_checkpoint
 from autocompress.core.run_config import FinetuneSettings, RunConfig
 from autocompress.core.workspace import RunDirectory
+from autocompress.hardware.plugins import get_chip
 from autocompress.hardware.spec import ChipSpec
 from autocompress.search.resolve import ResolvedSpace, resolve_space
 from autocompress.search.space import parse_space
@@ -63,7 +65,6 @@ def model_layers(
     teacher: nn.Module, input_shape: tuple[int, ...]
 ) -> tuple[list[str], list[str], dict[str, int]]:
     """(quantizable, prunable, out_channels of prunable) of a model."""
-    from autocompress.compress.student import prunable_layers, quantizable_layers
 
     quantizable = list(quantizable_layers(teacher))
     prunable = list(prunable_layers(teacher, input_shape))
@@ -104,9 +105,6 @@ def load_context(
     ``with_data=False``: no dataset and no teacher logits (``data`` is None), for a process
     that only builds and costs students.
     """
-    from autocompress.compress.student import teacher_logits
-    from autocompress.core.models import load_checkpoint
-    from autocompress.hardware.plugins import get_chip
 
     run = RunDirectory(run_path).require()
     config = run.read_run_config()

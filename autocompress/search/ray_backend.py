@@ -42,9 +42,25 @@ from pathlib import Path
 from typing import Any
 
 from autocompress.core.errors import AutocompressError, ConfigError
+from autocompress.core.models import load_checkpoint
 from autocompress.core.workspace import RunDirectory
+from autocompress.hardware.plugins import get_chip
+from autocompress.search.context import load_context, resolve_for_model
 from autocompress.search.optuna_backend import WorkerSummary, session_seed
-from autocompress.search.ray_driver import gist
+from autocompress.search.progress import SearchProgress
+from autocompress.search.ray_driver import AskTellDriver, WorkerCrashed, gist
+from autocompress.search.ray_worker import TRIALS_PER_WORKER, remote_trainer_class
+from autocompress.search.recover import recover_missing_records
+from autocompress.search.samplers import make_sampler, tells_infeasible, uses_numeric_encoding
+from autocompress.search.study import (
+    FAILED_ATTR,
+    STUDY_NAME,
+    open_study,
+    proposal_cap,
+    proposals,
+    retry_orphaned_trials,
+    trained_trials,
+)
 
 
 class RayBackendError(AutocompressError):
@@ -71,22 +87,6 @@ def run_ray_search(
             hint="pip install ray (or use --backend optuna)",
         ) from None
     import optuna
-
-    from autocompress.core.models import load_checkpoint
-    from autocompress.hardware.plugins import get_chip
-    from autocompress.search.context import resolve_for_model
-    from autocompress.search.progress import SearchProgress
-    from autocompress.search.ray_driver import AskTellDriver, WorkerCrashed
-    from autocompress.search.ray_worker import TRIALS_PER_WORKER, remote_trainer_class
-    from autocompress.search.samplers import make_sampler, tells_infeasible, uses_numeric_encoding
-    from autocompress.search.study import (
-        STUDY_NAME,
-        open_study,
-        proposal_cap,
-        proposals,
-        retry_orphaned_trials,
-        trained_trials,
-    )
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     config = run.read_run_config()
@@ -192,10 +192,6 @@ def _recover_records(run: RunDirectory, study: Any) -> None:
     :mod:`autocompress.search.recover`), in the driver: rebuilding one needs the teacher and
     the chips, not the data."""
     import optuna
-
-    from autocompress.search.context import load_context
-    from autocompress.search.recover import recover_missing_records
-    from autocompress.search.study import FAILED_ATTR
 
     have = {record.number for record in run.read_trials()}
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)

@@ -47,6 +47,7 @@ from autocompress.core.trial_config import TrialConfig
 from autocompress.core.workspace import RunDirectory, TrialRecord
 from autocompress.search.anchors import config_key
 from autocompress.search.constraints import constraints_from_trial, record_constraints
+from autocompress.search.front import update_pareto
 from autocompress.search.progress import SearchProgress
 from autocompress.search.recover import RECORD_ATTR
 from autocompress.search.resolve import ResolvedSpace
@@ -385,7 +386,6 @@ class AskTellDriver:
     def _progress(
         self, frozen: optuna.trial.FrozenTrial, state: str, record: TrialRecord | None
     ) -> None:
-        from autocompress.search.front import update_pareto
 
         pareto = update_pareto(self.run, self.config)
         records = self.run.read_trials()
