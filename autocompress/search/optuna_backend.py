@@ -77,8 +77,8 @@ class SigintGate:
     storing a trial, a record being written) it only sets :attr:`pending`, which the
     search reads at its next safe point (:meth:`raise_if_pending`, the trial callback).
     A second SIGINT is never lost: it sets :attr:`pending` again. Worker processes start
-    with SIGINT blocked (:func:`_start_workers`), so one sent while they import is kept
-    until their gate is installed.
+    with SIGINT ignored (:func:`_start_workers`) until their gate is installed; the driver
+    sends it again until they end (:func:`_join`).
     """
 
     def __init__(self) -> None:
@@ -98,11 +98,9 @@ class SigintGate:
             yield self
             return
         previous = signal.signal(signal.SIGINT, self._handle)
-        mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         try:
             yield self
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             signal.signal(signal.SIGINT, previous)
 
     @contextlib.contextmanager
@@ -486,9 +484,9 @@ def _run_processes(
         summary = WorkerSummary(interrupted=True)
     finally:
         torch.set_num_threads(previous)
-        if summary is None or summary.interrupted or gate.pending:
-            _interrupt(others)  # Ctrl-C reaches the driver only: stop the others too
-        if _join(others, gate) and summary is not None:
+        stopping = summary is None or summary.interrupted or gate.pending
+        gate.pending = False  # handled: another Ctrl-C while the workers stop terminates them
+        if _join(others, gate, stopping=stopping) and summary is not None:
             summary.interrupted = True
         retry_orphaned_trials(study)  # every process has ended
     summary.interrupted = summary.interrupted or gate.pending
@@ -503,10 +501,11 @@ def _start_workers(
     timeout_s: float | None,
     threads: int,
 ) -> None:
-    """Start worker processes 1 … ``workers - 1`` into ``started``, with SIGINT blocked until
-    their :class:`SigintGate` is installed (a Ctrl-C while they import waits for it)."""
+    """Start worker processes 1 … ``workers - 1`` into ``started``, SIGINT ignored until
+    their :class:`SigintGate` is installed (a KeyboardInterrupt while Python imports torch
+    would print a traceback; :func:`_join` sends SIGINT again until they end)."""
     context = multiprocessing.get_context("spawn")
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited through exec
     try:
         for index in range(1, workers):
             process = context.Process(
@@ -517,7 +516,7 @@ def _start_workers(
             process.start()
             started.append(process)
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        signal.signal(signal.SIGINT, previous)
 
 
 def _trials_left(study: optuna.Study, planned: int) -> bool:
@@ -525,27 +524,27 @@ def _trials_left(study: optuna.Study, planned: int) -> bool:
     return trained_trials(study) < planned and proposals(study) < proposal_cap(planned)
 
 
-def _join(processes: list[Any], gate: SigintGate) -> bool:
-    """Wait for the worker processes; True when Ctrl-C came before or meanwhile.
+def _join(processes: list[Any], gate: SigintGate, *, stopping: bool) -> bool:
+    """Wait for the worker processes; True when they were told to stop (``stopping``, or a
+    Ctrl-C meanwhile).
 
-    A Ctrl-C passes SIGINT on to the workers (they stop after recording what finished);
-    another one while they stop terminates them."""
-    interrupted = False
+    While stopping, SIGINT goes to the workers every second (they stop after recording what
+    finished; one still starting ignores it); another Ctrl-C terminates them."""
     for process in processes:
-        while True:
+        while process.is_alive():
+            if stopping:
+                _interrupt(processes)
             try:
                 with gate.open():
-                    process.join()
-                break
+                    process.join(timeout=1.0)
             except KeyboardInterrupt:
                 gate.pending = False
-                if interrupted:
+                if stopping:
                     for other in processes:
                         other.terminate()
-                _interrupt(processes)
-                interrupted = True
-    gate.pending = gate.pending or interrupted
-    return interrupted
+                stopping = True
+        process.join()
+    return stopping
 
 
 def _interrupt(processes: list[Any]) -> None:

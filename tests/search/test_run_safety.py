@@ -450,3 +450,31 @@ def test_a_resume_with_no_trials_left_starts_no_worker_processes(digits_run, tmp
     done = RunDirectory(out).read_trials()
     result = search(out=out, resume=True, workers=2)
     assert [r.to_dict() for r in result.trials] == [r.to_dict() for r in done]
+
+
+def test_a_real_ctrl_c_as_the_first_record_lands_stops_driver_and_workers_with_130(
+    tmp_path, teacher_checkpoint
+):
+    """A real process with a worker process, SIGINT to the driver the moment trials.jsonl
+    appears (where Optuna is still telling that trial): 130, no traceback, nothing RUNNING."""
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [
+            *_cli("--out", str(out), "--trials", "40", "--epochs", "0.5", "--no-progress"),
+            *("--teacher", str(teacher_checkpoint), "--latency-ms", "97%", "--workers", "2"),
+        ],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run = RunDirectory(out)
+    try:
+        _wait_for(lambda: run.trials_jsonl.is_file(), process, 120, "the first record")
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    stderr = process.stderr.read()
+    _assert_stopped_cleanly(out, process.returncode, " ".join(stderr.split()))
