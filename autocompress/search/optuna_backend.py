@@ -9,6 +9,13 @@ trial already has (same :func:`~autocompress.search.anchors.config_key`, read
 from the study, so every worker and every resumed session sees it) is not
 trained again: it is recorded as ``duplicate`` and the sampler is told the
 earlier result. Ctrl-C stops every worker; finished trials stay recorded.
+
+Ctrl-C (SIGINT) interrupts a trial only while it trains or waits for another
+worker (:class:`SigintGate`): one that lands while Optuna asks for, tells or
+records a trial is held until that is done, and the search stops there. Optuna's
+``study.optimize`` is not safe against a ``KeyboardInterrupt`` at those points
+(Optuna 5.0 ``_run_trial``: ``UnboundLocalError: updated_state``, a trial left
+RUNNING, or a heartbeat thread that never stops, so the process hangs at exit).
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -38,11 +47,13 @@ from autocompress.search.study import (
     FAILED_ATTR,
     INFEASIBLE_ATTR,
     KEY_ATTR,
+    STUDY_NAME,
     TRAINED_ATTR,
     make_storage,
     open_study,
     proposal_cap,
     proposals,
+    retry_orphaned_trials,
     suggest_config,
     trained_trials,
 )
@@ -58,13 +69,63 @@ class WorkerSummary:
     trials_run: int = 0
 
 
+class SigintGate:
+    """Ctrl-C (SIGINT) of one process's search, raised only where a trial may stop.
+
+    While :meth:`installed`, a SIGINT inside an :meth:`open` block (training, waiting)
+    raises ``KeyboardInterrupt`` at once; anywhere else (Optuna asking for, telling or
+    storing a trial, a record being written) it only sets :attr:`pending`, which the
+    search reads at its next safe point (:meth:`raise_if_pending`, the trial callback).
+    A second SIGINT is never lost: it sets :attr:`pending` again. Worker processes start
+    with SIGINT ignored (:func:`_start_workers`) until their gate is installed; the driver
+    sends it again until they end (:func:`_join`).
+    """
+
+    def __init__(self) -> None:
+        self.pending = False
+        self._open = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.pending = True
+        if self._open:
+            self._open = False  # one KeyboardInterrupt; Optuna's tell that follows is held
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def installed(self) -> Any:
+        """This gate as the SIGINT handler (in the main thread only; elsewhere a no-op)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    @contextlib.contextmanager
+    def open(self) -> Any:
+        """A block a SIGINT interrupts at once (also one that came just before it)."""
+        self._open = True  # before the check: a SIGINT in between raises in the handler
+        try:
+            self.raise_if_pending()
+            yield
+        finally:
+            self._open = False
+
+    def raise_if_pending(self) -> None:
+        """KeyboardInterrupt when a SIGINT was held."""
+        if self.pending:
+            raise KeyboardInterrupt
+
+
 def session_seed(seed: int, worker_index: int, existing_trials: int) -> int:
     """Distinct but reproducible sampler seeds per worker and per resumed session."""
     return seed + 7919 * worker_index + existing_trials
 
 
 def _earlier_same(
-    trial: optuna.Trial, key: str, *, poll_s: float = 0.5
+    trial: optuna.Trial, key: str, gate: SigintGate, *, poll_s: float = 0.5
 ) -> optuna.trial.FrozenTrial | None:
     """The earliest other trial of the study with configuration ``key`` that finished
     (complete or pruned), waiting for one that another worker is still running.
@@ -83,7 +144,8 @@ def _earlier_same(
             return done[0]
         if not any(t.state == running and t.number < trial.number for t in same):
             return None
-        time.sleep(poll_s)  # another worker is training it: wait for its result
+        with gate.open():
+            time.sleep(poll_s)  # another worker is training it: wait for its result
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
@@ -117,26 +179,35 @@ def _reuse(
     return tuple(earlier.values)
 
 
-def _make_objective(ctx: SearchContext, progress: SearchProgress, state: WorkerSummary) -> Any:
+def _make_objective(
+    ctx: SearchContext,
+    progress: SearchProgress,
+    state: WorkerSummary,
+    gate: SigintGate,
+    started: list[int],
+) -> Any:
     names = ctx.constraint_names
     sampler_name = ctx.config.sampler.name
     numeric = uses_numeric_encoding(sampler_name)
     tell_infeasible = tells_infeasible(sampler_name)
 
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
+        started.append(trial.number)
+        gate.raise_if_pending()  # a Ctrl-C while Optuna asked for this trial
         config = suggest_config(trial, ctx.space, numeric=numeric)
         key = config_key(config)
         trial.set_user_attr(KEY_ATTR, key)
-        earlier = _earlier_same(trial, key)
+        earlier = _earlier_same(trial, key, gate)
         state.trials_run += 1
         if earlier is not None:
             return _reuse(ctx, trial, config, earlier)
-        outcome = run_trial(
-            ctx,
-            trial.number,
-            config,
-            stage=lambda text, frac: progress.stage(trial.number, text, frac),
-        )
+        with gate.open():  # Ctrl-C stops the training; from here on it waits for the tell
+            outcome = run_trial(
+                ctx,
+                trial.number,
+                config,
+                stage=lambda text, frac: progress.stage(trial.number, text, frac),
+            )
         # study.db keeps the record too, so a lost trials.jsonl line can be rebuilt exactly
         trial.set_user_attr(RECORD_ATTR, outcome.record.to_dict())
         ctx.run.append_trial(outcome.record)
@@ -155,7 +226,13 @@ def _make_objective(ctx: SearchContext, progress: SearchProgress, state: WorkerS
     return objective
 
 
-def _progress_callback(ctx: SearchContext, progress: SearchProgress, planned: int) -> Any:
+def _progress_callback(
+    ctx: SearchContext,
+    progress: SearchProgress,
+    planned: int,
+    gate: SigintGate,
+    summary: WorkerSummary,
+) -> Any:
     cap = proposal_cap(planned)
 
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -180,7 +257,10 @@ def _progress_callback(ctx: SearchContext, progress: SearchProgress, planned: in
             trained_now=state == "trained" or state == "failed",
             last=f"trial {trial.number} {state}",
         )
-        if trained >= planned or proposals(study) >= cap:
+        if gate.pending:  # a Ctrl-C while the trial was told or recorded: stop here
+            summary.interrupted = True
+            study.stop()
+        elif trained >= planned or proposals(study) >= cap:
             study.stop()
 
     return callback
@@ -201,13 +281,55 @@ def run_worker(
     show_progress: bool,
     deadline: float | None = None,
     workers: int = 1,
+    gate: SigintGate | None = None,
 ) -> WorkerSummary:
     """One worker: optimise until the run has ``planned`` trained trials, or
-    :func:`~autocompress.search.study.proposal_cap` proposals (or timeout / Ctrl-C)."""
+    :func:`~autocompress.search.study.proposal_cap` proposals (or timeout / Ctrl-C).
+
+    ``gate``: one the caller installed already (else this call installs its own)."""
     # Failed trials are recorded in trials.jsonl; Optuna's own traceback logging
     # (a Ctrl-C shows up as a failed trial) would only print a traceback.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    ctx = load_context(run_path, backend="optuna")
+    if gate is None:
+        with SigintGate().installed() as own:
+            return run_worker(
+                run_path,
+                worker_index=worker_index,
+                planned=planned,
+                timeout_s=timeout_s,
+                show_progress=show_progress,
+                deadline=deadline,
+                workers=workers,
+                gate=own,
+            )
+    with gate.open():
+        ctx = load_context(run_path, backend="optuna")
+    summary = _optimize(
+        ctx,
+        gate,
+        worker_index=worker_index,
+        planned=planned,
+        timeout_s=timeout_s,
+        show_progress=show_progress,
+        deadline=deadline,
+        workers=workers,
+    )
+    summary.interrupted = summary.interrupted or gate.pending
+    return summary
+
+
+def _optimize(
+    ctx: SearchContext,
+    gate: SigintGate,
+    *,
+    worker_index: int,
+    planned: int,
+    timeout_s: float | None,
+    show_progress: bool,
+    deadline: float | None,
+    workers: int,
+) -> WorkerSummary:
+    """:func:`run_worker` once its inputs are loaded, with SIGINT held by ``gate``."""
     run = ctx.run
     config = ctx.config
     storage = make_storage(run)
@@ -226,7 +348,7 @@ def run_worker(
         recover_missing_records(ctx, study)
     summary = WorkerSummary()
     done = trained_trials(study)
-    if done >= planned or proposals(study) >= proposal_cap(planned):
+    if done >= planned or proposals(study) >= proposal_cap(planned) or gate.pending:
         return summary
     if deadline is not None:
         remaining = deadline - time.monotonic()
@@ -236,19 +358,47 @@ def run_worker(
     with SearchProgress(
         enabled=show_progress, planned=planned, done=done, workers=workers
     ) as progress:
+        started: list[int] = []
         try:
             study.optimize(
-                _make_objective(ctx, progress, summary),
+                _make_objective(ctx, progress, summary, gate, started),
                 n_trials=None,
                 timeout=timeout_s,
-                callbacks=[_progress_callback(ctx, progress, planned)],
+                callbacks=[_progress_callback(ctx, progress, planned, gate, summary)],
                 catch=(_TrialFailed,),
                 gc_after_trial=False,
                 show_progress_bar=False,
             )
         except KeyboardInterrupt:
             summary.interrupted = True
+            if started:
+                _retry_interrupted(study, started[-1])
     return summary
+
+
+def _retry_interrupted(study: optuna.Study, number: int) -> None:
+    """Enqueue trial ``number`` again with its parameters when Ctrl-C stopped it (Optuna
+    told it FAIL, not failed on its own), so that a resume trains that configuration."""
+    trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+    if (
+        trial is None
+        or trial.state != optuna.trial.TrialState.FAIL
+        or trial.user_attrs.get(FAILED_ATTR)
+    ):
+        return
+    user_attrs = {k: v for k, v in trial.user_attrs.items() if k != KEY_ATTR}
+    if trial.params:
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.WAITING,
+                params=trial.params,
+                distributions=trial.distributions,
+                user_attrs=user_attrs,
+                system_attrs={"failed_trial": trial.number},
+            )
+        )
+    elif trial.system_attrs.get("fixed_params"):  # an enqueued trial stopped before it began
+        study.enqueue_trial(trial.system_attrs["fixed_params"], user_attrs=user_attrs)
 
 
 def _worker_main(
@@ -283,27 +433,44 @@ def run_optuna_search(
     timeout_s: float | None,
     show_progress: bool,
 ) -> WorkerSummary:
-    """Run with ``workers`` processes (this one included); returns this process's summary."""
+    """Run with ``workers`` processes (this one included); returns this process's summary.
+
+    The other workers start only when trials are left to run. When every process has
+    ended, no trial is left RUNNING: one a worker left (killed, or stopped by a second
+    Ctrl-C) is failed and retried with its parameters on resume."""
+    with SigintGate().installed() as gate:
+        return _run_processes(
+            run,
+            gate,
+            planned=planned,
+            workers=workers,
+            timeout_s=timeout_s,
+            show_progress=show_progress,
+        )
+
+
+def _run_processes(
+    run: RunDirectory,
+    gate: SigintGate,
+    *,
+    planned: int,
+    workers: int,
+    timeout_s: float | None,
+    show_progress: bool,
+) -> WorkerSummary:
     import torch
 
     # Never more threads than this process was given (OMP_NUM_THREADS, torch.set_num_threads):
     # on a shared or loaded machine extra threads make each trial several times slower.
     threads = max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // workers))
-    others = []
-    if workers > 1:
-        context = multiprocessing.get_context("spawn")
-        for index in range(1, workers):
-            process = context.Process(
-                target=_worker_main,
-                args=(str(run.path), index, planned, timeout_s, threads),
-                name=f"autocompress-worker-{index}",
-            )
-            process.start()
-            others.append(process)
+    study = optuna.load_study(study_name=STUDY_NAME, storage=make_storage(run))
+    others: list[Any] = []
     previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
     summary: WorkerSummary | None = None
     try:
+        if workers > 1 and _trials_left(study, planned):
+            _start_workers(others, run, workers, planned, timeout_s, threads)
+        torch.set_num_threads(threads)
         summary = run_worker(
             run.path,
             worker_index=0,
@@ -311,27 +478,77 @@ def run_optuna_search(
             timeout_s=timeout_s,
             show_progress=show_progress,
             workers=workers,
+            gate=gate,
         )
     except KeyboardInterrupt:
         summary = WorkerSummary(interrupted=True)
     finally:
         torch.set_num_threads(previous)
-        if summary is None or summary.interrupted:
-            _interrupt(others)  # Ctrl-C reaches the driver only: stop the others too
-        for process in others:
-            try:
-                process.join()
-            except KeyboardInterrupt:
-                process.terminate()
-                process.join()
-                summary = WorkerSummary(interrupted=True)
+        stopping = summary is None or summary.interrupted or gate.pending
+        gate.pending = False  # handled: another Ctrl-C while the workers stop terminates them
+        if _join(others, gate, stopping=stopping) and summary is not None:
+            summary.interrupted = True
+        retry_orphaned_trials(study)  # every process has ended
+    summary.interrupted = summary.interrupted or gate.pending
     return summary
+
+
+def _start_workers(
+    started: list[Any],
+    run: RunDirectory,
+    workers: int,
+    planned: int,
+    timeout_s: float | None,
+    threads: int,
+) -> None:
+    """Start worker processes 1 … ``workers - 1`` into ``started``, SIGINT ignored until
+    their :class:`SigintGate` is installed (a KeyboardInterrupt while Python imports torch
+    would print a traceback; :func:`_join` sends SIGINT again until they end)."""
+    context = multiprocessing.get_context("spawn")
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited through exec
+    try:
+        for index in range(1, workers):
+            process = context.Process(
+                target=_worker_main,
+                args=(str(run.path), index, planned, timeout_s, threads),
+                name=f"autocompress-worker-{index}",
+            )
+            process.start()
+            started.append(process)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _trials_left(study: optuna.Study, planned: int) -> bool:
+    """Whether the run still plans trials (as :func:`run_worker` decides)."""
+    return trained_trials(study) < planned and proposals(study) < proposal_cap(planned)
+
+
+def _join(processes: list[Any], gate: SigintGate, *, stopping: bool) -> bool:
+    """Wait for the worker processes; True when they were told to stop (``stopping``, or a
+    Ctrl-C meanwhile).
+
+    While stopping, SIGINT goes to the workers every second (they stop after recording what
+    finished; one still starting ignores it); another Ctrl-C terminates them."""
+    for process in processes:
+        while process.is_alive():
+            if stopping:
+                _interrupt(processes)
+            try:
+                with gate.open():
+                    process.join(timeout=1.0)
+            except KeyboardInterrupt:
+                gate.pending = False
+                if stopping:
+                    for other in processes:
+                        other.terminate()
+                stopping = True
+        process.join()
+    return stopping
 
 
 def _interrupt(processes: list[Any]) -> None:
     """SIGINT to worker processes still alive (they stop after recording what finished)."""
-    import signal
-
     for process in processes:
         if process.is_alive() and process.pid is not None:
             with contextlib.suppress(OSError):

@@ -298,3 +298,183 @@ def test_a_run_on_a_model_file_records_it_and_resumes_only_with_that_file(tmp_pa
         search(out=out, resume=True, trials=1)
     result = search(out=out, resume=True, trials=1, trust_model_code=True)
     assert len(result.trials) == 1
+
+
+# Ctrl-C at the exact points where Optuna is not safe against a KeyboardInterrupt. Each
+# SIGINT is real (os.kill of this process: Python runs the handler before os.kill returns),
+# sent once at one point of the first trial.
+_SIGINT_POINTS = {
+    # optuna 5.0 _run_trial: UnboundLocalError 'updated_state', exit 1 with a traceback
+    "telling": ("optuna.study._optimize", "_tell_with_warning", "before"),
+    "stored": ("optuna.storages.RDBStorage", "set_trial_state_values", "after finished"),
+    # the trial was recorded in trials.jsonl, Optuna has not told it yet
+    "recorded": ("autocompress.core.workspace.RunDirectory", "append_trial", "after"),
+    # the trial was asked (RUNNING) and not started: it stayed RUNNING
+    "asked": ("optuna.Study", "ask", "after"),
+    "callback": ("autocompress.search.optuna_backend", "update_pareto", "after"),
+    "training": ("autocompress.search.optuna_backend", "run_trial", "before"),
+}
+
+
+def _sigint_at(monkeypatch, point: str) -> list[str]:
+    """Send SIGINT to this process once, at ``point`` of :data:`_SIGINT_POINTS`."""
+    import importlib
+
+    where, name, when = _SIGINT_POINTS[point]
+    try:
+        target = importlib.import_module(where)
+    except ImportError:
+        module, _, attr = where.rpartition(".")
+        target = getattr(importlib.import_module(module), attr)
+    original = getattr(target, name)
+    fired: list[str] = []
+
+    def send(args, kwargs) -> None:
+        state = kwargs.get("state", args[2] if len(args) > 2 else None)
+        if when.endswith("finished") and not state.is_finished():
+            return  # the state of a trial being asked (WAITING -> RUNNING)
+        if not fired:
+            fired.append(point)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def wrapper(*args, **kwargs):
+        if when == "before":
+            send(args, kwargs)
+        result = original(*args, **kwargs)
+        if when.startswith("after"):
+            send(args, kwargs)
+        return result
+
+    monkeypatch.setattr(target, name, wrapper)
+    return fired
+
+
+def _study_states(out: Path) -> dict[int, tuple[str, bool]]:
+    """Trial number -> (state, failed on its own) as study.db holds them (read-only)."""
+    with contextlib.closing(sqlite3.connect(f"file:{out / 'study.db'}?mode=ro", uri=True)) as db:
+        states = dict(db.execute("SELECT number, state FROM trials"))
+        failed = {
+            n
+            for (n,) in db.execute(
+                "SELECT t.number FROM trials t JOIN trial_user_attributes a "
+                "ON a.trial_id = t.trial_id WHERE a.key = 'autocompress:failed'"
+            )
+        }
+    return {n: (s, n in failed) for n, s in states.items()}
+
+
+def _assert_stopped_cleanly(out: Path, code: int, message: str) -> None:
+    """Exit 130, the one line, no traceback; nothing RUNNING; every record told to the study."""
+    assert code == 130, message
+    assert "interrupted: the finished trials are saved" in message
+    assert "Traceback" not in message and "Error" not in message, message
+    states = _study_states(out)
+    assert "RUNNING" not in {s for s, _ in states.values()}, states
+    for record in RunDirectory(out).read_trials():  # recorded means finished in the study too
+        state, failed = states[record.number]
+        assert state in ("COMPLETE", "PRUNED") or (state == "FAIL" and failed), (record, state)
+
+
+@pytest.mark.parametrize("point", list(_SIGINT_POINTS))
+def test_ctrl_c_at_any_point_of_a_trial_exits_130_with_every_trial_settled(
+    point, tmp_path, teacher_checkpoint, capsys, monkeypatch
+):
+    out = tmp_path / "run"
+    fired = _sigint_at(monkeypatch, point)
+    code, message = _main(
+        capsys,
+        *("search", "--out", str(out), "--trials", "3", "--epochs", "0.5", "--rungs", "1"),
+        *("--teacher", str(teacher_checkpoint), "--latency-ms", "97%", "--no-progress"),
+    )
+    assert fired == [point]
+    _assert_stopped_cleanly(out, code, message)
+    records = RunDirectory(out).read_trials()
+    if point in ("recorded", "telling", "stored", "callback"):  # the trial had finished
+        assert [r.number for r in records] == [0]
+    else:  # stopped before its record: enqueued again with its parameters, for resume
+        assert records == []
+        import optuna
+
+        study = optuna.load_study(study_name="autocompress", storage=RunDirectory(out).storage_url)
+        first, *rest = study.trials
+        waiting = [t for t in rest if t.state == optuna.trial.TrialState.WAITING]
+        fixed = first.params or first.system_attrs["fixed_params"]
+        assert first.state == optuna.trial.TrialState.FAIL
+        last = waiting[-1]  # added after the anchors
+        assert (last.params or last.system_attrs.get("fixed_params")) == fixed, last
+    if point == "telling":
+        monkeypatch.undo()
+        code, message = _main(capsys, "search", "--resume", "--out", str(out), "--no-progress")
+        assert code == 0, message
+        after = RunDirectory(out).read_trials()
+        assert after[0].to_dict() == records[0].to_dict()
+        assert sum(r.state in ("complete", "failed") for r in after) >= 3
+
+
+def test_ctrl_c_of_the_driver_stops_its_workers_and_exits_130(
+    tmp_path, teacher_checkpoint, capsys, monkeypatch
+):
+    import multiprocessing
+
+    from autocompress.search import optuna_backend
+
+    started = []
+    start_workers = optuna_backend._start_workers
+    monkeypatch.setattr(
+        optuna_backend,
+        "_start_workers",
+        lambda *args: started.append(args) or start_workers(*args),
+    )
+    out = tmp_path / "run"
+    fired = _sigint_at(monkeypatch, "telling")  # in the driver only: the worker is spawned
+    code, message = _main(
+        capsys,
+        *("search", "--out", str(out), "--trials", "4", "--epochs", "0.5", "--rungs", "1"),
+        *("--teacher", str(teacher_checkpoint), "--latency-ms", "97%", "--no-progress"),
+        *("--workers", "2"),
+    )
+    assert fired and started
+    assert multiprocessing.active_children() == []  # the worker stopped and was joined
+    _assert_stopped_cleanly(out, code, message)
+
+
+def test_a_resume_with_no_trials_left_starts_no_worker_processes(digits_run, tmp_path, monkeypatch):
+    from autocompress.search import optuna_backend
+    from autocompress.search.api import search
+
+    def refuse(*args):
+        raise AssertionError("worker processes started with no trials left")
+
+    monkeypatch.setattr(optuna_backend, "_start_workers", refuse)
+    out = _copy_run(digits_run, tmp_path)
+    done = RunDirectory(out).read_trials()
+    result = search(out=out, resume=True, workers=2)
+    assert [r.to_dict() for r in result.trials] == [r.to_dict() for r in done]
+
+
+def test_a_real_ctrl_c_as_the_first_record_lands_stops_driver_and_workers_with_130(
+    tmp_path, teacher_checkpoint
+):
+    """A real process with a worker process, SIGINT to the driver the moment trials.jsonl
+    appears (where Optuna is still telling that trial): 130, no traceback, nothing RUNNING."""
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [
+            *_cli("--out", str(out), "--trials", "40", "--epochs", "0.5", "--no-progress"),
+            *("--teacher", str(teacher_checkpoint), "--latency-ms", "97%", "--workers", "2"),
+        ],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run = RunDirectory(out)
+    try:
+        _wait_for(lambda: run.trials_jsonl.is_file(), process, 120, "the first record")
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    stderr = process.stderr.read()
+    _assert_stopped_cleanly(out, process.returncode, " ".join(stderr.split()))
