@@ -13,6 +13,11 @@ from pathlib import Path
 
 import pytest
 
+# The CLI's rich consoles take their width once, when autocompress.cli.console is first
+# imported (at collection, before any test's COLUMNS). A wide, fixed width keeps table columns
+# and long temporary paths on one line however the tests are scheduled (also under xdist).
+os.environ.setdefault("COLUMNS", "250")
+
 _created: list[str] = []
 
 _MEMORY_TEMPROOT = Path("/dev/shm")

@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 
 stdout = Console(highlight=False, soft_wrap=False)
-stderr = Console(stderr=True, highlight=False)
+# soft_wrap: an error's file path is never broken across lines (the terminal wraps it).
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 _python_showwarning = warnings.showwarning
 
 
