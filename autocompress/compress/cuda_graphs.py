@@ -35,7 +35,7 @@ import contextlib
 import gc
 import os
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,16 +100,7 @@ def capture_training_graphs(
     if _CAPTURE_BROKEN:
         return TrainingGraphs(None, False, f"an earlier capture failed ({_CAPTURE_BROKEN[0]})")
 
-    def cast() -> torch.autocast:
-        # autocast's weight-cast cache must be off while capturing (PyTorch's CUDA graph notes)
-        return torch.autocast(
-            device_type="cuda",
-            dtype=dtype or torch.float32,
-            enabled=dtype is not None,
-            cache_enabled=False,
-        )
-
-    blocker = _synchronising_op(model, sample, cast)
+    blocker = _synchronising_op(model, sample, dtype)
     if blocker:  # a capture would fail, and a failed capture can leave CUDA unusable
         return TrainingGraphs(
             None, False, f"the training step synchronises with the CPU ({blocker})"
@@ -117,16 +108,15 @@ def capture_training_graphs(
     state = _snapshot_grads(model)
     _quiet_stream_mismatch_warning()
     try:
-        with cast(), _no_collection(sample.device):
+        with _capture_autocast(dtype), _no_collection(sample.device):
             torch.cuda.make_graphed_callables(
                 model, (sample.detach(),), num_warmup_iters=3, allow_unused_input=True
             )
     except Exception as exc:  # a model that cannot be captured trains eagerly
         model.__dict__.pop("forward", None)
         _restore_grads(model, state)
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        _CAPTURE_BROKEN.append(first_line[:160])  # never capture again in this process
-        return TrainingGraphs(None, False, f"capture failed ({first_line[:160]})")
+        _CAPTURE_BROKEN.append(_first_line(exc, 160))  # never capture again in this process
+        return TrainingGraphs(None, False, f"capture failed ({_CAPTURE_BROKEN[-1]})")
     _restore_grads(model, state)
     return TrainingGraphs(model, True, "", _patched=True)
 
@@ -135,9 +125,7 @@ def capture_training_graphs(
 _CAPTURE_BROKEN: list[str] = []
 
 
-def _synchronising_op(
-    model: nn.Module, sample: torch.Tensor, cast: Callable[[], torch.autocast]
-) -> str:
+def _synchronising_op(model: nn.Module, sample: torch.Tensor, dtype: torch.dtype | None) -> str:
     """Where one eager forward/backward of ``model`` on ``sample`` synchronises the
     CPU with the GPU (what a capture cannot record), or "" if it does not.
 
@@ -149,7 +137,7 @@ def _synchronising_op(
     torch.cuda.synchronize(sample.device)
     torch.cuda.set_sync_debug_mode("error")
     try:
-        with cast():
+        with _capture_autocast(dtype):
             outputs = [o for o in _tensors(model(sample.detach())) if o.requires_grad]
         if outputs and params:
             torch.autograd.grad(
@@ -179,8 +167,23 @@ def _where(exc: BaseException) -> str:
     """The innermost frame of the error outside torch, and its first line."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if "/torch/" not in f.filename]
     place = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
-    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return f"{place}: {first_line[:120]}"
+    return f"{place}: {_first_line(exc, 120)}"
+
+
+def _first_line(exc: BaseException, limit: int) -> str:
+    """An error's first line (its type's name if it has no text), at most ``limit`` characters."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
+
+
+def _capture_autocast(dtype: torch.dtype | None) -> torch.autocast:
+    """The autocast context of a capture: autocast's weight-cast cache must be off while
+    capturing (PyTorch's CUDA graph notes)."""
+    return torch.autocast(
+        device_type="cuda",
+        dtype=dtype or torch.float32,
+        enabled=dtype is not None,
+        cache_enabled=False,
+    )
 
 
 class InferenceGraph:
@@ -204,17 +207,14 @@ class InferenceGraph:
         if not cuda_graphs_enabled():
             self.reason = f"{CUDA_GRAPHS_ENV}=0"
             return
+        if _CAPTURE_BROKEN:
+            self.reason = f"an earlier capture failed ({_CAPTURE_BROKEN[0]})"
+            return
         self._input = sample.detach().clone()
-        cast = torch.autocast(
-            device_type="cuda",
-            dtype=dtype or torch.float32,
-            enabled=dtype is not None,
-            cache_enabled=False,
-        )
         try:
             stream = torch.cuda.Stream(device=sample.device)
             stream.wait_stream(torch.cuda.current_stream(sample.device))
-            with torch.cuda.stream(stream), torch.no_grad(), cast:
+            with torch.cuda.stream(stream), torch.no_grad(), _capture_autocast(dtype):
                 for _ in range(2):  # warm-up: cudnn picks its kernels outside the capture
                     model(self._input)
             torch.cuda.current_stream(sample.device).wait_stream(stream)
@@ -223,14 +223,14 @@ class InferenceGraph:
                 _no_collection(sample.device),
                 torch.cuda.graph(self._graph),
                 torch.no_grad(),
-                cast,
+                _capture_autocast(dtype),
             ):
                 self._output = model(self._input)
             self.active = True
         except Exception as exc:  # eager forwards instead
             torch.cuda.synchronize(sample.device)
-            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            self.reason = f"capture failed ({first_line[:160]})"
+            _CAPTURE_BROKEN.append(_first_line(exc, 160))  # never capture again in this process
+            self.reason = f"capture failed ({_CAPTURE_BROKEN[-1]})"
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

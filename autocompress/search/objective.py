@@ -186,17 +186,7 @@ def train_built(
             )
         except TrainingDiverged as exc:  # never a point on the front: failed, with the reason
             timings["finetune"] = time.perf_counter() - t
-            timings["total"] = time.perf_counter() - start
-            record = TrialRecord(
-                number=number,
-                state="failed",
-                config=config,
-                costs=costs,
-                timings_s=timings,
-                error=f"training diverged: {exc}",
-                backend=ctx.backend,
-            )
-            return TrialOutcome(record, (), {})
+            return _failed(ctx, number, config, costs, timings, start, f"training diverged: {exc}")
         student = distilled.student
         timings["finetune"] = time.perf_counter() - t
         timings["finetune_s_per_epoch"] = float(distilled.stats["seconds_per_epoch"])
@@ -263,10 +253,14 @@ def _failed(
     costs: dict[str, dict[str, float]],
     timings: dict[str, float],
     start: float,
-    exc: Exception,
+    error: Exception | str,
 ) -> TrialOutcome:
+    """A failed trial's outcome: ``error`` is the exception, or the message to record."""
     timings["total"] = time.perf_counter() - start
-    detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    if isinstance(error, str):
+        detail = error
+    else:
+        detail = traceback.format_exception_only(type(error), error)[-1].strip()
     record = TrialRecord(
         number=number,
         state="failed",
