@@ -214,6 +214,8 @@ def main() -> None:
                 str(space),
                 "--trials",
                 "1",
+                "--rungs",
+                "1",  # the baseline's epochs as given: a lone front trial would be promoted
                 "--out",
                 str(out),
                 "--json",

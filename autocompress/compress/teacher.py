@@ -17,6 +17,7 @@ from autocompress.compress.training import TrainingSchedule, resolve_device, tra
 from autocompress.core.data import DatasetSplits, load_dataset
 from autocompress.core.errors import ConfigError
 from autocompress.core.models import ModelSpec, auto_small_input, save_checkpoint
+from autocompress.core.validation_split import held_out_fraction
 
 
 @dataclass
@@ -133,6 +134,7 @@ def train_teacher(
                 "test_accuracy": test,
                 "epochs": float(epochs),
                 "seed": seed,
+                "val_fraction": held_out_fraction(len(data.train), len(data.val)),
                 "input_shape": list(data.input_shape),
                 "mean": list(data.mean),
                 "std": list(data.std),

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 
 from autocompress.core.errors import ConfigError, UnknownNameError
+from autocompress.core.validation_split import DEFAULT_VAL_FRACTION
 
 DATASET_NAMES = ("digits", "cifar10", "imagefolder:PATH", "synthetic")
 CIFAR10_ARCHIVE = "cifar10-jpeg.tar.gz"
@@ -109,7 +110,7 @@ def load_dataset(
     name: str,
     *,
     seed: int = 0,
-    val_fraction: float = 0.1,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
     root: str | os.PathLike[str] | None = None,
     device: str | torch.device = "cpu",
     limit: int | None = None,

@@ -481,7 +481,8 @@ def load_weights(
     any file :mod:`autocompress.core.weights` reads (plain or wrapped state dict).
 
     Returns ``(model, spec, info)`` in eval mode on the CPU; ``info`` says what was
-    read (``format``, ``key``, ``stripped_prefixes``).
+    read (``format``, ``key``, ``stripped_prefixes``; an autocompress checkpoint's
+    ``extra``: what it was trained on).
 
     Raises:
         CheckpointError: unreadable, a pickled model, an autocompress checkpoint of
@@ -497,7 +498,7 @@ def load_weights(
                 f"the search was asked for {spec.name!r}",
                 hint=f"Pass --model {given.name} (or leave --model out with --teacher).",
             )
-        return model, given, {"format": CHECKPOINT_FORMAT}
+        return model, given, {"format": CHECKPOINT_FORMAT, "extra": dict(_extra)}
     state, key = find_state_dict(payload, str(path))
     model = build_for_file(spec, path)
     state, stripped = match_keys(state, model)

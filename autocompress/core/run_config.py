@@ -29,6 +29,7 @@ import yaml
 from autocompress.core.budget import Budget
 from autocompress.core.errors import AutocompressError, RunDirectoryError
 from autocompress.core.models import ModelSpec
+from autocompress.core.validation_split import DEFAULT_VAL_FRACTION
 from autocompress.core.yaml_lines import LineDict, parse_yaml_with_lines, plain
 
 #: The run.yaml format this code writes and reads.
@@ -147,7 +148,7 @@ class DatasetSpec:
 
     name: str
     seed: int = 0
-    val_fraction: float = 0.2
+    val_fraction: float = DEFAULT_VAL_FRACTION
     root: str | None = None
     limit: int | None = None
     input_size: tuple[int, int] | None = None
@@ -178,7 +179,7 @@ class DatasetSpec:
         return cls(
             name=f.get("name", _str, "a dataset name"),
             seed=f.get("seed", _int, "an integer", 0),
-            val_fraction=f.get("val_fraction", _float, "a fraction", 0.2),
+            val_fraction=f.get("val_fraction", _float, "a fraction", DEFAULT_VAL_FRACTION),
             root=f.get("root", _str, "a folder", None),
             limit=f.get("limit", _int, "an integer", None),
             input_size=size,

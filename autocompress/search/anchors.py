@@ -58,7 +58,7 @@ def default_bits(chip: ChipSpec) -> int:
     return above[0] if above else (common[-1] if common else 8)
 
 
-def _nearest(dim: Dimension, wanted: Any) -> Any:
+def nearest_allowed(dim: Dimension, wanted: Any) -> Any:
     """``wanted`` if the dimension allows it, else its nearest allowed value."""
     spec = dim.spec
     if spec.choices is not None:
@@ -83,7 +83,7 @@ def _widths(dim: Dimension | None) -> list[float]:
     if spec.choices is not None:
         return sorted(float(c) for c in spec.choices)
     low, high = float(spec.low), float(spec.high)
-    return sorted({_nearest(dim, v) for v in (low, (low + high) / 2, high)})
+    return sorted({nearest_allowed(dim, v) for v in (low, (low + high) / 2, high)})
 
 
 def anchor_params(space: ResolvedSpace, chip: ChipSpec) -> list[dict[str, Any]]:
@@ -92,31 +92,42 @@ def anchor_params(space: ResolvedSpace, chip: ChipSpec) -> list[dict[str, Any]]:
     Order: widths from the smallest up at the chip's default bits, then the
     teacher at int8 (when different). Duplicates are dropped.
     """
-    free = {d.name: d for d in space.free_dimensions}
-    width_dim = free.get("width_multiplier")
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
-    plans = [(w, default_bits(chip)) for w in _widths(width_dim)]
+    plans = [(w, default_bits(chip)) for w in uniform_widths(space)]
     plans.append((1.0, 8))
     for width, bits in plans:
-        params: dict[str, Any] = {}
-        for name, dim in free.items():
-            if dim.field == "width_multiplier":
-                wanted: Any = width
-            elif dim.field == "prune_ratio":
-                wanted = 0.0
-            elif dim.field in ("weight_bits", "activation_bits"):
-                wanted = bits
-            elif dim.field == "sparsity":
-                wanted = "none"
-            else:
-                wanted = _ANCHOR_KD.get(dim.field, 0.0)
-            params[name] = _nearest(dim, wanted)
+        params = uniform_params(space, width, bits)
         key = config_key(space.config_from_params(params))
         if key not in seen:
             seen.add(key)
             out.append(params)
     return out
+
+
+def uniform_widths(space: ResolvedSpace) -> list[float]:
+    """The widths uniform scaling tries: every choice of the space (or its low, mid, high)."""
+    free = {d.name: d for d in space.free_dimensions}
+    return _widths(free.get("width_multiplier"))
+
+
+def uniform_params(space: ResolvedSpace, width: float, bits: int) -> dict[str, Any]:
+    """The free parameters of one uniform-scaling model: ``width``, every layer at ``bits``,
+    no pruning, dense, the fine-tune's KD settings (each snapped to what the space allows)."""
+    params: dict[str, Any] = {}
+    for dim in space.free_dimensions:
+        if dim.field == "width_multiplier":
+            wanted: Any = width
+        elif dim.field == "prune_ratio":
+            wanted = 0.0
+        elif dim.field in ("weight_bits", "activation_bits"):
+            wanted = bits
+        elif dim.field == "sparsity":
+            wanted = "none"
+        else:
+            wanted = _ANCHOR_KD.get(dim.field, 0.0)
+        params[dim.name] = nearest_allowed(dim, wanted)
+    return params
 
 
 def anchor_configs(space: ResolvedSpace, chip: ChipSpec) -> list[TrialConfig]:

@@ -30,10 +30,13 @@ from autocompress.core.model_files import is_file_model, keep_model_source
 from autocompress.core.models import peek_checkpoint
 from autocompress.core.run_config import RunConfig, TeacherEntry
 from autocompress.core.run_lock import LOCK_NAME, RunLock
+from autocompress.core.trial_config import TrialConfig
 from autocompress.core.workspace import RunDirectory, TrialRecord
+from autocompress.hardware.cost import Cost
 from autocompress.hardware.plugins import get_chip
 from autocompress.search import prepare
 from autocompress.search.anchors import enqueue_anchors
+from autocompress.search.budget_fill import budget_fill_params, enqueue_budget_fill
 from autocompress.search.context import model_layers, pick_device
 from autocompress.search.front import compute_fronts, update_pareto
 from autocompress.search.notices import SearchNotices, notices_for
@@ -488,6 +491,9 @@ def _create_run(
         (h, w),
     ):
         spec, given_teacher = prepare.model_and_teacher(settings, data.num_classes, c, (h, w))
+    split_warning = prepare.teacher_split_warning(settings, given_teacher)
+    if split_warning is not None:
+        notices.notice(f"[yellow]warning:[/] {split_warning}")
     architecture = spec.build().eval()
     prepare.check_forward(architecture, spec, tuple(data.input_shape), data.num_classes)
     input_shape = tuple(data.input_shape)
@@ -543,9 +549,20 @@ def _create_run(
             run, settings.objectives, make_sampler("random", seed=0, constrained=False)
         )
         if settings.anchors:
-            enqueue_anchors(
-                study, resolved, main_chip, numeric=uses_numeric_encoding(settings.sampler)
-            )
+            numeric = uses_numeric_encoding(settings.sampler)
+            enqueue_anchors(study, resolved, main_chip, numeric=numeric)
+
+            def chip_cost(config: TrialConfig) -> Cost:
+                return prepare.chip_cost(
+                    architecture, config, main_chip, input_shape, resolved.protect
+                )
+
+            fills = budget_fill_params(resolved, main_chip, budget, chip_cost)
+            if enqueue_budget_fill(study, resolved, fills, numeric=numeric):
+                notices.notice(
+                    f"[bold]anchors[/] uniform widths, then {len(fills)} budget-filling "
+                    "(a wider width pruned where the chip spends its cost, to fit the budget)"
+                )
         notices.notice(
             f"[bold]run[/] {out_dir} · teacher: {settings.model} on {settings.dataset} …"
         )

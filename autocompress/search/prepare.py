@@ -42,9 +42,11 @@ from autocompress.core.run_config import (
     TeacherEntry,
 )
 from autocompress.core.trial_config import TrialConfig
+from autocompress.core.validation_split import teacher_split_mismatch
 from autocompress.core.version import __version__
 from autocompress.core.weights import plain_message
 from autocompress.hardware.calibration_store import calibration_record
+from autocompress.hardware.cost import Cost
 from autocompress.hardware.estimate import estimate_costs
 from autocompress.hardware.extract import extract_layers
 from autocompress.hardware.plugins import plugin_versions
@@ -168,17 +170,34 @@ def model_and_teacher(
     if settings.teacher is None:
         return spec, None
     try:
-        model, spec, _info = load_weights(settings.teacher, spec)
-        return spec, model
+        model, spec, info = load_weights(settings.teacher, spec)
     except CheckpointError as first:
         if settings.small_input is not None or not has_small_input_stem(spec.name):
             raise
         other = dataclasses.replace(spec, small_input=not auto)
         try:
-            model, other, _info = load_weights(settings.teacher, other)
+            model, spec, info = load_weights(settings.teacher, other)
         except CheckpointError:
             raise first from None
-        return other, model
+    model.autocompress_training = dict(info.get("extra") or {})  # what it was trained on
+    return spec, model
+
+
+def teacher_split_warning(settings: SearchSettings, teacher: nn.Module | None) -> str | None:
+    """A warning when a given teacher (from ``autocompress train``) held out other validation
+    images than this search does (see :mod:`autocompress.core.validation_split`)."""
+    meta = getattr(teacher, "autocompress_training", None) if teacher is not None else None
+    if not meta:
+        return None
+    why = teacher_split_mismatch(
+        meta, dataset=settings.dataset, seed=settings.seed, val_fraction=settings.val_fraction
+    )
+    if why is None:
+        return None
+    return (
+        f"--teacher {settings.teacher}: {why}. Search with --seed {int(meta['seed'])}, or "
+        f"train the teacher with `autocompress train --seed {settings.seed}`."
+    )
 
 
 def check_before_decode(settings: SearchSettings) -> None:
@@ -245,9 +264,21 @@ def cost_of(
     protect: tuple[str, ...],
 ) -> dict[str, float]:
     """Main-chip cost metrics of ``config`` applied to ``model``."""
+    return chip_cost(model, config, chip, input_shape, protect).metrics()
+
+
+def chip_cost(
+    model: nn.Module,
+    config: TrialConfig,
+    chip: ChipSpec,
+    input_shape: tuple[int, ...],
+    protect: tuple[str, ...],
+) -> Cost:
+    """The :class:`~autocompress.hardware.cost.Cost` (per-layer breakdown included) of
+    ``config`` applied to ``model`` on ``chip``."""
     student = build_student(model, config, chip, input_shape, protect=protect)
     layers = extract_layers(student, input_shape)
-    return estimate_costs(layers, [chip])[chip.chip_id].metrics()
+    return estimate_costs(layers, [chip])[chip.chip_id]
 
 
 def resolve_budget(

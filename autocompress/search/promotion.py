@@ -8,8 +8,9 @@ backend), the driver promotes:
    previous rung, the best third (``keep_fraction``) by Pareto rank of their
    accuracy *at that rung* (then by accuracy) is fine-tuned again from the
    teacher for the next rung's epochs;
-2. then the uniform-scaling anchors (feasible, trained) not at the top rung, so
-   the front is never worse than uniform scaling at the front's own epochs;
+2. then the uniform-scaling and budget-filling anchors (feasible, trained; see
+   :mod:`autocompress.search.budget_fill`) not at the top rung, so the front is
+   never worse than uniform scaling at the front's own epochs;
 3. then the current front: any front model not at the top rung is promoted
    to it, until every model on the front carries top-rung accuracy.
 
@@ -38,6 +39,7 @@ from autocompress.core.pareto import pareto_front
 from autocompress.core.run_config import RunConfig
 from autocompress.core.workspace import RunDirectory, TrialRecord
 from autocompress.search.anchors import ANCHOR_ATTR
+from autocompress.search.budget_fill import BUDGET_FILL_ATTR
 from autocompress.search.context import load_context
 from autocompress.search.front import update_pareto
 from autocompress.search.objective import run_trial
@@ -164,7 +166,11 @@ def anchors_below_top(
     import optuna
 
     study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
-    anchors = {t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get(ANCHOR_ATTR)}
+    anchors = {
+        t.number
+        for t in study.get_trials(deepcopy=False)
+        if t.user_attrs.get(ANCHOR_ATTR) or t.user_attrs.get(BUDGET_FILL_ATTR)
+    }
     return [
         r
         for r in records

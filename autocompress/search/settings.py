@@ -19,6 +19,7 @@ from autocompress.core.errors import BudgetError, ConfigError
 from autocompress.core.input_shape import parse_hw
 from autocompress.core.metrics import metric_of_budget, objective_metrics
 from autocompress.core.run_config import RunConfig
+from autocompress.core.validation_split import DEFAULT_VAL_FRACTION
 from autocompress.hardware.plugins import default_chip_id
 from autocompress.search.promotion import check_rungs
 from autocompress.search.samplers import DEFAULT_SAMPLER, check_sampler_name
@@ -61,7 +62,7 @@ class SearchSettings:
     mean: tuple[float, ...] | None = None  # None: the training split's statistics
     std: tuple[float, ...] | None = None
     data_root: str | None = None
-    val_fraction: float = 0.2
+    val_fraction: float = DEFAULT_VAL_FRACTION
     data_limit: int | None = None
     # None given: AUTOCOMPRESS_DEFAULT_CHIP, else the chip a plugin declares the default
     # (rockchip/rv1126 with the bundled plugins); see hardware.plugins.default_chip_id.

@@ -39,6 +39,7 @@ def test_sigkill_then_resume_keeps_every_finished_trial(tmp_path, teacher_checkp
             "97%",
             "--rungs",
             "1",  # no promotion: the resumed run must leave every finished record unchanged
+            "--no-anchors",  # enqueued anchors would run before the retry (and meet the plan)
         ),
         env=env,
         stdout=subprocess.DEVNULL,

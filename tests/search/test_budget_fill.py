@@ -1,0 +1,107 @@
+"""Budget-filling anchors: a wider uniform model pruned where the chip spends its cost, costed
+with the real cost model on a real model, and enqueued (and promoted) in a real search."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from autocompress.core.budget import Budget
+from autocompress.core.models import build_model
+from autocompress.core.workspace import RunDirectory
+from autocompress.hardware.plugins import get_chip
+from autocompress.search import prepare
+from autocompress.search.anchors import ANCHOR_ATTR, default_bits, uniform_params, uniform_widths
+from autocompress.search.budget_fill import BUDGET_FILL_ATTR, budget_fill_params
+from autocompress.search.context import model_layers
+from autocompress.search.resolve import resolve_space
+from autocompress.search.space_catalog import load_space
+
+CHIP = "rockchip/rv1126"
+SHAPE = (1, 8, 8)
+
+
+@pytest.fixture(scope="module")
+def setting():
+    chip = get_chip(CHIP)
+    model = build_model("fc_cnn", num_classes=10, in_channels=1).eval()
+    quantizable, prunable, out_channels = model_layers(model, SHAPE)
+    space = resolve_space(
+        load_space("default"),
+        chip,
+        quantizable=quantizable,
+        prunable=prunable,
+        out_channels=out_channels,
+    )
+
+    def cost(config):
+        return prepare.chip_cost(model, config, chip, SHAPE, space.protect)
+
+    widths = uniform_widths(space)
+    latencies = [
+        cost(space.config_from_params(uniform_params(space, w, default_bits(chip)))).latency_ms
+        for w in widths
+    ]
+    return space, chip, cost, widths, latencies
+
+
+def test_fills_are_wider_than_the_widest_uniform_fit_and_meet_the_budget(setting):
+    space, chip, cost, widths, latencies = setting
+    assert latencies == sorted(latencies)  # wider costs more: the premise of uniform scaling
+    limit = (latencies[2] + latencies[3]) / 2  # width index 2 fits, index 3 does not
+    budget = Budget(latency_ms=limit)
+    fills = budget_fill_params(space, chip, budget, cost)
+    assert 1 <= len(fills) <= 2
+    for params in fills:
+        config = space.config_from_params(params)
+        assert config.width_multiplier > widths[2]
+        assert config.prune_ratios  # pruned to fit, unlike any uniform model
+        spent = cost(config)
+        assert spent.latency_ms <= limit
+        # the layer that costs the most at that width is pruned the most
+        wide = cost(space.config_from_params(uniform_params(space, config.width_multiplier, 8)))
+        shares = {layer.name: layer.latency_ms for layer in wide.layers}
+        pruned = {n: r for n, r in config.prune_ratios.items() if n in shares}
+        costliest = max(
+            (d.layer for d in space.free_dimensions if d.field == "prune_ratio"),
+            key=lambda name: shares.get(name, 0.0),
+        )
+        assert pruned.get(costliest, 0.0) == max(pruned.values())
+
+
+def test_the_least_pruning_that_fits_is_chosen(setting):
+    space, chip, cost, _widths, latencies = setting
+    budget = Budget(latency_ms=(latencies[2] + latencies[3]) / 2)
+    (first, *_rest) = budget_fill_params(space, chip, budget, cost)
+    config = space.config_from_params(first)
+    # one step less pruning on the most-pruned layer no longer fits (or is no pruning at all)
+    name = max(config.prune_ratios, key=config.prune_ratios.__getitem__)
+    dim = next(d for d in space.free_dimensions if d.layer == name and d.field == "prune_ratio")
+    allowed = sorted(float(c) for c in dim.spec.choices) if dim.spec.choices else None
+    if allowed is not None:
+        lower = [r for r in allowed if r < config.prune_ratios[name]]
+        if lower:
+            less = dict(first) | {dim.name: lower[-1]}
+            assert cost(space.config_from_params(less)).latency_ms > budget.latency_ms
+
+
+def test_nothing_to_fill_when_every_width_fits_or_none_does(setting):
+    space, chip, cost, _widths, latencies = setting
+    assert budget_fill_params(space, chip, Budget(latency_ms=latencies[-1] * 2), cost) == []
+    assert budget_fill_params(space, chip, Budget(latency_ms=latencies[0] / 2), cost) == []
+
+
+def test_a_search_trains_the_fills_after_the_uniform_anchors_and_promotes_them(promoted_run):
+    run = RunDirectory(promoted_run.run_dir)
+    study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
+    uniform = [t.number for t in study.trials if t.user_attrs.get(ANCHOR_ATTR)]
+    fills = [t.number for t in study.trials if t.user_attrs.get(BUDGET_FILL_ATTR)]
+    assert fills, "the 97 % budget binds: some uniform width breaks it, so a fill exists"
+    assert fills == list(range(len(uniform), len(uniform) + len(fills)))
+    records = {r.number: r for r in run.read_trials()}
+    top = run.read_run_config().promotion.rungs[-1] * records[fills[0]].rungs[0]["epochs"]
+    for number in fills:
+        record = records[number]
+        assert record.feasible and record.state == "complete"
+        assert record.config.prune_ratios
+        assert record.rungs[-1]["epochs"] == top  # at the top rung, like the uniform anchors
