@@ -194,14 +194,41 @@ class ChipResult:
 
 def calibrate_chip(chip: ChipSpec, measurements: Sequence[Measurement]) -> ChipResult:
     """Fit ``chip``'s knobs to its measurements, with before/after/cross-validated errors."""
+    return calibrate_family([chip], measurements)[chip.chip_id]
+
+
+def calibrate_family(
+    chips: Sequence[ChipSpec], measurements: Sequence[Measurement]
+) -> dict[str, ChipResult]:
+    """Fit one set of knobs to the measurements of several chips of one NPU family.
+
+    Each row's layers are costed on its own chip (a clock difference shows in the
+    compute times), the knobs are shared, and leave-one-model-out holds a model out
+    of every chip at once. With one chip this is the per-chip fit.
+
+    Returns:
+        chip id -> :class:`ChipResult`, its errors over that chip's own rows; the
+        calibration records the pooled rows and models and the chips fitted with.
+    """
     from autocompress.hardware.estimate import check_bits_supported  # torch
 
+    by_id = {chip.chip_id: chip for chip in chips}
+    measurements = [m for m in measurements if m.chip_id in by_id]
+    if not measurements:
+        raise ConfigError("no measurements for " + ", ".join(by_id))
     for m in measurements:
-        check_bits_supported(chip, weight_bits=m.weight_bits, activation_bits=m.activation_bits)
-    features: list[RowFeatures] = [row_features(measured_layers(m), chip) for m in measurements]
+        check_bits_supported(
+            by_id[m.chip_id], weight_bits=m.weight_bits, activation_bits=m.activation_bits
+        )
+    features: list[RowFeatures] = [
+        row_features(measured_layers(m), by_id[m.chip_id]) for m in measurements
+    ]
     measured = [m.latency_ms for m in measurements]
-    start = datasheet_knobs(chip)
-    before = [predict_ms(f, start) for f in features]
+    own_start = {chip_id: datasheet_knobs(chip) for chip_id, chip in by_id.items()}
+    start = own_start[measurements[0].chip_id]  # one design: the first chip's datasheet
+    before = [
+        predict_ms(f, own_start[m.chip_id]) for f, m in zip(features, measurements, strict=True)
+    ]
     fit = fit_knobs(features, measured, start)
     after = [predict_ms(f, fit.knobs) for f in features]
 
@@ -214,29 +241,50 @@ def calibrate_chip(chip: ChipSpec, measurements: Sequence[Measurement]) -> ChipR
             sub = fit_knobs([features[i] for i in train], [measured[i] for i in train], start)
             for i in test:
                 held_out[i] = predict_ms(features[i], sub.knobs)
-    cv = None
-    if all(value is not None for value in held_out) and len(models) >= 2:
-        cv = summarize([v for v in held_out if v is not None], measured)
 
-    before_summary, after_summary = summarize(before, measured), summarize(after, measured)
-    calibration = ChipCalibration(
-        chip_id=chip.chip_id,
-        knobs=fit.knobs,
-        datasheet=start,
-        bounds={k.name: (k.lower, k.upper) for k in KNOBS},
-        at_bound=fit.at_bound,
-        rows=len(measurements),
-        models=tuple(models),
-        sources=tuple(dict.fromkeys(m.source for m in measurements if m.source)),
-        error_before=before_summary.to_dict(),
-        error_after=after_summary.to_dict(),
-        cross_validation=None if cv is None else {"method": "leave-one-model-out", **cv.to_dict()},
-    )
-    rows = tuple(
-        RowResult(m, b, a, h)
-        for m, b, a, h in zip(measurements, before, after, held_out, strict=True)
-    )
-    return ChipResult(calibration, rows, before_summary, after_summary, cv)
+    fitted_with = tuple(sorted(by_id)) if len(by_id) > 1 else ()
+    family_errors = None
+    if fitted_with:
+        family_cv = summarize(held_out, measured) if len(models) >= 2 else None  # type: ignore[arg-type]
+        family_errors = {
+            "rows": len(measurements),
+            "error_before": summarize(before, measured).to_dict(),
+            "error_after": summarize(after, measured).to_dict(),
+            "cross_validation": None
+            if family_cv is None
+            else {"method": "leave-one-model-out", **family_cv.to_dict()},
+        }
+    results: dict[str, ChipResult] = {}
+    for chip_id in by_id:
+        own = [i for i, m in enumerate(measurements) if m.chip_id == chip_id]
+        if not own:
+            continue
+        own_measured = [measured[i] for i in own]
+        cv = None
+        if len(models) >= 2:
+            cv = summarize([held_out[i] for i in own], own_measured)  # type: ignore[misc]
+        before_summary = summarize([before[i] for i in own], own_measured)
+        after_summary = summarize([after[i] for i in own], own_measured)
+        calibration = ChipCalibration(
+            chip_id=chip_id,
+            knobs=fit.knobs,
+            datasheet=own_start[chip_id],
+            bounds={k.name: (k.lower, k.upper) for k in KNOBS},
+            at_bound=fit.at_bound,
+            rows=len(measurements),
+            models=tuple(models),
+            sources=tuple(dict.fromkeys(m.source for m in measurements if m.source)),
+            error_before=before_summary.to_dict(),
+            error_after=after_summary.to_dict(),
+            cross_validation=None
+            if cv is None
+            else {"method": "leave-one-model-out", **cv.to_dict()},
+            fitted_with=fitted_with,
+            family_errors=family_errors,
+        )
+        rows = tuple(RowResult(measurements[i], before[i], after[i], held_out[i]) for i in own)
+        results[chip_id] = ChipResult(calibration, rows, before_summary, after_summary, cv)
+    return results
 
 
 @dataclass(frozen=True)
@@ -252,6 +300,7 @@ def calibrate(
     *,
     chips: Iterable[str] | None = None,
     uncalibrated: bool = True,
+    per_chip: bool = False,
 ) -> CalibrationReport:
     """Fit every chip of a measurements CSV (or only ``chips``).
 
@@ -260,6 +309,8 @@ def calibrate(
         chips: chip ids to calibrate (default: every chip in the file).
         uncalibrated: fit from the plugin's datasheet knobs (True) rather than from
             knobs an active calibration already applies.
+        per_chip: fit every chip alone, even when the file has rows of several chips
+            of one NPU family (``ChipSpec.npu_family``; by default those share knobs).
 
     Returns:
         The :class:`CalibrationReport` (the calibration file to write + per-row results).
@@ -272,12 +323,21 @@ def calibrate(
     by_chip: dict[str, list[Measurement]] = {}
     for row in rows:
         by_chip.setdefault(row.chip_id, []).append(row)
-    results: dict[str, ChipResult] = {}
-    for chip_id, chip_rows in by_chip.items():
+    families: dict[str, list[ChipSpec]] = {}
+    for chip_id in by_chip:
         chip = get_chip(chip_id)
         if not uncalibrated:
             chip = calibrated_spec(chip)
-        results[chip_id] = calibrate_chip(chip, chip_rows)
+        key = chip_id if per_chip or not chip.npu_family else "family:" + chip.npu_family
+        families.setdefault(key, []).append(chip)
+    results: dict[str, ChipResult] = {}
+    for members in families.values():
+        results.update(
+            calibrate_family(
+                members, [r for r in rows if r.chip_id in {c.chip_id for c in members}]
+            )
+        )
+    results = {chip_id: results[chip_id] for chip_id in by_chip}
     created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     file = CalibrationFile(
         chips={chip_id: result.calibration for chip_id, result in results.items()},
@@ -294,5 +354,6 @@ __all__ = [
     "RowResult",
     "calibrate",
     "calibrate_chip",
+    "calibrate_family",
     "measured_layers",
 ]
