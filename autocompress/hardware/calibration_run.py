@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import hashlib
 import json
-import os
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +22,10 @@ from autocompress.core.errors import ConfigError
 from autocompress.core.file_hash import file_sha256
 from autocompress.core.version import __version__
 from autocompress.hardware.calibration import CalibrationFile, ChipCalibration
+from autocompress.hardware.calibration_cache import (
+    is_builtin_model,
+    layers_cache_path,
+)
 from autocompress.hardware.calibration_csv import Measurement, read_measurements
 from autocompress.hardware.calibration_fit import (
     KNOBS,
@@ -40,11 +42,13 @@ from autocompress.hardware.plugins import get_chip
 from autocompress.hardware.spec import ChipSpec
 
 _LAYER_CACHE: dict[tuple, list[LayerDescriptor]] = {}
-LAYER_CACHE_VERSION = 1
 
 
 def _construct(measurement: Measurement):
-    from autocompress.core.models import build_model, small_cnn  # torch: see _disk_cache_path
+    from autocompress.core.models import (
+        build_model,
+        small_cnn,
+    )  # torch: only when a layer is not cached (calibration_cache)
 
     width = measurement.width_multiplier
     channels = measurement.input_shape[0]
@@ -53,7 +57,7 @@ def _construct(measurement: Measurement):
     if measurement.model == "small_cnn":
         return small_cnn(num_classes=1000, in_channels=channels, width=max(1, round(32 * width)))
     if measurement.model == "mobilenet_v2":
-        import torchvision  # see _disk_cache_path
+        import torchvision  # only when a layer is not cached (calibration_cache)
 
         return torchvision.models.get_model("mobilenet_v2", weights=None, width_mult=width)
     raise ConfigError(
@@ -65,7 +69,7 @@ def _construct(measurement: Measurement):
 def _build(measurement: Measurement):
     """The measured model, on the ``meta`` device when it can be (shapes only, no weights to
     initialise: several times faster for big models), else on the CPU."""
-    import torch  # see _disk_cache_path
+    import torch  # only when a layer is not cached (calibration_cache)
 
     try:
         with torch.device("meta"):
@@ -75,16 +79,8 @@ def _build(measurement: Measurement):
 
 
 def _disk_cache_path(key: tuple) -> Path:
-    """``$AUTOCOMPRESS_CACHE/layers/<hash>.pkl`` (default ``~/.cache/autocompress``)."""
-    # torch and torchvision (seconds) load only once a model is costed, so reading and
-    # checking a measurements CSV (and `autocompress calibrate --help`) stays fast.
-    import torch
-    import torchvision
-
-    root = os.environ.get("AUTOCOMPRESS_CACHE")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "autocompress"
-    text = repr((LAYER_CACHE_VERSION, __version__, torch.__version__, torchvision.__version__, key))
-    return base / "layers" / (hashlib.sha256(text.encode()).hexdigest()[:32] + ".json")
+    """``$AUTOCOMPRESS_CACHE/layers/<hash>.json`` (default ``~/.cache/autocompress``)."""
+    return layers_cache_path(key)
 
 
 def _layers_to_json(layers: list[LayerDescriptor]) -> str:
@@ -117,14 +113,16 @@ def measured_layers(measurement: Measurement) -> list[LayerDescriptor]:
     layers = _LAYER_CACHE.get(key)
     if layers is not None:
         return layers
-    cache_file = _disk_cache_path(key) if measurement.model in _builtin_names() else None
+    cache_file = _disk_cache_path(key) if is_builtin_model(measurement.model) else None
     if cache_file is not None and cache_file.is_file():
         try:
             layers = _layers_from_json(cache_file.read_text(encoding="utf-8"))
         except Exception:  # a damaged or foreign cache entry: extract again
             layers = None
     if layers is None:
-        from autocompress.hardware.extract import extract_layers  # torch: see _disk_cache_path
+        from autocompress.hardware.extract import (
+            extract_layers,
+        )  # torch: only when a layer is not cached (calibration_cache)
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torchvision init-weight notices
@@ -145,12 +143,6 @@ def measured_layers(measurement: Measurement) -> list[LayerDescriptor]:
                 pass  # a read-only cache folder only costs speed
     _LAYER_CACHE[key] = layers
     return layers
-
-
-def _builtin_names() -> frozenset[str]:
-    from autocompress.core.models import _LOCAL_MODELS, torchvision_model_names  # torch
-
-    return frozenset(torchvision_model_names()) | frozenset(_LOCAL_MODELS)
 
 
 @dataclass(frozen=True)
@@ -210,16 +202,19 @@ def calibrate_family(
         chip id -> :class:`ChipResult`, its errors over that chip's own rows; the
         calibration records the pooled rows and models and the chips fitted with.
     """
-    from autocompress.hardware.estimate import check_bits_supported  # torch
-
     by_id = {chip.chip_id: chip for chip in chips}
     measurements = [m for m in measurements if m.chip_id in by_id]
     if not measurements:
         raise ConfigError("no measurements for " + ", ".join(by_id))
     for m in measurements:
-        check_bits_supported(
-            by_id[m.chip_id], weight_bits=m.weight_bits, activation_bits=m.activation_bits
-        )
+        chip = by_id[m.chip_id]
+        if (
+            m.weight_bits not in chip.weight_bits_supported
+            or m.activation_bits not in chip.activation_bits_supported
+        ):
+            from autocompress.hardware.estimate import check_bits_supported  # torch
+
+            check_bits_supported(chip, weight_bits=m.weight_bits, activation_bits=m.activation_bits)
     features: list[RowFeatures] = [
         row_features(measured_layers(m), by_id[m.chip_id]) for m in measurements
     ]
