@@ -67,7 +67,8 @@ PRIOR_LOG_SCALE = math.log(3.0)
 """Width of the prior around the datasheet value, in log units (a factor of 3)."""
 DEFAULT_INFERENCE_OVERHEAD_US = 300.0
 """Prior centre of ``inference_overhead_us`` for a spec that gives none (0): the geometric
-middle of the 0.1–1 ms per-call overheads of NPU runtimes (a generic figure, not a fit)."""
+middle of the 0.1–1 ms per-call overheads of NPU runtimes (one figure for every chip; of
+30, 100 and 300 µs tried on the bundled rows, 300 transferred best: bench/RESULTS.md)."""
 INFERENCE_PRIOR_LOG_SCALE = math.log(10.0)
 """Width of the ``inference_overhead_us`` prior: a factor of 10 (no datasheet gives it)."""
 
