@@ -127,6 +127,29 @@ def command(
                 _pct(s.within_25_pct),
                 "—" if not math.isfinite(s.spearman) else f"{s.spearman:.3f}",
             )
+    families = {
+        result.calibration.fitted_with: result.calibration.family_errors
+        for result in report.chips.values()
+        if result.calibration.family_errors
+    }
+    for members, errors in families.items():
+        for label, key in (
+            ("datasheet", "error_before"),
+            ("calibrated", "error_after"),
+            ("leave-one-model-out", "cross_validation"),
+        ):
+            s = errors.get(key)
+            if not s:
+                continue
+            summary.add_row(
+                " + ".join(members) + " (one family)",
+                label,
+                str(s["rows"]),
+                _pct(s["median_abs_pct"]),
+                _pct(s["within_10_pct"]),
+                _pct(s["within_25_pct"]),
+                "—" if not math.isfinite(s["spearman"]) else f"{s['spearman']:.3f}",
+            )
     console.print(rows)
     console.print(summary)
     knobs = Table(title="fitted knobs (datasheet → calibrated)", box=box.SIMPLE_HEAD)
