@@ -7,9 +7,12 @@ Prints (markdown, for bench/RESULTS.md):
 
 1. datasheet knobs vs the shipped calibrations (the default): median |error| and
    Spearman over all rows, and per chip;
-2. transfer: calibrate a chip on its MobileNetV2 rows, predict its ResNet rows, and
-   the reverse;
-3. leave-one-model-out on every chip (the honest error on unseen models);
+2. transfer: calibrate a chip family (one chip, or RV1109 + RV1126: one NPU design)
+   on its MobileNet rows, predict its ResNet rows, and the reverse;
+3. leave-one-model-out on every chip (the honest error on unseen models), fitted as
+   ``calibrate`` does (NPU families pooled) and per chip alone (``--per-chip``);
+3b. how much the transfer and leave-one-model-out medians move with the prior centre
+   of the per-inference overhead (the one new prior: is the result knife-edge?);
 4. ``calibrate`` wall time on 20 rows in a fresh process, cold (empty layer cache) and warm;
 5. a calibrated ResNet-50 estimate (median time per chip);
 6. pruning: the speed-up the model predicts for a ResNet-50 with 3.1x fewer MACs
@@ -36,6 +39,7 @@ import torch
 
 torch.set_num_threads(1)
 
+import autocompress.hardware.calibration_fit as calibration_fit  # noqa: E402
 from autocompress.hardware.calibration_csv import Measurement, read_measurements  # noqa: E402
 from autocompress.hardware.calibration_fit import (  # noqa: E402
     datasheet_knobs,
@@ -44,10 +48,14 @@ from autocompress.hardware.calibration_fit import (  # noqa: E402
     row_features,
 )
 from autocompress.hardware.calibration_metrics import summarize  # noqa: E402
-from autocompress.hardware.calibration_run import calibrate_chip, measured_layers  # noqa: E402
+from autocompress.hardware.calibration_run import (  # noqa: E402
+    calibrate_family,
+    measured_layers,
+)
 from autocompress.hardware.calibration_store import (  # noqa: E402
     active_calibration,
     calibrated_spec,
+    withheld_calibration,
 )
 from autocompress.hardware.plugins import get_chip  # noqa: E402
 
@@ -83,8 +91,12 @@ def accuracy_table(rows: list[Measurement]) -> None:
         measured = [r.latency_ms for r in subset]
         datasheet = [predict_ms(f, datasheet_knobs(chip)) for f in feats]
         found = active_calibration(chip_id)
-        knobs = found.chip.knobs if found else datasheet_knobs(chip)
+        knobs = dict(datasheet_knobs(chip))
+        if found:
+            knobs.update(found.chip.knobs)
         shipped = [predict_ms(f, knobs) for f in feats]
+        if withheld_calibration(chip_id) is not None:
+            chip_id += " (shipped fit withheld: datasheet)"
         all_m += measured
         all_d += datasheet
         all_c += shipped
@@ -98,52 +110,127 @@ def accuracy_table(rows: list[Measurement]) -> None:
     )
 
 
-def _fit_predict(chip, train: list[Measurement], test: list[Measurement]) -> list[float]:
-    feats = [row_features(measured_layers(r), chip) for r in train]
-    fit = fit_knobs(feats, [r.latency_ms for r in train], datasheet_knobs(chip))
-    return [predict_ms(row_features(measured_layers(r), chip), fit.knobs) for r in test]
+def _families(rows: list[Measurement]) -> list[list[str]]:
+    """Chip ids grouped as ``calibrate`` groups them (by ``npu_family``), in file order."""
+    groups: dict[str, list[str]] = {}
+    for chip_id in dict.fromkeys(r.chip_id for r in rows):
+        family = get_chip(chip_id).npu_family
+        groups.setdefault("family:" + family if family else chip_id, []).append(chip_id)
+    return list(groups.values())
+
+
+def _fit_predict(train: list[Measurement], test: list[Measurement]) -> list[float]:
+    """Fit on ``train`` (rows of one chip or one family: each costed on its own chip)."""
+    feats = [row_features(measured_layers(r), get_chip(r.chip_id)) for r in train]
+    start = datasheet_knobs(get_chip(train[0].chip_id))
+    fit = fit_knobs(feats, [r.latency_ms for r in train], start)
+    return [
+        predict_ms(row_features(measured_layers(r), get_chip(r.chip_id)), fit.knobs) for r in test
+    ]
 
 
 def _n(summary) -> str:
     return f"{summary.median_abs_pct:.1f} % ({summary.rows})"
 
 
-def transfer_table(rows: list[Measurement]) -> None:
-    print("## 2. Calibrate on MobileNet rows, predict ResNet rows (and the reverse)\n")
-    print("| chip | MobileNet rows → ResNet rows: median abs err (n) | ResNet → MobileNet |")
-    print("|---|---|---|")
+def _transfer(rows: list[Measurement], *, quiet: bool = False):
     both_a, both_b, meas_a, meas_b = [], [], [], []
-    for chip_id in dict.fromkeys(r.chip_id for r in rows):
-        chip = get_chip(chip_id)
-        mobile = [r for r in rows if r.chip_id == chip_id and r.model.startswith("mobilenet")]
-        resnet = [r for r in rows if r.chip_id == chip_id and r.model.startswith("resnet")]
+    lines = []
+    for family in _families(rows):
+        mobile = [r for r in rows if r.chip_id in family and r.model.startswith("mobilenet")]
+        resnet = [r for r in rows if r.chip_id in family and r.model.startswith("resnet")]
         if not mobile or not resnet:
             continue
-        a = _fit_predict(chip, mobile, resnet)
-        b = _fit_predict(chip, resnet, mobile)
+        a = _fit_predict(mobile, resnet)
+        b = _fit_predict(resnet, mobile)
         both_a += a
         both_b += b
         meas_a += [r.latency_ms for r in resnet]
         meas_b += [r.latency_ms for r in mobile]
         sa = summarize(a, [r.latency_ms for r in resnet])
         sb = summarize(b, [r.latency_ms for r in mobile])
-        print(f"| {chip_id} | {_n(sa)} | {_n(sb)} |")
-    sa, sb = summarize(both_a, meas_a), summarize(both_b, meas_b)
+        lines.append(f"| {' + '.join(family)} | {_n(sa)} | {_n(sb)} |")
+    return lines, summarize(both_a, meas_a), summarize(both_b, meas_b)
+
+
+def transfer_table(rows: list[Measurement]) -> None:
+    print("## 2. Calibrate on MobileNet rows, predict ResNet rows (and the reverse)\n")
+    print(
+        "| chip (family) | MobileNet rows → ResNet rows: median abs err (n) | ResNet → MobileNet |"
+    )
+    print("|---|---|---|")
+    lines, sa, sb = _transfer(rows)
+    print("\n".join(lines))
     print(f"| **all** | {_n(sa)} | {_n(sb)} |\n")
+
+
+def _lomo(rows: list[Measurement], *, per_chip: bool) -> dict[str, object]:
+    results = {}
+    groups = [[c] for g in _families(rows) for c in g] if per_chip else _families(rows)
+    for family in groups:
+        chips = [get_chip(c) for c in family]
+        results.update(calibrate_family(chips, [r for r in rows if r.chip_id in family]))
+    return results
 
 
 def cross_validation_table(rows: list[Measurement]) -> None:
     print("## 3. Leave-one-model-out (refit without a model, predict it)\n")
-    print("| chip | rows | datasheet | calibrated (in sample) | leave-one-model-out |")
-    print("|---|---|---|---|---|")
-    for chip_id in dict.fromkeys(r.chip_id for r in rows):
-        result = calibrate_chip(get_chip(chip_id), [r for r in rows if r.chip_id == chip_id])
-        cv = result.cross_validation
+    print(
+        "| chip | rows | datasheet | calibrated (in sample) | leave-one-model-out "
+        "| … fitted per chip alone (`--per-chip`) |"
+    )
+    print("|---|---|---|---|---|---|")
+    pooled, alone = _lomo(rows, per_chip=False), _lomo(rows, per_chip=True)
+    for chip_id, result in pooled.items():
+        cv, cv_alone = result.cross_validation, alone[chip_id].cross_validation
+        family = result.calibration.family_errors
+        note = f" (family of {family['rows']} rows)" if family else ""
         print(
-            f"| {chip_id} | {len(result.rows)} | {result.before.median_abs_pct:.1f} % | "
+            f"| {chip_id}{note} | {len(result.rows)} | {result.before.median_abs_pct:.1f} % | "
             f"{result.after.median_abs_pct:.1f} % | "
-            f"{'—' if cv is None else f'{cv.median_abs_pct:.1f} %'} |"
+            f"{'—' if cv is None else f'{cv.median_abs_pct:.1f} %'} | "
+            f"{'—' if cv_alone is None else f'{cv_alone.median_abs_pct:.1f} %'} |"
         )
+    families = {
+        tuple(r.calibration.fitted_with): r.calibration.family_errors
+        for r in pooled.values()
+        if r.calibration.family_errors
+    }
+    for members, errors in families.items():
+        print(
+            f"| **{' + '.join(members)} pooled** | {errors['rows']} | "
+            f"{errors['error_before']['median_abs_pct']:.1f} % | "
+            f"{errors['error_after']['median_abs_pct']:.1f} % | "
+            f"{errors['cross_validation']['median_abs_pct']:.1f} % | |"
+        )
+    print()
+
+
+def prior_sensitivity(rows: list[Measurement]) -> None:
+    print("## 3b. Sensitivity to the prior centre of the per-inference overhead\n")
+    print(
+        "| prior centre (µs) | MobileNet → ResNet | ResNet → MobileNet "
+        "| leave-one-model-out, median per chip |"
+    )
+    print("|---|---|---|---|")
+    default = calibration_fit.DEFAULT_INFERENCE_OVERHEAD_US
+    try:
+        for centre in (100.0, default, 1000.0):
+            calibration_fit.DEFAULT_INFERENCE_OVERHEAD_US = centre
+            _lines, sa, sb = _transfer(rows)
+            pooled = _lomo(rows, per_chip=False)
+            per = ", ".join(
+                f"{chip_id.split('/')[1]} {r.cross_validation.median_abs_pct:.1f}"
+                for chip_id, r in pooled.items()
+                if r.cross_validation is not None
+            )
+            mark = " (default)" if centre == default else ""
+            print(
+                f"| {centre:.0f}{mark} | {sa.median_abs_pct:.1f} % | "
+                f"{sb.median_abs_pct:.1f} % | {per} |"
+            )
+    finally:
+        calibration_fit.DEFAULT_INFERENCE_OVERHEAD_US = default
     print()
 
 
@@ -248,6 +335,7 @@ def main() -> None:
     accuracy_table(rows)
     transfer_table(rows)
     cross_validation_table(rows)
+    prior_sensitivity(rows)
     if not args.skip_timing:
         timing(rows)
     pruning()

@@ -50,8 +50,16 @@ def _check_out(path: Path) -> None:
     show_default=True,
     help="Calibration file to write.",
 )
+@click.option(
+    "--per-chip",
+    is_flag=True,
+    help="Fit every chip alone (default: chips of one NPU family, e.g. RV1109 and RV1126, "
+    "share knobs fitted on the rows of all of them).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary on stdout.")
-def command(measurements: Path, chips: tuple[str, ...], out: Path, as_json: bool) -> None:
+def command(
+    measurements: Path, chips: tuple[str, ...], out: Path, per_chip: bool, as_json: bool
+) -> None:
     """Fit each chip's cost-model knobs to measured latencies (robust fit on log latency).
 
     MEASUREMENTS is a CSV with the columns
@@ -69,7 +77,7 @@ def command(measurements: Path, chips: tuple[str, ...], out: Path, as_json: bool
     from autocompress.hardware.calibration_run import calibrate
 
     _check_out(out)
-    report = calibrate(measurements, chips=list(chips) or None)
+    report = calibrate(measurements, chips=list(chips) or None, per_chip=per_chip)
     written = write_calibration(report.file, out)
     if as_json:
         print_json(
@@ -119,6 +127,29 @@ def command(measurements: Path, chips: tuple[str, ...], out: Path, as_json: bool
                 _pct(s.within_25_pct),
                 "—" if not math.isfinite(s.spearman) else f"{s.spearman:.3f}",
             )
+    families = {
+        result.calibration.fitted_with: result.calibration.family_errors
+        for result in report.chips.values()
+        if result.calibration.family_errors
+    }
+    for members, errors in families.items():
+        for label, key in (
+            ("datasheet", "error_before"),
+            ("calibrated", "error_after"),
+            ("leave-one-model-out", "cross_validation"),
+        ):
+            s = errors.get(key)
+            if not s:
+                continue
+            summary.add_row(
+                " + ".join(members) + " (one family)",
+                label,
+                str(s["rows"]),
+                _pct(s["median_abs_pct"]),
+                _pct(s["within_10_pct"]),
+                _pct(s["within_25_pct"]),
+                "—" if not math.isfinite(s["spearman"]) else f"{s['spearman']:.3f}",
+            )
     console.print(rows)
     console.print(summary)
     knobs = Table(title="fitted knobs (datasheet → calibrated)", box=box.SIMPLE_HEAD)
@@ -127,6 +158,7 @@ def command(measurements: Path, chips: tuple[str, ...], out: Path, as_json: bool
         knobs.add_column(name.replace("_efficiency", " eff."), justify="right")
     knobs.add_column("launch µs", justify="right")
     knobs.add_column("pool/eltwise µs", justify="right")
+    knobs.add_column("per inference µs", justify="right")
     knobs.add_column("at bound")
     for chip_id, result in report.chips.items():
         cal = result.calibration
@@ -138,6 +170,7 @@ def command(measurements: Path, chips: tuple[str, ...], out: Path, as_json: bool
                 "depthwise_efficiency",
                 "launch_overhead_us",
                 "element_launch_overhead_us",
+                "inference_overhead_us",
             )
         ]
         knobs.add_row(chip_id, *cells, ", ".join(cal.at_bound) or "")

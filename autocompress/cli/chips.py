@@ -114,9 +114,32 @@ def calibration_info(chip_id: str) -> dict[str, Any] | None:
     return calibration_summary(chip_id, fitted_values=True)
 
 
+def withheld_info(chip_id: str) -> dict[str, Any] | None:
+    """The shipped calibration of ``chip_id`` that is not applied by default (path, reason,
+    errors), or None."""
+    from autocompress.hardware.calibration_store import withheld_calibration, withheld_reason
+
+    found = withheld_calibration(chip_id)
+    if found is None:
+        return None
+    return {
+        "path": str(found.file.path),
+        "sha256": found.file.sha256,
+        "reason": withheld_reason(found.chip),
+        **found.chip.to_dict(),
+    }
+
+
 def _calibration_text(chip_id: str) -> str:
     info = calibration_info(chip_id)
     if info is None:
+        withheld = withheld_info(chip_id)
+        if withheld is not None:
+            return (
+                "calibration: [yellow]not calibrated by default[/] — the knobs above are the "
+                f"datasheet estimates; the shipped calibration {withheld['path']} is withheld: "
+                f"{withheld['reason']} (apply it anyway: --calibration {withheld['path']})"
+            )
         return (
             "calibration: [yellow]not calibrated[/] — the knobs above are the datasheet "
             "estimates (fit them: `autocompress calibrate`, docs/calibration.md)"
@@ -130,7 +153,13 @@ def _calibration_text(chip_id: str) -> str:
     before = info.get("error_before") or {}
     lines = [
         f"calibration: [green]calibrated[/] ({info['layer']}) from {info['rows']} measurements "
-        f"of {len(info['models'])} models — {info['path']}",
+        f"of {len(info['models'])} models"
+        + (
+            f" (one NPU family, shared knobs: {', '.join(info['fitted_with'])})"
+            if info.get("fitted_with")
+            else ""
+        )
+        + f" — {info['path']}",
         f"  fitted knobs (datasheet → calibrated; the table above shows the datasheet): {knobs}",
         f"  median |error|: datasheet {before.get('median_abs_pct', float('nan')):.1f}%, "
         f"calibrated {after.get('median_abs_pct', float('nan')):.1f}%, "
@@ -140,6 +169,19 @@ def _calibration_text(chip_id: str) -> str:
             else "no cross-validation (one model only)"
         ),
     ]
+    family = info.get("family_errors") or {}
+    if family:
+        family_cv = (family.get("cross_validation") or {}).get("median_abs_pct")
+        lines.append(
+            f"  over the family's {family.get('rows')} rows: datasheet "
+            f"{(family.get('error_before') or {}).get('median_abs_pct', float('nan')):.1f}%, "
+            + (
+                f"leave-one-model-out {family_cv:.1f}%"
+                if family_cv is not None
+                else "no cross-validation"
+            )
+            + " (a shipped fit applies by default only when this is below the datasheet's)"
+        )
     return "\n".join(lines)
 
 
@@ -181,7 +223,11 @@ def show(chip_id: str, as_json: bool) -> None:
     plugin = registry.plugin_of(chip.chip_id)
     if as_json:
         print_json(
-            {**chip_to_dict(chip, plugin=plugin), "calibration": calibration_info(chip.chip_id)}
+            {
+                **chip_to_dict(chip, plugin=plugin),
+                "calibration": calibration_info(chip.chip_id),
+                "withheld_calibration": withheld_info(chip.chip_id),
+            }
         )
         return
     _show_chip(chip, plugin)

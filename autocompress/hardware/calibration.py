@@ -1,8 +1,9 @@
 """Calibration files: fitted cost-model knobs per chip, as data (YAML, versioned, with provenance).
 
-A calibration file says, for one or more chips, which values of the five
+A calibration file says, for one or more chips, which values of the six
 calibration knobs (``compute_efficiency``, ``bandwidth_efficiency``,
-``depthwise_efficiency``, ``launch_overhead_us``, ``element_launch_overhead_us``)
+``depthwise_efficiency``, ``launch_overhead_us``, ``element_launch_overhead_us``,
+``inference_overhead_us``; version 1 files have the first five)
 reproduce measured latencies,
 what they were fitted on (rows, models, sources, date), the bounds they were
 fitted within, and the error before, after and under leave-one-model-out
@@ -17,6 +18,7 @@ peak throughput scaled by the fitted value.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import math
@@ -32,7 +34,10 @@ from autocompress.hardware.calibration_fit import KNOB_NAMES, KNOBS
 from autocompress.hardware.spec import ChipSpec
 
 FORMAT_NAME = "autocompress-calibration"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+"""Version 1 (before ``inference_overhead_us`` and ``fitted_with``) reads as it was: its
+five knobs apply and the inference overhead stays the spec's."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,12 @@ class ChipCalibration:
         sources: distinct sources of the rows.
         error_before / error_after: ErrorSummary dicts (datasheet knobs / fitted knobs).
         cross_validation: leave-one-model-out ErrorSummary dict (None with < 2 models).
+        fitted_with: the chips of one NPU family whose rows were fitted together, with
+            shared knobs (empty: this chip's rows alone). ``rows`` and ``models`` then count
+            the pooled rows; the errors are over this chip's own rows.
+        family_errors: with ``fitted_with``, the same errors over the pooled rows of every
+            chip of the family (``rows``, ``error_before``, ``error_after``,
+            ``cross_validation``): one fit, judged on all of its rows. None otherwise.
     """
 
     chip_id: str
@@ -63,6 +74,8 @@ class ChipCalibration:
     error_before: dict[str, float] = field(default_factory=dict)
     error_after: dict[str, float] = field(default_factory=dict)
     cross_validation: dict[str, float] | None = None
+    fitted_with: tuple[str, ...] = ()
+    family_errors: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +91,10 @@ class ChipCalibration:
             "cross_validation": None
             if self.cross_validation is None
             else dict(self.cross_validation),
+            "fitted_with": list(self.fitted_with),
+            "family_errors": None
+            if self.family_errors is None
+            else copy.deepcopy(dict(self.family_errors)),
         }
 
 
@@ -160,10 +177,10 @@ def load_calibration(path: str | Path) -> CalibrationFile:
             hint="Write one from measurements with hardware.calibration_run.calibrate "
             "(docs/calibration.md).",
         )
-    if data.get("version") != FORMAT_VERSION:
+    if data.get("version") not in READABLE_VERSIONS:
         raise ConfigError(
             f"{path}: calibration format version {data.get('version')!r} is not supported "
-            f"(this autocompress reads version {FORMAT_VERSION})"
+            f"(this autocompress reads versions {', '.join(map(str, READABLE_VERSIONS))})"
         )
     chips_data = data.get("chips")
     if not isinstance(chips_data, dict):
@@ -192,6 +209,8 @@ def load_calibration(path: str | Path) -> CalibrationFile:
             error_before=dict(entry.get("error_before") or {}),
             error_after=dict(entry.get("error_after") or {}),
             cross_validation=entry.get("cross_validation"),
+            fitted_with=tuple(str(c) for c in entry.get("fitted_with") or ()),
+            family_errors=entry.get("family_errors"),
         )
     return CalibrationFile(
         chips=chips,
@@ -234,6 +253,7 @@ def apply_calibration(chip: ChipSpec, calibration: CalibrationFile) -> ChipSpec:
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "READABLE_VERSIONS",
     "CalibrationFile",
     "ChipCalibration",
     "apply_calibration",

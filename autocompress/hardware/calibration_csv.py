@@ -98,11 +98,13 @@ def _check_model(name: str, where: str) -> None:
             hint="Use a torchvision name or small_cnn; the cost of your own model comes "
             "from estimate_cost.",
         )
-    # core.models imports torch (seconds): only once a CSV names a model to check
-    from autocompress.core.models import _LOCAL_MODELS, known_model_names, torchvision_model_names
+    # A cached name list answers without torch; core.models imports torch (seconds)
+    from autocompress.hardware.calibration_cache import is_builtin_model
 
-    if name in _LOCAL_MODELS or name in torchvision_model_names():
+    if is_builtin_model(name):
         return
+    from autocompress.core.models import known_model_names
+
     exc = UnknownNameError(
         "model", name, known_model_names(), list_hint="Use a torchvision name or small_cnn."
     )

@@ -2,11 +2,13 @@
 
 The cost model's latency of one network is, per fused layer ``l``,
 
-    t_l = max(c_l / (e · d^[l depthwise]), m_l / b) + L   (L_e for pool/element-wise layers)
+    t = T + Σ_l [ max(c_l / (e · d^[l depthwise]), m_l / b) + L ]
+
+(``L_e`` instead of ``L`` for pool/element-wise layers)
 
 where ``c_l`` is the layer's compute time at the datasheet peak (alignment
 padding and sparsity included), ``m_l`` its DRAM time at the theoretical
-bandwidth, and the five knobs are
+bandwidth, and the six knobs are
 
 - ``e`` — effective compute efficiency (fraction of the datasheet peak;
   above 1 when the published peak understates the chip),
@@ -14,11 +16,19 @@ bandwidth, and the five knobs are
 - ``d`` — depthwise efficiency,
 - ``L`` — launch overhead per conv/linear layer (µs), and ``L_e`` per pooling /
   element-wise layer (``+ L_e`` instead of ``+ L`` for those; toolchains often run
-  concatenations in place and fuse pooling, so the data may put it far below ``L``).
+  concatenations in place and fuse pooling, so the data may put it far below ``L``),
+- ``T`` — overhead per inference (µs): the runtime call, input/output conversion,
+  a DSP remote call. Published measurements show it as a floor that small
+  networks cannot go below (≈ 1 ms on the QCS6490, ≈ 0.3 ms on the Snapdragon
+  8 Gen 2); without it the fit charges that floor to every layer's launch and
+  then predicts deep networks too slow.
 
 :func:`row_features` turns one measured configuration into the arrays
 ``c, m, depthwise`` once (the expensive part: layer extraction); evaluating a
 knob vector is then a few numpy operations, so the fit takes milliseconds.
+Rows may come from several chips of one NPU family (features per row are
+computed on that row's chip, so a clock difference is in ``c``): the knobs are
+then shared.
 
 The fit minimises, over the logarithms of the knobs within their bounds,
 
@@ -26,11 +36,14 @@ The fit minimises, over the logarithms of the knobs within their bounds,
 
 (σ = 0.1: about 10 % measurement scatter across toolchain versions; Huber
 threshold 1.5 σ so that one odd row cannot drag the fit; the second term is a
-weak prior at the datasheet values k₀, with ``s_k`` = log 3, so that a chip with
+weak prior at the datasheet values k₀, with ``s_k`` = log 3 (log 10 for ``T``,
+whose prior centre is a generic 300 µs when the spec has none: the geometric
+middle of the 0.1–1 ms per-call overheads of NPU runtimes), so that a chip with
 two measured models still gets a well-posed fit: the data move the knobs they
 can see and leave the others near the datasheet). It runs damped Gauss-Newton
-(Levenberg-Marquardt) with iteratively re-weighted residuals and projection on
-the bounds, from a few starting points, and keeps the best. numpy only.
+(Levenberg-Marquardt) with an analytic Jacobian, iteratively re-weighted
+residuals and projection on the bounds, from three starting points, and keeps
+the best. numpy only.
 """
 
 from __future__ import annotations
@@ -52,16 +65,23 @@ HUBER_THRESHOLD = 1.5
 """Residuals beyond this many σ count linearly (robust to an odd row)."""
 PRIOR_LOG_SCALE = math.log(3.0)
 """Width of the prior around the datasheet value, in log units (a factor of 3)."""
+DEFAULT_INFERENCE_OVERHEAD_US = 300.0
+"""Prior centre of ``inference_overhead_us`` for a spec that gives none (0): the geometric
+middle of the 0.1–1 ms per-call overheads of NPU runtimes (one figure for every chip; of
+30, 100 and 300 µs tried on the bundled rows, 300 transferred best: bench/RESULTS.md)."""
+INFERENCE_PRIOR_LOG_SCALE = math.log(10.0)
+"""Width of the ``inference_overhead_us`` prior: a factor of 10 (no datasheet gives it)."""
 
 
 @dataclass(frozen=True)
 class Knob:
-    """One fitted parameter: its ChipSpec field, its bounds, and its unit."""
+    """One fitted parameter: its ChipSpec field, its bounds, its unit and its prior width."""
 
     name: str
     lower: float
     upper: float
     unit: str
+    prior_log_scale: float = PRIOR_LOG_SCALE
 
 
 KNOBS: tuple[Knob, ...] = (
@@ -70,6 +90,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob("depthwise_efficiency", 0.01, 1.0, "extra factor on depthwise convolutions"),
     Knob("launch_overhead_us", 0.1, 500.0, "µs per fused conv/linear layer"),
     Knob("element_launch_overhead_us", 0.01, 500.0, "µs per pooling/element-wise layer"),
+    Knob("inference_overhead_us", 1.0, 20000.0, "µs per inference", INFERENCE_PRIOR_LOG_SCALE),
 )
 KNOB_NAMES = tuple(knob.name for knob in KNOBS)
 
@@ -101,6 +122,7 @@ def unit_spec(chip: ChipSpec) -> ChipSpec:
         depthwise_efficiency=1.0,
         launch_overhead_us=0.0,
         element_launch_overhead_us=0.0,
+        inference_overhead_us=0.0,
     )
 
 
@@ -132,13 +154,10 @@ def predict_ms(features: RowFeatures, knobs: dict[str, float]) -> float:
     launches_us = (
         features.n_mac_layers * knobs["launch_overhead_us"]
         + features.n_element_layers * knobs["element_launch_overhead_us"]
+        + knobs.get("inference_overhead_us", 0.0)
     )
     total_s = float(busy.sum()) + launches_us * 1e-6
     return total_s * 1e3
-
-
-def _clip_to_bounds(knobs: dict[str, float]) -> dict[str, float]:
-    return {k.name: min(max(knobs[k.name], k.lower), k.upper) for k in KNOBS}
 
 
 @dataclass(frozen=True)
@@ -172,77 +191,108 @@ def _huber(z: np.ndarray) -> float:
     return float(np.where(absolute <= HUBER_THRESHOLD, quadratic, linear).sum())
 
 
+def _prior_centre(start: dict[str, float]) -> np.ndarray:
+    """Log prior centres: the datasheet values, clipped to the bounds; a launch overhead
+    below 1 µs counts as 1 µs and a missing (0) inference overhead as the generic default."""
+    values = []
+    for knob in KNOBS:
+        value = float(start.get(knob.name, 0.0) or 0.0)
+        if knob.name == "inference_overhead_us" and value <= 0:
+            value = DEFAULT_INFERENCE_OVERHEAD_US
+        elif knob.unit.startswith("µs"):
+            value = max(value, 1.0)
+        values.append(min(max(value, knob.lower), knob.upper))
+    return np.log(values)
+
+
+class _Problem:
+    """Every row's layers stacked once: residuals and their Jacobian in a few array operations."""
+
+    def __init__(self, features: Sequence[RowFeatures], measured_ms: Sequence[float]) -> None:
+        self.target = np.log(np.asarray(measured_ms, dtype=float))
+        self.compute = np.concatenate([f.compute_s for f in features])
+        self.memory = np.concatenate([f.memory_s for f in features])
+        self.depthwise = np.concatenate([f.depthwise for f in features]).astype(bool)
+        self.row_of = np.concatenate(
+            [np.full(f.compute_s.shape[0], i) for i, f in enumerate(features)]
+        ).astype(np.intp)
+        self.n_mac = np.array([f.n_mac_layers for f in features], dtype=float)
+        self.n_element = np.array([f.n_element_layers for f in features], dtype=float)
+        self.n_rows = len(features)
+
+    def _sum(self, values: np.ndarray) -> np.ndarray:
+        return np.bincount(self.row_of, weights=values, minlength=self.n_rows)
+
+    def residuals(self, x: np.ndarray, *, jacobian: bool = False):
+        """(z, J): z = (log t̂ − log t) / σ per row; J = dz/dx (only with ``jacobian``)."""
+        e, b, d, launch, element, inference = np.exp(x)
+        compute_t = self.compute / np.where(self.depthwise, e * d, e)
+        memory_t = self.memory / b
+        bound = compute_t >= memory_t
+        busy = np.where(bound, compute_t, memory_t)
+        fixed = np.stack(
+            [self.n_mac * launch, self.n_element * element, np.full(self.n_rows, inference)]
+        )
+        total_s = self._sum(busy) + fixed.sum(axis=0) * 1e-6
+        z = (np.log(total_s * 1e3) - self.target) / RESIDUAL_SCALE
+        if not jacobian:
+            return z, None
+        compute_bound = np.where(bound, compute_t, 0.0)
+        columns = np.column_stack(
+            [
+                -self._sum(compute_bound),
+                -self._sum(np.where(bound, 0.0, memory_t)),
+                -self._sum(np.where(self.depthwise, compute_bound, 0.0)),
+                *(fixed * 1e-6),
+            ]
+        )
+        return z, columns / (total_s * RESIDUAL_SCALE)[:, None]
+
+
 def fit_knobs(
     features: Sequence[RowFeatures],
     measured_ms: Sequence[float],
     start: dict[str, float],
     *,
-    max_iterations: int = 60,
+    max_iterations: int = 40,
 ) -> FitResult:
-    """Fit the five knobs to measured latencies (see the module docstring).
+    """Fit the six knobs to measured latencies (see the module docstring).
 
     Args:
-        features: one :class:`RowFeatures` per measurement.
+        features: one :class:`RowFeatures` per measurement (of one chip, or of chips of
+            one NPU family: the knobs are shared).
         measured_ms: the measured latencies, same order.
         start: datasheet knob values (start and prior centre); clipped to the bounds.
 
     Returns:
-        The :class:`FitResult` of the best of a few starting points.
+        The :class:`FitResult` of the best of three starting points.
     """
     if len(features) != len(measured_ms) or not features:
         raise ValueError("features and measured_ms must be non-empty and of equal length")
-    target = np.log(np.asarray(measured_ms, dtype=float))
+    problem = _Problem(features, measured_ms)
     lower = np.log([k.lower for k in KNOBS])
     upper = np.log([k.upper for k in KNOBS])
-    # The launch overhead's prior is centred no lower than 1 µs (a spec may say 0).
-    prior = np.log(
-        [max(_clip_to_bounds(start)[k.name], 1.0 if k.unit.startswith("µs") else 0) for k in KNOBS]
-    )
-    prior = np.clip(prior, lower, upper)
-
-    def knobs_of(x: np.ndarray) -> dict[str, float]:
-        return {name: float(math.exp(value)) for name, value in zip(KNOB_NAMES, x, strict=True)}
-
-    # Every row's layers stacked once, so that one evaluation is a few array operations.
-    compute = np.concatenate([f.compute_s for f in features])
-    memory = np.concatenate([f.memory_s for f in features])
-    depthwise = np.concatenate([f.depthwise for f in features])
-    row_of = np.concatenate([np.full(f.compute_s.shape[0], i) for i, f in enumerate(features)])
-    n_mac = np.array([f.n_mac_layers for f in features], dtype=float)
-    n_element = np.array([f.n_element_layers for f in features], dtype=float)
-    n_rows = len(features)
-
-    def residuals(x: np.ndarray) -> np.ndarray:
-        e, b, d, launch, element = np.exp(x)
-        rate = np.where(depthwise, e * d, e)
-        busy = np.maximum(compute / rate, memory / b)
-        total_s = np.bincount(row_of, weights=busy, minlength=n_rows)
-        total_s += (n_mac * launch + n_element * element) * 1e-6
-        return (np.log(total_s * 1e3) - target) / RESIDUAL_SCALE
+    prior = _prior_centre(start)
+    inverse_width = 1.0 / np.array([k.prior_log_scale for k in KNOBS])
+    prior_curvature = np.diag(inverse_width**2)
 
     def loss(x: np.ndarray) -> float:
-        prior_z = (x - prior) / PRIOR_LOG_SCALE
-        return _huber(residuals(x)) + 0.5 * float(prior_z @ prior_z)
+        prior_z = (x - prior) * inverse_width
+        return _huber(problem.residuals(x)[0]) + 0.5 * float(prior_z @ prior_z)
 
     def run(x: np.ndarray) -> tuple[np.ndarray, float, int]:
         x = np.clip(x, lower, upper)
         current = loss(x)
         damping = 1e-2
-        step_h = 1e-5
         iterations = 0
         for _ in range(max_iterations):
             iterations += 1
-            r = residuals(x)
-            jac = np.empty((r.size, x.size))
-            for j in range(x.size):
-                shifted = x.copy()
-                shifted[j] += step_h
-                jac[:, j] = (residuals(shifted) - r) / step_h
+            r, jac = problem.residuals(x, jacobian=True)
             w = _huber_weights(r)
-            prior_z = (x - prior) / PRIOR_LOG_SCALE
-            hessian = jac.T @ (w[:, None] * jac) + np.eye(x.size) / PRIOR_LOG_SCALE**2
-            gradient = jac.T @ (w * r) + prior_z / PRIOR_LOG_SCALE
+            hessian = jac.T @ (w[:, None] * jac) + prior_curvature
+            gradient = jac.T @ (w * r) + (x - prior) * inverse_width**2
             improved, previous = False, current
+            step = np.zeros_like(x)
             for _ in range(12):
                 step = np.linalg.solve(hessian + damping * np.diag(np.diag(hessian)), -gradient)
                 candidate = np.clip(x + step, lower, upper)
@@ -252,19 +302,19 @@ def fit_knobs(
                     damping = max(damping / 3.0, 1e-6)
                     break
                 damping *= 4.0
-            converged = previous - current < 1e-7 * (1.0 + current)
+            converged = previous - current < 1e-5 * (1.0 + current)
             if not improved or converged or np.max(np.abs(step)) < 1e-7:
                 break
         return x, current, iterations
 
+    # The prior, and the two ways one row can be explained: slower compute with shorter
+    # launches, or the reverse.
     starts = [prior.copy()]
-    for compute_shift in (-1.0, 1.0):
-        for launch_shift in (-1.5, 1.5):
-            shifted = prior.copy()
-            shifted[0] += compute_shift
-            shifted[3] += launch_shift
-            shifted[4] += launch_shift
-            starts.append(shifted)
+    for compute_shift, launch_shift in ((-1.0, 1.5), (1.0, -1.5)):
+        shifted = prior.copy()
+        shifted[0] += compute_shift
+        shifted[3:6] -= launch_shift
+        starts.append(shifted)
     best = min((run(x0) for x0 in starts), key=lambda item: item[1])
     x, value, iterations = best
     at_bound = tuple(
@@ -273,7 +323,7 @@ def fit_knobs(
         if v <= lo + 1e-9 or v >= hi - 1e-9
     )
     return FitResult(
-        knobs=knobs_of(x),
+        knobs={name: float(math.exp(value)) for name, value in zip(KNOB_NAMES, x, strict=True)},
         start=dict(start),
         loss=value,
         iterations=iterations,
@@ -282,7 +332,9 @@ def fit_knobs(
 
 
 __all__ = [
+    "DEFAULT_INFERENCE_OVERHEAD_US",
     "HUBER_THRESHOLD",
+    "INFERENCE_PRIOR_LOG_SCALE",
     "KNOBS",
     "KNOB_NAMES",
     "PRIOR_LOG_SCALE",

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import hashlib
 import json
-import os
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +22,10 @@ from autocompress.core.errors import ConfigError
 from autocompress.core.file_hash import file_sha256
 from autocompress.core.version import __version__
 from autocompress.hardware.calibration import CalibrationFile, ChipCalibration
+from autocompress.hardware.calibration_cache import (
+    is_builtin_model,
+    layers_cache_path,
+)
 from autocompress.hardware.calibration_csv import Measurement, read_measurements
 from autocompress.hardware.calibration_fit import (
     KNOBS,
@@ -40,11 +42,13 @@ from autocompress.hardware.plugins import get_chip
 from autocompress.hardware.spec import ChipSpec
 
 _LAYER_CACHE: dict[tuple, list[LayerDescriptor]] = {}
-LAYER_CACHE_VERSION = 1
 
 
 def _construct(measurement: Measurement):
-    from autocompress.core.models import build_model, small_cnn  # torch: see _disk_cache_path
+    from autocompress.core.models import (
+        build_model,
+        small_cnn,
+    )  # torch: only when a layer is not cached (calibration_cache)
 
     width = measurement.width_multiplier
     channels = measurement.input_shape[0]
@@ -53,7 +57,7 @@ def _construct(measurement: Measurement):
     if measurement.model == "small_cnn":
         return small_cnn(num_classes=1000, in_channels=channels, width=max(1, round(32 * width)))
     if measurement.model == "mobilenet_v2":
-        import torchvision  # see _disk_cache_path
+        import torchvision  # only when a layer is not cached (calibration_cache)
 
         return torchvision.models.get_model("mobilenet_v2", weights=None, width_mult=width)
     raise ConfigError(
@@ -65,7 +69,7 @@ def _construct(measurement: Measurement):
 def _build(measurement: Measurement):
     """The measured model, on the ``meta`` device when it can be (shapes only, no weights to
     initialise: several times faster for big models), else on the CPU."""
-    import torch  # see _disk_cache_path
+    import torch  # only when a layer is not cached (calibration_cache)
 
     try:
         with torch.device("meta"):
@@ -75,16 +79,8 @@ def _build(measurement: Measurement):
 
 
 def _disk_cache_path(key: tuple) -> Path:
-    """``$AUTOCOMPRESS_CACHE/layers/<hash>.pkl`` (default ``~/.cache/autocompress``)."""
-    # torch and torchvision (seconds) load only once a model is costed, so reading and
-    # checking a measurements CSV (and `autocompress calibrate --help`) stays fast.
-    import torch
-    import torchvision
-
-    root = os.environ.get("AUTOCOMPRESS_CACHE")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "autocompress"
-    text = repr((LAYER_CACHE_VERSION, __version__, torch.__version__, torchvision.__version__, key))
-    return base / "layers" / (hashlib.sha256(text.encode()).hexdigest()[:32] + ".json")
+    """``$AUTOCOMPRESS_CACHE/layers/<hash>.json`` (default ``~/.cache/autocompress``)."""
+    return layers_cache_path(key)
 
 
 def _layers_to_json(layers: list[LayerDescriptor]) -> str:
@@ -117,14 +113,16 @@ def measured_layers(measurement: Measurement) -> list[LayerDescriptor]:
     layers = _LAYER_CACHE.get(key)
     if layers is not None:
         return layers
-    cache_file = _disk_cache_path(key) if measurement.model in _builtin_names() else None
+    cache_file = _disk_cache_path(key) if is_builtin_model(measurement.model) else None
     if cache_file is not None and cache_file.is_file():
         try:
             layers = _layers_from_json(cache_file.read_text(encoding="utf-8"))
         except Exception:  # a damaged or foreign cache entry: extract again
             layers = None
     if layers is None:
-        from autocompress.hardware.extract import extract_layers  # torch: see _disk_cache_path
+        from autocompress.hardware.extract import (
+            extract_layers,
+        )  # torch: only when a layer is not cached (calibration_cache)
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torchvision init-weight notices
@@ -145,12 +143,6 @@ def measured_layers(measurement: Measurement) -> list[LayerDescriptor]:
                 pass  # a read-only cache folder only costs speed
     _LAYER_CACHE[key] = layers
     return layers
-
-
-def _builtin_names() -> frozenset[str]:
-    from autocompress.core.models import _LOCAL_MODELS, torchvision_model_names  # torch
-
-    return frozenset(torchvision_model_names()) | frozenset(_LOCAL_MODELS)
 
 
 @dataclass(frozen=True)
@@ -194,14 +186,44 @@ class ChipResult:
 
 def calibrate_chip(chip: ChipSpec, measurements: Sequence[Measurement]) -> ChipResult:
     """Fit ``chip``'s knobs to its measurements, with before/after/cross-validated errors."""
-    from autocompress.hardware.estimate import check_bits_supported  # torch
+    return calibrate_family([chip], measurements)[chip.chip_id]
 
+
+def calibrate_family(
+    chips: Sequence[ChipSpec], measurements: Sequence[Measurement]
+) -> dict[str, ChipResult]:
+    """Fit one set of knobs to the measurements of several chips of one NPU family.
+
+    Each row's layers are costed on its own chip (a clock difference shows in the
+    compute times), the knobs are shared, and leave-one-model-out holds a model out
+    of every chip at once. With one chip this is the per-chip fit.
+
+    Returns:
+        chip id -> :class:`ChipResult`, its errors over that chip's own rows; the
+        calibration records the pooled rows and models and the chips fitted with.
+    """
+    by_id = {chip.chip_id: chip for chip in chips}
+    measurements = [m for m in measurements if m.chip_id in by_id]
+    if not measurements:
+        raise ConfigError("no measurements for " + ", ".join(by_id))
     for m in measurements:
-        check_bits_supported(chip, weight_bits=m.weight_bits, activation_bits=m.activation_bits)
-    features: list[RowFeatures] = [row_features(measured_layers(m), chip) for m in measurements]
+        chip = by_id[m.chip_id]
+        if (
+            m.weight_bits not in chip.weight_bits_supported
+            or m.activation_bits not in chip.activation_bits_supported
+        ):
+            from autocompress.hardware.estimate import check_bits_supported  # torch
+
+            check_bits_supported(chip, weight_bits=m.weight_bits, activation_bits=m.activation_bits)
+    features: list[RowFeatures] = [
+        row_features(measured_layers(m), by_id[m.chip_id]) for m in measurements
+    ]
     measured = [m.latency_ms for m in measurements]
-    start = datasheet_knobs(chip)
-    before = [predict_ms(f, start) for f in features]
+    own_start = {chip_id: datasheet_knobs(chip) for chip_id, chip in by_id.items()}
+    start = own_start[measurements[0].chip_id]  # one design: the first chip's datasheet
+    before = [
+        predict_ms(f, own_start[m.chip_id]) for f, m in zip(features, measurements, strict=True)
+    ]
     fit = fit_knobs(features, measured, start)
     after = [predict_ms(f, fit.knobs) for f in features]
 
@@ -214,29 +236,50 @@ def calibrate_chip(chip: ChipSpec, measurements: Sequence[Measurement]) -> ChipR
             sub = fit_knobs([features[i] for i in train], [measured[i] for i in train], start)
             for i in test:
                 held_out[i] = predict_ms(features[i], sub.knobs)
-    cv = None
-    if all(value is not None for value in held_out) and len(models) >= 2:
-        cv = summarize([v for v in held_out if v is not None], measured)
 
-    before_summary, after_summary = summarize(before, measured), summarize(after, measured)
-    calibration = ChipCalibration(
-        chip_id=chip.chip_id,
-        knobs=fit.knobs,
-        datasheet=start,
-        bounds={k.name: (k.lower, k.upper) for k in KNOBS},
-        at_bound=fit.at_bound,
-        rows=len(measurements),
-        models=tuple(models),
-        sources=tuple(dict.fromkeys(m.source for m in measurements if m.source)),
-        error_before=before_summary.to_dict(),
-        error_after=after_summary.to_dict(),
-        cross_validation=None if cv is None else {"method": "leave-one-model-out", **cv.to_dict()},
-    )
-    rows = tuple(
-        RowResult(m, b, a, h)
-        for m, b, a, h in zip(measurements, before, after, held_out, strict=True)
-    )
-    return ChipResult(calibration, rows, before_summary, after_summary, cv)
+    fitted_with = tuple(sorted(by_id)) if len(by_id) > 1 else ()
+    family_errors = None
+    if fitted_with:
+        family_cv = summarize(held_out, measured) if len(models) >= 2 else None  # type: ignore[arg-type]
+        family_errors = {
+            "rows": len(measurements),
+            "error_before": summarize(before, measured).to_dict(),
+            "error_after": summarize(after, measured).to_dict(),
+            "cross_validation": None
+            if family_cv is None
+            else {"method": "leave-one-model-out", **family_cv.to_dict()},
+        }
+    results: dict[str, ChipResult] = {}
+    for chip_id in by_id:
+        own = [i for i, m in enumerate(measurements) if m.chip_id == chip_id]
+        if not own:
+            continue
+        own_measured = [measured[i] for i in own]
+        cv = None
+        if len(models) >= 2:
+            cv = summarize([held_out[i] for i in own], own_measured)  # type: ignore[misc]
+        before_summary = summarize([before[i] for i in own], own_measured)
+        after_summary = summarize([after[i] for i in own], own_measured)
+        calibration = ChipCalibration(
+            chip_id=chip_id,
+            knobs=fit.knobs,
+            datasheet=own_start[chip_id],
+            bounds={k.name: (k.lower, k.upper) for k in KNOBS},
+            at_bound=fit.at_bound,
+            rows=len(measurements),
+            models=tuple(models),
+            sources=tuple(dict.fromkeys(m.source for m in measurements if m.source)),
+            error_before=before_summary.to_dict(),
+            error_after=after_summary.to_dict(),
+            cross_validation=None
+            if cv is None
+            else {"method": "leave-one-model-out", **cv.to_dict()},
+            fitted_with=fitted_with,
+            family_errors=family_errors,
+        )
+        rows = tuple(RowResult(measurements[i], before[i], after[i], held_out[i]) for i in own)
+        results[chip_id] = ChipResult(calibration, rows, before_summary, after_summary, cv)
+    return results
 
 
 @dataclass(frozen=True)
@@ -252,6 +295,7 @@ def calibrate(
     *,
     chips: Iterable[str] | None = None,
     uncalibrated: bool = True,
+    per_chip: bool = False,
 ) -> CalibrationReport:
     """Fit every chip of a measurements CSV (or only ``chips``).
 
@@ -260,6 +304,8 @@ def calibrate(
         chips: chip ids to calibrate (default: every chip in the file).
         uncalibrated: fit from the plugin's datasheet knobs (True) rather than from
             knobs an active calibration already applies.
+        per_chip: fit every chip alone, even when the file has rows of several chips
+            of one NPU family (``ChipSpec.npu_family``; by default those share knobs).
 
     Returns:
         The :class:`CalibrationReport` (the calibration file to write + per-row results).
@@ -272,12 +318,21 @@ def calibrate(
     by_chip: dict[str, list[Measurement]] = {}
     for row in rows:
         by_chip.setdefault(row.chip_id, []).append(row)
-    results: dict[str, ChipResult] = {}
-    for chip_id, chip_rows in by_chip.items():
+    families: dict[str, list[ChipSpec]] = {}
+    for chip_id in by_chip:
         chip = get_chip(chip_id)
         if not uncalibrated:
             chip = calibrated_spec(chip)
-        results[chip_id] = calibrate_chip(chip, chip_rows)
+        key = chip_id if per_chip or not chip.npu_family else "family:" + chip.npu_family
+        families.setdefault(key, []).append(chip)
+    results: dict[str, ChipResult] = {}
+    for members in families.values():
+        results.update(
+            calibrate_family(
+                members, [r for r in rows if r.chip_id in {c.chip_id for c in members}]
+            )
+        )
+    results = {chip_id: results[chip_id] for chip_id in by_chip}
     created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     file = CalibrationFile(
         chips={chip_id: result.calibration for chip_id, result in results.items()},
@@ -294,5 +349,6 @@ __all__ = [
     "RowResult",
     "calibrate",
     "calibrate_chip",
+    "calibrate_family",
     "measured_layers",
 ]

@@ -9,6 +9,13 @@ Layers, later ones winning per chip:
 3. **explicit**: the file given with ``--calibration FILE`` (environment variable
    ``AUTOCOMPRESS_CALIBRATION``, so that worker processes see it too).
 
+A **shipped** calibration applies by default only when it predicts models it was not
+fitted on better than the datasheet does: its leave-one-model-out median error must
+be below the datasheet knobs' median error on the same rows. One that fails (or has
+no cross-validation) is *withheld*: ``chips show`` says so and why, and
+``--calibration FILE`` still applies it. Calibrations a user puts in the folder or
+names always apply: they are the user's choice.
+
 ``--calibration none`` / ``--no-calibration`` (``AUTOCOMPRESS_CALIBRATION=none``)
 turns every layer off: the plugins' datasheet knobs are used as they are.
 The cost path (:func:`autocompress.hardware.estimate.cost_on_chip`) applies
@@ -81,13 +88,14 @@ class _State:
         self.lock = threading.Lock()
         self.token: tuple[Any, ...] | None = None
         self.active: dict[str, ActiveCalibration] = {}
+        self.withheld: dict[str, ActiveCalibration] = {}
         self.files: list[tuple[str, CalibrationFile]] = []
         self.specs: dict[int, tuple[ChipSpec, ChipSpec]] = {}
 
     def clear(self) -> None:
         with self.lock:
             self.token = None
-            self.active, self.files, self.specs = {}, [], {}
+            self.active, self.withheld, self.files, self.specs = {}, {}, [], {}
 
 
 _STATE = _State()
@@ -133,13 +141,48 @@ def _ensure() -> _State:
     if state.token != token:
         files = _load_layers()
         active: dict[str, ActiveCalibration] = {}
+        withheld: dict[str, ActiveCalibration] = {}
         for layer, file in files:
             for chip_id, entry in file.chips.items():
-                active[chip_id] = ActiveCalibration(entry, file, layer)
+                found = ActiveCalibration(entry, file, layer)
+                if layer == "shipped" and withheld_reason(entry) is not None:
+                    withheld[chip_id] = found
+                else:
+                    active[chip_id] = found
+                    withheld.pop(chip_id, None)
         with state.lock:
-            state.files, state.active, state.specs = files, active, {}
+            state.files, state.active, state.withheld, state.specs = files, active, withheld, {}
             state.token = token
     return state
+
+
+def withheld_reason(entry: ChipCalibration) -> str | None:
+    """Why a shipped calibration is not applied by default, or None if it is.
+
+    It applies when its leave-one-model-out median error is below the datasheet
+    knobs' median error on the same rows (the calibration predicts unseen models
+    better than no calibration does). A fit shared by an NPU family is judged on
+    the pooled rows of the family (one fit, all of its evidence).
+    """
+    errors: dict[str, Any] = entry.family_errors or {
+        "cross_validation": entry.cross_validation,
+        "error_before": entry.error_before,
+    }
+    cv = (errors.get("cross_validation") or {}).get("median_abs_pct")
+    before = (errors.get("error_before") or {}).get("median_abs_pct")
+    if cv is None or before is None:
+        return "no cross-validated error (fitted on one model)"
+    if float(cv) >= float(before):
+        return (
+            f"its leave-one-model-out error {float(cv):.1f}% is not below the datasheet "
+            f"knobs' {float(before):.1f}%" + (" (NPU family rows)" if entry.family_errors else "")
+        )
+    return None
+
+
+def withheld_calibration(chip_id: str) -> ActiveCalibration | None:
+    """The shipped calibration of ``chip_id`` that is not applied by default, or None."""
+    return _ensure().withheld.get(chip_id)
 
 
 def active_calibration(chip_id: str) -> ActiveCalibration | None:
@@ -206,4 +249,6 @@ __all__ = [
     "calibration_summary",
     "use_calibration",
     "user_calibration_dir",
+    "withheld_calibration",
+    "withheld_reason",
 ]

@@ -21,7 +21,9 @@ An analytical roofline per layer (equations and their limits: docs/cost-model.md
   written once. Fused ops (bn, activation, residual add) never round-trip:
   they are part of their layer.
 - latency = max(compute, memory) + ``launch_overhead_us`` per conv/linear layer
-  (``element_launch_overhead_us``, default the same, per pooling/element-wise layer).
+  (``element_launch_overhead_us``, default the same, per pooling/element-wise layer),
+  + ``inference_overhead_us`` once per inference (the runtime call, input/output
+  conversion; counted in the first layer, so that the layers still add up to the total).
 - energy = MACs × pJ/MAC at the compute width (element ops of pooling and
   element-wise layers at ``ELEMENT_OP_ENERGY_FRACTION`` of a MAC) + SRAM bytes ×
   pJ/B (weights, inputs, outputs all pass the buffers) + DRAM bytes × pJ/B +
@@ -103,6 +105,7 @@ class ChipConstants:
         "depthwise_efficiency",
         "dram_pj_per_byte",
         "element_launch_s",
+        "inference_s",
         "launch_s",
         "mac_energy_pj",
         "macs_per_s",
@@ -156,6 +159,7 @@ class ChipConstants:
         capacity_kb = chip.onchip_weight_kb or chip.onchip_buffer_kb
         self.weight_capacity_bytes = capacity_kb * 1024.0 if chip.weights_on_chip else 0.0
         self.context_switch_s = chip.context_switch_us * 1e-6
+        self.inference_s = chip.inference_overhead_us * 1e-6
 
 
 def _mac_energy_pj(chip: ChipSpec, width: int) -> float:
@@ -328,6 +332,8 @@ def cost_layers(layers: Sequence[LayerDescriptor], chip: ChipSpec) -> Cost:
         latency_s = busy_s + (launch_s if kind is conv or kind is linear else element_launch_s)
         if switch_at and index in switch_at:
             latency_s += switch_s
+        if index == 0:
+            latency_s += k.inference_s
         energy_j = (
             effective_macs * energy_per_op
             + (weight_bytes + in_bytes + out_bytes) * sram_pj

@@ -102,6 +102,12 @@ class ChipSpec:
         element_launch_overhead_us: fixed time per pooling / element-wise / concatenation
             layer, when it differs from ``launch_overhead_us`` (None = the same); toolchains
             often run these in place or fused (calibration knob).
+        inference_overhead_us: fixed time per inference, independent of the network: the
+            runtime call, input/output conversion and transfer, a DSP remote call (calibration
+            knob; 0 = not modelled). Costed as part of the first layer.
+        npu_family: chips sharing one NPU design that differ only in clock or memory (e.g.
+            RV1109 and RV1126); ``autocompress calibrate`` fits the rows of a family's chips
+            together, with shared knobs ("" = the chip alone).
         sources: field name -> source of the figure (datasheet, paper, toolkit doc).
         unverified: names of fields whose figure no primary source confirmed.
         notes: free text shown by ``autocompress chips show``.
@@ -137,6 +143,8 @@ class ChipSpec:
     onchip_weight_kb: float = 0.0
     context_switch_us: float = 0.0
     element_launch_overhead_us: float | None = None
+    inference_overhead_us: float = 0.0
+    npu_family: str = ""
 
     def __hash__(self) -> int:  # mappings are not hashable; the id is unique
         return hash(self.chip_id)

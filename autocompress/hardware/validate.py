@@ -34,6 +34,7 @@ _NON_NEGATIVE_FIELDS = (
     "launch_overhead_us",
     "onchip_weight_kb",
     "context_switch_us",
+    "inference_overhead_us",
 )
 _EFFICIENCY_FIELDS = ("compute_efficiency", "bandwidth_efficiency", "depthwise_efficiency")
 _TEXT_FIELDS = ("chip_id", "vendor", "display_name")
@@ -90,6 +91,8 @@ def _check_numbers(spec: ChipSpec, problems: list[str]) -> None:
     element_launch = getattr(spec, "element_launch_overhead_us", None)
     if element_launch is not None and (not _is_number(element_launch) or element_launch < 0):
         problems.append(f"element_launch_overhead_us: must be None or >= 0, got {element_launch!r}")
+    if not isinstance(getattr(spec, "npu_family", ""), str):
+        problems.append(f"npu_family: must be a string, got {spec.npu_family!r}")
     if not isinstance(getattr(spec, "weights_on_chip", False), bool):
         problems.append(f"weights_on_chip: must be True or False, got {spec.weights_on_chip!r}")
     for name in _EFFICIENCY_FIELDS:

@@ -67,6 +67,7 @@ def _rv11xx(chip_id: str, display_name: str, clock_mhz: float, power_budget_mw: 
         compute_efficiency=0.6,
         bandwidth_efficiency=0.6,
         depthwise_efficiency=0.2,
+        npu_family="rockchip/rknpu1",
         sources={
             "npu_clock_mhz": (
                 "RV1126: Rockchip RV1126 datasheet / RKNN-Toolkit 1.x benchmark notes (934 MHz)"

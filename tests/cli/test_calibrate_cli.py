@@ -109,6 +109,29 @@ def test_chips_show_says_whether_a_chip_is_calibrated():
     assert "not calibrated" in off.output
 
 
+def test_calibrate_fits_an_npu_family_together_unless_per_chip(tmp_path):
+    rows = "".join(
+        f"{model},{size},rockchip/{chip},8,8,{ms},bench\n"
+        for chip, scale in (("rv1126", 1.0), ("rv1109", 1.55))
+        for model, size, ms in (("small_cnn", 32, 0.9 * scale), ("resnet18", 64, 2.1 * scale))
+    )
+    csv_path = tmp_path / "family.csv"
+    csv_path.write_text(HEADER + rows)
+    pooled, alone = tmp_path / "pooled.yaml", tmp_path / "alone.yaml"
+    assert invoke("calibrate", str(csv_path), "--out", str(pooled)).exit_code == 0
+    result = invoke("calibrate", str(csv_path), "--per-chip", "--out", str(alone))
+    assert result.exit_code == 0, result.output
+    assert "per inference µs" in result.output
+    family = load_calibration(pooled).chips
+    assert family["rockchip/rv1126"].knobs == family["rockchip/rv1109"].knobs
+    assert family["rockchip/rv1126"].fitted_with == ("rockchip/rv1109", "rockchip/rv1126")
+    assert family["rockchip/rv1126"].rows == 4
+    single = load_calibration(alone).chips
+    assert single["rockchip/rv1126"].fitted_with == () and single["rockchip/rv1126"].rows == 2
+    shown = invoke("chips", "show", "rockchip/rv1126", "--calibration", str(pooled))
+    assert "one NPU family" in shown.output and "family's 4 rows" in shown.output
+
+
 def test_cost_shows_legality_reasons():
     result = invoke(
         "cost",

@@ -46,6 +46,7 @@ TRUE_KNOBS = {
     "depthwise_efficiency": 0.5,
     "launch_overhead_us": 15.0,
     "element_launch_overhead_us": 4.0,
+    "inference_overhead_us": 150.0,
 }
 CONFIGS = [  # (model, input shape, width multiplier): fast to extract, varied in shape
     ("small_cnn", (3, 32, 32), 1.0),
@@ -214,7 +215,7 @@ def test_calibration_file_round_trip_and_errors(tmp_path):
     )
     with pytest.raises(ConfigError, match="outside"):
         load_calibration(tmp_path / "big.yaml")
-    (tmp_path / "v9.yaml").write_text(text.replace("version: 1", "version: 9"))
+    (tmp_path / "v9.yaml").write_text(text.replace("version: 2", "version: 9"))
     with pytest.raises(ConfigError, match="version 9"):
         load_calibration(tmp_path / "v9.yaml")
     with pytest.raises(ConfigError, match="does not exist"):
