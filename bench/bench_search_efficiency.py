@@ -22,8 +22,12 @@ weakly dominates the uniform front trained at the top rung's epochs.
 The latency budget is the embedded default's (halfway between the cheapest configuration of the
 space and the teacher at int8), so it binds on any model.
 
-CPU, digits default (3 seeds x 5 samplers x 30 trained trials):
-    python bench/bench_search_efficiency.py --seeds 0 1 2 --trials 30 --json runs/bench-eff.json
+``tpe@N`` is the default TPE with ``n_startup_trials=N`` (Optuna counts every completed trial, the
+enqueued anchors included).
+
+CPU, digits default (3 seeds x 4 samplers x 40 trained trials, results in bench/RESULTS.md):
+    python bench/bench_search_efficiency.py --seeds 0 1 2 --trials 40 \
+        --samplers tpe tpe@8 random random-plain --json runs/bench-eff.json
     python bench/bench_search_efficiency.py --promotion --seeds 0 1 2 --json runs/bench-prom.json
 
 GPU, CIFAR-10 ResNet-18 (small stem):
@@ -34,11 +38,13 @@ GPU, CIFAR-10 ResNet-18 (small stem):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import statistics
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +63,7 @@ def hypervolume_curve(run_dir: Path) -> dict[str, Any]:
 
     run = RunDirectory(run_dir)
     config = run.read_run_config()
-    chip, limit = config["chip"], float(config["budget"]["latency_ms"])
+    chip, limit = config.chip, float(config.budget.latency_ms)
     records = {r.number: r for r in run.read_trials()}
     study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
     finished = [t for t in study.trials if t.datetime_complete is not None and t.number in records]
@@ -96,7 +102,7 @@ def front_points(run_dir: Path) -> list[dict[str, float]]:
 
     run = RunDirectory(run_dir)
     config = run.read_run_config()
-    chip = config["chip"]
+    chip = config.chip
     numbers = set(compute_fronts(run, config)["fronts"][chip])
     out = []
     for record in run.read_trials():
@@ -122,7 +128,7 @@ def uniform_points(run_dir: Path) -> list[dict[str, float]]:
 
     run = RunDirectory(run_dir)
     config = run.read_run_config()
-    chip = config["chip"]
+    chip = config.chip
     study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
     anchors = {t.number for t in study.trials if t.user_attrs.get(ANCHOR_ATTR)}
     points = []
@@ -201,6 +207,31 @@ def _search(args: argparse.Namespace, run_dir: Path, **overrides: Any) -> float:
     return time.perf_counter() - started
 
 
+@contextlib.contextmanager
+def tpe_startup(trials: int | None) -> Iterator[None]:
+    """``tpe@N``: the default TPE with ``n_startup_trials=N`` (completed trials, the anchors
+    included, before TPE models anything) for the runs inside; None: as shipped."""
+    from autocompress.search import samplers
+
+    if trials is None:
+        yield
+        return
+    shipped = samplers.SAMPLERS["tpe"]
+
+    def factory(seed: int | None, kwargs: dict) -> Any:
+        import optuna
+
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, constant_liar=True, n_startup_trials=trials, **kwargs
+        )
+
+    samplers.SAMPLERS["tpe"] = (shipped[0], factory, shipped[2])
+    try:
+        yield
+    finally:
+        samplers.SAMPLERS["tpe"] = shipped
+
+
 def _save(args: argparse.Namespace, payload: dict[str, Any]) -> None:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -213,17 +244,14 @@ def compare_samplers(args: argparse.Namespace) -> None:
     for seed in args.seeds:
         for name in args.samplers:
             sampler, plain = (
-                (name[: -len("-plain")], True)
-                if name.endswith("-plain")
-                else (
-                    name,
-                    False,
+                (name[: -len("-plain")], True) if name.endswith("-plain") else (name, False)
+            )
+            sampler, _, startup = sampler.partition("@")
+            run_dir = out / f"{name.replace('@', '-s')}-seed{seed}-{int(time.time())}"
+            with tpe_startup(int(startup) if startup else None):
+                wall = _search(
+                    args, run_dir, sampler=sampler, seed=seed, rungs=[1.0], anchors=not plain
                 )
-            )
-            run_dir = out / f"{name}-seed{seed}-{int(time.time())}"
-            wall = _search(
-                args, run_dir, sampler=sampler, seed=seed, rungs=[1.0], anchors=not plain
-            )
             measured = hypervolume_curve(run_dir)
             measured.update(seed=seed, wall_s=wall, run_dir=str(run_dir))
             if not plain:
@@ -302,8 +330,8 @@ def measure_promotion(args: argparse.Namespace) -> None:
         run_dir = out / f"default-seed{seed}-{int(time.time())}"
         wall = _search(args, run_dir, seed=seed, trials=args.trials, epochs=args.epochs)
         config = RunDirectory(run_dir).read_run_config()
-        factors = config["promotion"]["rungs"]
-        top = float(config["finetune"]["epochs"]) * float(factors[-1])
+        factors = config.promotion.rungs
+        top = float(config.finetune.epochs) * float(factors[-1])
         front = front_points(run_dir)
         uniform_dir = out / f"uniform-seed{seed}-{int(time.time())}"
         _search(
