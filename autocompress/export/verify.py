@@ -432,7 +432,7 @@ def compare_with_torch(
     subset = _spread(n, simulated_images)
     exact_model = copy.deepcopy(model).double().eval()
     forcing = _Forcing(taps, exact_model)
-    forced_logits, tapped_logits, clean_logits = [], [], []
+    forced_logits, tapped_logits = [], []
     simulated: list[list[np.ndarray]] = [[] for _ in range(SIMULATION_RUNS)]
     try:
         with torch.no_grad():
@@ -446,14 +446,13 @@ def compare_with_torch(
                 forcing.forced = {t.name: torch.from_numpy(values[t.feed]) for t in taps}
                 forcing.raw = {t.name: torch.from_numpy(values[t.raw]) for t in taps}
                 forcing.noise, forcing.exact = {}, {}
-                clean_logits.append(forcing.run(model, batch, "off"))
                 forcing.run(exact_model, batch.double(), "exact")
                 forced_logits.append(forcing.run(model, batch, "force"))
                 for runs in simulated:
                     runs.append(forcing.run(model, batch, "noise"))
     finally:
         forcing.remove()
-    clean = np.concatenate(clean_logits).argmax(1)
+    clean = predicted[subset]  # PyTorch's own predictions on the simulated images
     sim_predictions = [np.concatenate(r).argmax(1) for r in simulated]
     sim_disagreements = sum(int((p != clean).sum()) for p in sim_predictions)
     sim_images = len(subset) * SIMULATION_RUNS
