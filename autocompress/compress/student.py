@@ -201,7 +201,7 @@ def calibrate(student: nn.Module, images: torch.Tensor, *, batch_size: int = 256
 def finetune_augmentation(data: DatasetSplits, *, augment: bool, flip: bool = True) -> dict:
     """The :class:`TrainingSchedule` augmentation fields :func:`finetune` uses on ``data``.
 
-    Without ``augment`` none; image folders of 32 pixels a side or more: random-resized-crop
+    Without ``augment`` none; image folders of 64 pixels a side or more: random-resized-crop
     + flip (:func:`~autocompress.compress.training.resized_crop_scale`); otherwise shifts of
     1/8 of the image size (4 pixels at 32×32) + flip. ``flip`` False: no flips.
     """
@@ -247,7 +247,7 @@ def finetune(
     ``teacher_logits``, which must be in ``data.train`` order) and indexed per
     batch; with ``augment`` (on the device, :func:`finetune_augmentation`) the teacher
     runs on every augmented batch: shifts of 1/8 of the image size (4 pixels at 32×32),
-    or random-resized-crop for image folders of 32 pixels a side or more, plus
+    or random-resized-crop for image folders of 64 pixels a side or more, plus
     horizontal flips unless ``augment_flip`` is False. Activation ranges are
     calibrated on a few batches first, after the folded batch-norm statistics are re-estimated
     (see :func:`calibrate`). Budget: ``epochs`` (fractions allowed) or ``steps``.

@@ -81,7 +81,7 @@ def train_teacher(
     SGD (Nesterov momentum 0.9) or AdamW, cosine learning-rate decay with a
     short warm-up, label smoothing; random crop + flip (on the device) for
     images of 16 pixels a side or more unless ``augment`` says otherwise (image
-    folders of 32 pixels or more: random-resized-crop + flip, torchvision's convention).
+    folders of 64 pixels or more: random-resized-crop + flip, torchvision's convention).
     Deterministic on the CPU for a given seed.
 
     Args:
@@ -114,7 +114,7 @@ def train_teacher(
         weight_decay=weight_decay,
         warmup_fraction=0.03,
         augment_padding=4 if augment else 0,
-        # image folders of 32 pixels a side or more: torchvision's random-resized-crop
+        # image folders of 64 pixels a side or more: torchvision's random-resized-crop
         augment_resized_crop=resized_crop_scale(data.name, data.input_shape) if augment else None,
         seed=seed,
     )

@@ -72,15 +72,17 @@ def test_small_crops_zoom_in():
     assert torch.allclose(spans, torch.full_like(spans, 0.5), atol=0.05)
 
 
-def test_the_rule_image_folders_of_32_pixels_or_more():
-    assert resized_crop_scale("imagefolder:/data/pets", (3, 32, 32)) == RESIZED_CROP_SCALE
+def test_the_rule_image_folders_of_64_pixels_or_more():
+    assert resized_crop_scale("imagefolder:/data/pets", (3, 64, 64)) == RESIZED_CROP_SCALE
     assert resized_crop_scale("imagefolder:/data/pets", (3, 224, 160)) == RESIZED_CROP_SCALE
+    assert resized_crop_scale("imagefolder:/data/pets", (3, 224, 48)) is None
+    assert resized_crop_scale("imagefolder:/data/pets", (3, 32, 32)) is None  # shifts win there
     assert resized_crop_scale("imagefolder:/data/pets", (1, 28, 28)) is None
     assert resized_crop_scale("cifar10", (3, 32, 32)) is None  # its own 4-pixel shifts
     assert resized_crop_scale("digits", (1, 8, 8)) is None
 
 
-def _folder(tmp_path, sizes=((40, 60), (64, 48), (50, 50))):
+def _folder(tmp_path, sizes=((80, 120), (128, 96), (100, 100))):
     rng = np.random.default_rng(0)
     for label in ("cat", "dog"):
         for split in ("train", "test"):
@@ -95,10 +97,10 @@ def _folder(tmp_path, sizes=((40, 60), (64, 48), (50, 50))):
 
 def test_an_image_folder_trains_on_resized_crops_and_evaluates_deterministically(tmp_path):
     name = _folder(tmp_path)
-    data = load_dataset(name, input_size=(32, 32))
-    again = load_dataset(name, input_size=(32, 32))
+    data = load_dataset(name, input_size=(64, 64))
+    again = load_dataset(name, input_size=(64, 64))
     # evaluation images: resize the short side + center crop, the same every time
-    assert data.test.images.shape[1:] == (3, 32, 32)
+    assert data.test.images.shape[1:] == (3, 64, 64)
     assert torch.equal(data.test.images, again.test.images)
     fields = finetune_augmentation(data, augment=True)
     assert fields["augment_resized_crop"] == RESIZED_CROP_SCALE
@@ -110,7 +112,7 @@ def test_an_image_folder_trains_on_resized_crops_and_evaluates_deterministically
         "flip": True,
     }
     seen = []
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 2))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 64 * 64, 2))
 
     def loss_fn(m, x, y, idx):
         seen.append((x.detach().clone(), idx.clone()))
@@ -119,11 +121,11 @@ def test_an_image_folder_trains_on_resized_crops_and_evaluates_deterministically
     train(model, data.train, loss_fn, schedule, device=torch.device("cpu"))
     assert len(seen) == 3
     for x, idx in seen:
-        assert x.shape == (8, 3, 32, 32)
+        assert x.shape == (8, 3, 64, 64)
         assert not torch.allclose(x, data.train.images[idx])  # cropped, not the stored image
     # without augmentation, and for the built-in datasets, nothing changes
     assert finetune_augmentation(data, augment=False)["augment_resized_crop"] is None
-    cifar_like = dataclasses.replace(data, name="cifar10")
+    cifar_like = dataclasses.replace(data, name="cifar10", input_shape=(3, 32, 32))
     assert finetune_augmentation(cifar_like, augment=True)["augment_resized_crop"] is None
     assert finetune_augmentation(cifar_like, augment=True)["augment_padding"] == 4
 
