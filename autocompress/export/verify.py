@@ -23,8 +23,8 @@ held-out images and it is compared with the PyTorch student in two ways:
    agree 75–96 % with their own, correct, exports). How much is what the model's
    quantization implies: the PyTorch student runs again with the float error
    measured in (1) — per layer, shuffled across the batch — added before each
-   layer's quantizer, and its
-   agreement with the clean PyTorch run is the expected agreement. The export
+   layer's quantizer, and its agreement with the clean PyTorch run is the expected
+   agreement. The export
    must reach it minus a statistical margin (:func:`agreement_bound`), and its
    accuracy on the labels likewise that of the simulation. A fixed
    ``min_agreement`` replaces the derived bound when given.
