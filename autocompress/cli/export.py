@@ -128,6 +128,7 @@ def command(
         stdout.print(f"  {path}")
     stdout.print(
         f"ONNX vs PyTorch on {check.images} test images: top-1 agreement "
-        f"{check.top1_agreement:.2%}, "
+        f"{check.top1_agreement:.2%} (accepted at >= {check.min_agreement or 0:.2%}; PyTorch "
+        f"with the measured float noise: {check.tolerance.get('simulated_agreement', 1):.2%}), "
         f"max logit error {check.max_abs_error:.3g}"
     )

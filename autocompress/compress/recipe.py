@@ -44,7 +44,8 @@ class Recipe:
         weight_decay: decoupled (AdamW) / L2 (SGD) decay.
         warmup_fraction: share of the steps with a linear warm-up (then cosine to 0).
         batch_size: images per step (None: the device's default, see ``fastpath``).
-        augment: random crop (4 px) + flip, with the teacher run on every augmented batch.
+        augment: random crop (4 px) + flip (random-resized-crop + flip for image folders of
+            64 px or more), with the teacher run on every augmented batch.
         learned_steps: LSQ step sizes for <= 4-bit weights and learned activation clipping.
         kd_temperature / kd_alpha: override the trial's KD settings when set.
     """

@@ -43,7 +43,13 @@ from autocompress.compress.quantize import (
 )
 from autocompress.compress.slim import channel_groups, slim
 from autocompress.compress.sparsity import apply_sparsity
-from autocompress.compress.training import EpochEnd, TrainingSchedule, resolve_device, train
+from autocompress.compress.training import (
+    EpochEnd,
+    TrainingSchedule,
+    resized_crop_scale,
+    resolve_device,
+    train,
+)
 from autocompress.core.data import DatasetSplits
 from autocompress.core.errors import CheckpointError, ConfigError
 from autocompress.core.models import (
@@ -192,6 +198,22 @@ def calibrate(student: nn.Module, images: torch.Tensor, *, batch_size: int = 256
     calibrate_activations(student, images, batch_size=batch_size)
 
 
+def finetune_augmentation(data: DatasetSplits, *, augment: bool, flip: bool = True) -> dict:
+    """The :class:`TrainingSchedule` augmentation fields :func:`finetune` uses on ``data``.
+
+    Without ``augment`` none; image folders of 64 pixels a side or more: random-resized-crop
+    + flip (:func:`~autocompress.compress.training.resized_crop_scale`); otherwise shifts of
+    1/8 of the image size (4 pixels at 32×32) + flip. ``flip`` False: no flips.
+    """
+    if not augment:
+        return {"augment_padding": 0, "augment_resized_crop": None, "augment_flip": flip}
+    return {
+        "augment_padding": max(1, round(data.input_shape[-1] / 8)),
+        "augment_resized_crop": resized_crop_scale(data.name, data.input_shape),
+        "augment_flip": flip,
+    }
+
+
 def finetune(
     student: nn.Module,
     teacher: nn.Module,
@@ -223,9 +245,10 @@ def finetune(
     ``kd_temperature`` and ``kd_alpha``. Without augmentation the teacher's
     logits on the training split are computed once (or taken from
     ``teacher_logits``, which must be in ``data.train`` order) and indexed per
-    batch; with ``augment`` (random crop + flip on the device) the teacher runs
-    on every augmented batch (shifts of 1/8 of the image size, 4 pixels at 32×32,
-    plus horizontal flips unless ``augment_flip`` is False). Activation ranges are
+    batch; with ``augment`` (on the device, :func:`finetune_augmentation`) the teacher
+    runs on every augmented batch: shifts of 1/8 of the image size (4 pixels at 32×32),
+    or random-resized-crop for image folders of 64 pixels a side or more, plus
+    horizontal flips unless ``augment_flip`` is False. Activation ranges are
     calibrated on a few batches first, after the folded batch-norm statistics are re-estimated
     (see :func:`calibrate`). Budget: ``epochs`` (fractions allowed) or ``steps``.
 
@@ -292,8 +315,7 @@ def finetune(
         lr=lr,
         optimizer=optimizer,
         weight_decay=weight_decay,
-        augment_padding=max(1, round(train_images.shape[-1] / 8)) if augment else 0,
-        augment_flip=augment_flip,
+        **finetune_augmentation(data, augment=augment, flip=augment_flip),
         warmup_fraction=warmup_fraction,
         seed=seed,
     )
@@ -463,6 +485,7 @@ __all__ = [
     "calibrate",
     "evaluate",
     "finetune",
+    "finetune_augmentation",
     "load_student",
     "make_room_for_learned_steps",
     "prunable_layers",

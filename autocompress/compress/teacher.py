@@ -13,7 +13,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from autocompress.compress.evaluate import evaluate
-from autocompress.compress.training import TrainingSchedule, resolve_device, train
+from autocompress.compress.training import (
+    TrainingSchedule,
+    resized_crop_scale,
+    resolve_device,
+    train,
+)
 from autocompress.core.data import DatasetSplits, load_dataset
 from autocompress.core.errors import ConfigError
 from autocompress.core.models import ModelSpec, auto_small_input, save_checkpoint
@@ -76,7 +81,8 @@ def train_teacher(
 
     SGD (Nesterov momentum 0.9) or AdamW, cosine learning-rate decay with a
     short warm-up, label smoothing; random crop + flip (on the device) for
-    images of 16 pixels a side or more unless ``augment`` says otherwise.
+    images of 16 pixels a side or more unless ``augment`` says otherwise (image
+    folders of 64 pixels or more: random-resized-crop + flip, torchvision's convention).
     Deterministic on the CPU for a given seed.
 
     Args:
@@ -109,6 +115,8 @@ def train_teacher(
         weight_decay=weight_decay,
         warmup_fraction=0.03,
         augment_padding=4 if augment else 0,
+        # image folders of 64 pixels a side or more: torchvision's random-resized-crop
+        augment_resized_crop=resized_crop_scale(data.name, data.input_shape) if augment else None,
         seed=seed,
     )
 
@@ -135,6 +143,7 @@ def train_teacher(
                 "epochs": float(epochs),
                 "seed": seed,
                 "val_fraction": held_out_fraction(len(data.train), len(data.val)),
+                "augmentation": schedule.augmentation(),
                 "input_shape": list(data.input_shape),
                 "mean": list(data.mean),
                 "std": list(data.std),

@@ -75,6 +75,91 @@ def random_crop_flip(
     return torch.where(flipped[:, None, None, None], out.flip(3), out)
 
 
+#: Area range (fraction of the image) of the random-resized-crop image folders train with.
+RESIZED_CROP_SCALE = (0.35, 1.0)
+#: Aspect-ratio range (width / height) of that crop, torchvision's.
+RESIZED_CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
+#: Image folders at least this many pixels a side train with random-resized-crop (at 32 px
+#: it cost 4-5 points against 4-pixel shifts on CIFAR-10; docs/own-model.md).
+RESIZED_CROP_MIN_SIDE = 64
+
+
+def resized_crop_scale(dataset: str, input_shape: tuple[int, ...]) -> tuple[float, float] | None:
+    """The random-resized-crop area range a dataset trains with, or None (shifted crop).
+
+    ``imagefolder:`` datasets of at least :data:`RESIZED_CROP_MIN_SIDE` pixels a side
+    follow the torchvision convention (random-resized-crop + flip for training; resize
+    the short side + center crop for evaluation, done when the folder is read). The
+    built-in datasets keep their own recipes (CIFAR-10: 4-pixel shifts + flip), and so do
+    smaller image folders: at 32 pixels random-resized-crop trained worse than shifts.
+    """
+    if dataset.startswith("imagefolder:") and min(input_shape[-2:]) >= RESIZED_CROP_MIN_SIDE:
+        return RESIZED_CROP_SCALE
+    return None
+
+
+@torch.no_grad()
+def random_resized_crop_flip(
+    images: torch.Tensor,
+    *,
+    scale: tuple[float, float] = RESIZED_CROP_SCALE,
+    ratio: tuple[float, float] = RESIZED_CROP_RATIO,
+    generator: torch.Generator,
+    flip: bool = True,
+) -> torch.Tensor:
+    """Random-resized-crop + horizontal flip (unless ``flip`` is False), batched on the device.
+
+    Per image a box of ``scale`` of the image's area and aspect ratio in ``ratio``
+    (log-uniform; clamped to the image) at a random place, resampled bilinearly to the
+    image's own size with one ``affine_grid`` + ``grid_sample`` for the whole batch
+    (the flip is the sign of the box's x axis). No per-image Python work.
+    """
+    n, _c, h, w = images.shape
+    device = images.device
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(n, device=device, generator=generator)
+
+    area = uniform(*scale)
+    aspect = torch.exp(uniform(math.log(ratio[0]), math.log(ratio[1])))
+    # box sides as fractions of the image's: bw*W * bh*H = area * W*H and bw*W / (bh*H) = aspect
+    box_w = torch.sqrt(area * aspect * h / w).clamp(max=1.0)
+    box_h = torch.sqrt(area / aspect * w / h).clamp(max=1.0)
+    centre_x = (1.0 - box_w) * (2.0 * torch.rand(n, device=device, generator=generator) - 1.0)
+    centre_y = (1.0 - box_h) * (2.0 * torch.rand(n, device=device, generator=generator) - 1.0)
+    sign = torch.ones(n, device=device)
+    if flip:
+        sign = torch.where(torch.rand(n, device=device, generator=generator) < 0.5, -sign, sign)
+    theta = torch.zeros(n, 2, 3, device=device, dtype=torch.float32)
+    theta[:, 0, 0] = box_w * sign
+    theta[:, 0, 2] = centre_x
+    theta[:, 1, 1] = box_h
+    theta[:, 1, 2] = centre_y
+    grid = nn.functional.affine_grid(theta, [n, _c, h, w], align_corners=False)
+    out = nn.functional.grid_sample(
+        images.float(), grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
+    if images.dim() == 4 and images.is_contiguous(memory_format=torch.channels_last):
+        out = out.contiguous(memory_format=torch.channels_last)  # the fast path's layout
+    return out.to(images.dtype)
+
+
+def augmentation_record(
+    *, padding: int, resized_crop: tuple[float, float] | None, flip: bool
+) -> dict[str, Any]:
+    """The augmentation of a :class:`TrainingSchedule` with these fields, for records."""
+    if resized_crop is not None:
+        return {
+            "kind": "random_resized_crop",
+            "scale": [float(v) for v in resized_crop],
+            "ratio": [float(v) for v in RESIZED_CROP_RATIO],
+            "flip": bool(flip),
+        }
+    if padding > 0:
+        return {"kind": "random_shift", "padding_px": int(padding), "flip": bool(flip)}
+    return {"kind": "none"}
+
+
 @dataclass(frozen=True)
 class TrainingSchedule:
     """What to train for and how.
@@ -88,6 +173,8 @@ class TrainingSchedule:
         weight_decay: decoupled (AdamW) or L2 (SGD) weight decay.
         warmup_fraction: fraction of the steps spent warming up linearly.
         augment_padding: random crop (pixels of padding) + flip when > 0.
+        augment_resized_crop: random-resized-crop with this area range + flip instead
+            (:func:`random_resized_crop_flip`; :func:`resized_crop_scale` says when).
         augment_flip: the augmentation flips images horizontally (not for digits or text).
         seed: seeds the batch order and augmentation.
     """
@@ -100,8 +187,17 @@ class TrainingSchedule:
     weight_decay: float = 5e-4
     warmup_fraction: float = 0.0
     augment_padding: int = 0
+    augment_resized_crop: tuple[float, float] | None = None
     augment_flip: bool = True
     seed: int = 0
+
+    def augmentation(self) -> dict[str, Any]:
+        """What this schedule's augmentation does (:func:`augmentation_record`)."""
+        return augmentation_record(
+            padding=self.augment_padding,
+            resized_crop=self.augment_resized_crop,
+            flip=self.augment_flip,
+        )
 
     def total_steps(self, n_images: int) -> int:
         if self.steps is not None:
@@ -281,7 +377,14 @@ def _train_loop(
                 break
             idx = order[start : start + batch_size]
             x, y = images[idx], labels[idx]
-            if schedule.augment_padding > 0:
+            if schedule.augment_resized_crop is not None:
+                x = random_resized_crop_flip(
+                    x,
+                    scale=schedule.augment_resized_crop,
+                    generator=generator,
+                    flip=schedule.augment_flip,
+                )
+            elif schedule.augment_padding > 0:
                 x = random_crop_flip(
                     x,
                     padding=schedule.augment_padding,

@@ -28,12 +28,7 @@ from autocompress.core.workspace import TrialRecord
 from autocompress.export.card import layer_entries, write_card
 from autocompress.export.onnx_model import write_onnx
 from autocompress.export.rule import PickRule, parse_rule
-from autocompress.export.verify import (
-    DEFAULT_MIN_AGREEMENT,
-    ExportCheck,
-    check_onnx_file,
-    compare_with_torch,
-)
+from autocompress.export.verify import ExportCheck, check_onnx_file, compare_with_torch
 from autocompress.hardware.calibration_store import calibration_record
 from autocompress.hardware.estimate import estimate_cost
 from autocompress.hardware.extract import extract_layers
@@ -135,7 +130,7 @@ def export(
     trial: int | None = None,
     pick: str | None = None,
     out: str | Path | None = None,
-    min_agreement: float = DEFAULT_MIN_AGREEMENT,
+    min_agreement: float | None = None,
     check_images: int = DEFAULT_CHECK_IMAGES,
     recover_epochs: float | None = None,
     device: str = "auto",
@@ -155,7 +150,9 @@ def export(
         trial: trial number; exactly one of ``trial`` / ``pick``.
         pick: a rule such as ``"max accuracy where latency_ms <= 3"`` (docs/report-and-export.md).
         out: directory to write (default ``RUN/models/trial-NNNN``).
-        min_agreement: top-1 agreement ONNX vs PyTorch required on held-out images.
+        min_agreement: top-1 agreement ONNX vs PyTorch required on held-out images; None
+            (default) derives it from the student's own float noise
+            (:func:`autocompress.export.verify.compare_with_torch`).
         check_images: at most this many test-split images are compared.
         trust_model_code: import the run's ``file.py:function`` model even when it is
             not the file the run recorded at creation (resolved path + sha256).
@@ -275,7 +272,7 @@ def _export_into(
     directory: Path,
     *,
     picked_by: str,
-    min_agreement: float,
+    min_agreement: float | None,
     check_images: int,
 ) -> ExportResult:
     import torch
@@ -369,7 +366,7 @@ def _export_into(
             "teacher_agreement": record.metrics.get("teacher_agreement"),
             "onnx_on_check_images": check.onnx_accuracy,
         },
-        "onnx_check": check.to_dict() | {"min_agreement": min_agreement, "opset": 21},
+        "onnx_check": check.to_dict() | {"opset": 21},
         # what the check read: the run's own test split, normalised as the search did
         "check_data": {
             "dataset": run.config.dataset.name,

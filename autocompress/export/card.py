@@ -106,6 +106,33 @@ def _weights_line(weights: Mapping[str, Any]) -> str:
     return "–"
 
 
+def _check_lines(check: Mapping[str, Any]) -> list[str]:
+    """How the export check's agreement bound was derived, and the layer-by-layer result."""
+    tolerance, layers = check.get("tolerance") or {}, check.get("layers") or {}
+    lines = []
+    if tolerance.get("method") == "simulated":
+        lines.append(
+            f"  - accepted at >= {_fmt(check.get('min_agreement'))}: PyTorch with the measured "
+            f"float error injected before each quantizer agrees "
+            f"{_fmt(tolerance.get('simulated_agreement'))} with itself "
+            f"({tolerance.get('simulated_runs')} runs on {tolerance.get('simulated_images')} "
+            f"images), minus {_fmt(tolerance.get('margin_sigmas'))} standard deviations"
+        )
+    elif tolerance.get("method") == "fixed":
+        lines.append(f"  - accepted at >= {_fmt(check.get('min_agreement'))} (fixed)")
+    worst = layers.get("worst")
+    if layers.get("compared"):
+        lines.append(
+            f"  - layer by layer (upstream quantized tensors forced equal): "
+            f"{layers['compared']} layer inputs within one quantization step plus float "
+            f"rounding; worst `{worst['name'] if worst else '–'}` "
+            f"{_fmt(worst['error'] if worst else None)} (allowed "
+            f"{_fmt(worst['allowed'] if worst else None)}); logits error "
+            f"{_fmt(layers.get('logits_error'))}"
+        )
+    return lines
+
+
 def card_markdown(card: Mapping[str, Any]) -> str:
     """The card as Markdown for people."""
     accuracy = card.get("accuracy", {})
@@ -135,6 +162,7 @@ def card_markdown(card: Mapping[str, Any]) -> str:
         "",
         f"- ONNX vs PyTorch: top-1 agreement {_fmt(check.get('top1_agreement'))}, max logit error "
         f"{_fmt(check.get('max_abs_error'))} (onnxruntime {check.get('onnxruntime_version')})",
+        *_check_lines(check),
         f"- predicted on {card['chip_id']}: "
         + ", ".join(f"{m.quantity} {_fmt(m.from_costs(cost))} {m.unit}" for m in cost_metrics()),
         f"- budget met: {card.get('feasible')} "

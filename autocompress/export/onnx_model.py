@@ -11,6 +11,7 @@ bit-widths, scales and zero points.
 from __future__ import annotations
 
 import copy
+import types
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 from onnx import numpy_helper, version_converter
 from torch import nn
 
-from autocompress.compress.quantize import LayerQuantization
+from autocompress.compress.quantize import LayerQuantization, QuantMixin
 from autocompress.core.errors import ExportError
 from autocompress.export.qdq import ONNX_OPSET, LayerQDQ, insert_qdq
 
@@ -71,6 +72,49 @@ def _layer_qdq(name: str, quantization: LayerQuantization, params: Mapping[str, 
     )
 
 
+def _fake_quantize_float_ops(x: torch.Tensor, params: Mapping[str, Any]) -> torch.Tensor:
+    """``(clip(round(x / s) + z, qmin, qmax) - z) * s`` from plain float ops (any bit-width)."""
+    scale, zero = float(params["activation_scale"]), float(params["activation_zero_point"])
+    codes = torch.clamp(
+        torch.round(x / scale) + zero, params["activation_qmin"], params["activation_qmax"]
+    )
+    return (codes - zero) * scale
+
+
+def _bake_functional_attention(model: nn.Module) -> None:
+    """Make attention that reads its projection weights functionally compute, in the float
+    deploy copy, what the student computes (see :mod:`autocompress.compress.attention`).
+
+    ``nn.MultiheadAttention``: ``in_proj_weight`` is quantized in ``out_proj``'s scheme in the
+    student; the copy holds those grid values (float32 initializers: no Q/DQ node reads them).
+    Swin's window attention quantizes its input with ``qkv``'s activation quantizer; the copy
+    does the same with float ops (``Div``, ``Round``, ``Clip``, ``Mul`` in the ONNX graph).
+    """
+    from autocompress.compress.attention import RoutedMultiheadAttention
+
+    for module in model.modules():
+        if isinstance(module, RoutedMultiheadAttention):
+            out_proj = module.out_proj
+            if isinstance(out_proj, QuantMixin) and module.in_proj_weight is not None:
+                with torch.no_grad():
+                    module.in_proj_weight.copy_(out_proj.quantize_weight(module.in_proj_weight))
+        elif type(module).__name__.startswith("RoutedShiftedWindowAttention"):
+            qkv = getattr(module, "qkv", None)
+            if not isinstance(qkv, QuantMixin) or not qkv.activation_quantized:
+                continue
+            if qkv.logarithmic:
+                continue  # no float-op emulation of the log grid here: the check will say so
+            params = qkv.quant_params()
+            routed = type(module).forward
+
+            # in the copy qkv becomes a plain Linear (its deployed weights), so the routed
+            # forward no longer quantizes the input: do it here, as the student does
+            def forward(self, x, _routed=routed, _params=params):  # type: ignore[no-untyped-def]
+                return _routed(self, _fake_quantize_float_ops(x, _params))
+
+            module.forward = types.MethodType(forward, module)
+
+
 def deploy_copy(
     student: nn.Module,
 ) -> tuple[nn.Module, dict[str, LayerQDQ], dict[str, dict]]:
@@ -80,6 +124,7 @@ def deploy_copy(
     name -> raw ``quant_params()`` for every quant-capable layer).
     """
     model = copy.deepcopy(student).eval().cpu()
+    _bake_functional_attention(model)
     layers: dict[str, LayerQDQ] = {}
     raw: dict[str, dict] = {}
     targets = [

@@ -40,10 +40,11 @@ from autocompress.compress.recipe import (
 from autocompress.compress.student import (
     build_student,
     evaluate,
+    finetune_augmentation,
     make_room_for_learned_steps,
     save_student,
 )
-from autocompress.compress.training import TrainingDiverged, resolve_device
+from autocompress.compress.training import TrainingDiverged, TrainingSchedule, resolve_device
 from autocompress.core.errors import ConfigError, TrainingError
 from autocompress.core.model_code import model_code_policy
 from autocompress.core.models import load_checkpoint
@@ -258,7 +259,15 @@ def recover(
         "seconds_per_epoch": per_epoch,
         "device": str(dev),
         "fast_path": dataclasses.asdict(fast),
-        "recipe": recipe.to_dict() | {"lr_used": result.lr, "augment_flip": flip, "seed": seed},
+        "recipe": recipe.to_dict()
+        | {
+            "lr_used": result.lr,
+            "augment_flip": flip,
+            "augmentation": TrainingSchedule(
+                **finetune_augmentation(data, augment=recipe.augment, flip=flip)
+            ).augmentation(),
+            "seed": seed,
+        },
         "kd": {"temperature": config.kd_temperature, "alpha": config.kd_alpha},
         "retried": result.retried,
         "first_failure": result.first_failure,

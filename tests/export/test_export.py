@@ -87,6 +87,14 @@ def test_card_matches_the_run_records(mixed_run, mixed_export):
         assert (mixed_export.directory / name).is_file()
     markdown = mixed_export.card_md.read_text()
     assert "nvidia/orin-nano" in markdown and "| 3 | conv |" in markdown
+    # the agreement bound was derived from the student's own noise, and the card says how
+    check = card["onnx_check"]
+    assert check["tolerance"]["method"] == "simulated"
+    assert 0 < check["min_agreement"] <= check["top1_agreement"]
+    assert check["tolerance"]["simulated_images"] == min(512, check["images"])
+    assert check["layers"]["compared"] == 4 and check["layers"]["worst"]["error"] <= 1.0 + 1e-4
+    assert "injected before each quantizer agrees" in markdown
+    assert "4 layer inputs within one quantization step" in markdown
 
 
 def test_model_pt_is_weights_only_and_rebuilds_the_student(mixed_export):
