@@ -70,7 +70,7 @@ def test_cli_ray_ctrl_c_exits_130_and_resume_retries_the_trial_a_killed_driver_l
     process = subprocess.Popen(
         [
             sys.executable, "-m", "autocompress", "search", "--backend", "ray",
-            "--workers", "2", "--trials", "40", "--out", str(out), "--teacher-epochs", "3",
+            "--workers", "1", "--trials", "40", "--out", str(out), "--teacher-epochs", "3",
             "--epochs", "1", "--latency-ms", "1000%",
             "--no-anchors", "--rungs", "1",  # enqueued anchors would run before the retry
         ],
@@ -205,7 +205,7 @@ def test_ray_backend_writes_the_same_run_directory_format(
     result = search(
         out=tmp_path / "ray",
         backend="ray",
-        workers=2,
+        workers=1,  # two workers: test_cli_ray_search_joins_an_existing_cluster, duplicates
         trials=4,
         chip=["rockchip/rv1126", "rockchip/rk3588"],
         latency_ms="97%",
