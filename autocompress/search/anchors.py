@@ -157,14 +157,26 @@ def encode_params(
 
 def enqueue_anchors(study: Any, space: ResolvedSpace, chip: ChipSpec, *, numeric: bool) -> int:
     """Enqueue the anchors on ``study`` (an Optuna study); returns how many."""
-    anchors = anchor_params(space, chip)
-    for params in anchors:
+    return enqueue_marked(study, space, anchor_params(space, chip), ANCHOR_ATTR, numeric=numeric)
+
+
+def enqueue_marked(
+    study: Any,
+    space: ResolvedSpace,
+    param_sets: Sequence[Mapping[str, Any]],
+    attr: str,
+    *,
+    numeric: bool,
+) -> int:
+    """Enqueue ``param_sets`` on ``study``, each marked with the user attribute ``attr``
+    (already enqueued ones are skipped); returns how many were given."""
+    for params in param_sets:
         study.enqueue_trial(
             encode_params(space, params, numeric=numeric),
-            user_attrs={ANCHOR_ATTR: True},
+            user_attrs={attr: True},
             skip_if_exists=True,
         )
-    return len(anchors)
+    return len(param_sets)
 
 
 ANCHOR_ATTR = "autocompress:anchor"

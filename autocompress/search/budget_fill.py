@@ -30,7 +30,7 @@ from autocompress.hardware.spec import ChipSpec
 from autocompress.search.anchors import (
     config_key,
     default_bits,
-    encode_params,
+    enqueue_marked,
     nearest_allowed,
     uniform_params,
     uniform_widths,
@@ -157,10 +157,4 @@ def enqueue_budget_fill(
     study: Any, space: ResolvedSpace, fills: list[dict[str, Any]], *, numeric: bool
 ) -> int:
     """Enqueue ``fills`` (from :func:`budget_fill_params`) on ``study``; returns how many."""
-    for params in fills:
-        study.enqueue_trial(
-            encode_params(space, params, numeric=numeric),
-            user_attrs={BUDGET_FILL_ATTR: True},
-            skip_if_exists=True,
-        )
-    return len(fills)
+    return enqueue_marked(study, space, fills, BUDGET_FILL_ATTR, numeric=numeric)
