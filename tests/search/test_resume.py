@@ -48,8 +48,17 @@ def test_sigkill_then_resume_keeps_every_finished_trial(tmp_path, teacher_checkp
     run = RunDirectory(out)
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline:
-        if len(run.read_trials()) >= 3:
-            break
+        records = run.read_trials() if run.trials_jsonl.is_file() else []
+        if len(records) >= 3:
+            # kill mid-trial: a trial is RUNNING whose record is not written yet (a kill between
+            # the record and Optuna's tell leaves a trial whose result is already on disk)
+            numbers = {r.number for r in records}
+            study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
+            if any(
+                t.state == optuna.trial.TrialState.RUNNING and t.number not in numbers
+                for t in study.trials
+            ):
+                break
         if process.poll() is not None:
             pytest.fail(f"search ended early: {process.stderr.read().decode()}")
         time.sleep(0.05)
