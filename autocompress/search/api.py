@@ -475,10 +475,10 @@ def _create_run(
     device = pick_device(settings.device)
     # The model and the teacher are checked before the (possibly long) decode of the data.
     described = describe_dataset(settings.dataset, settings.data_root)
-    given_teacher = None
+    given_teacher, trained_on = None, {}
     if described is not None:
         classes, channels, (h, w) = described
-        spec, given_teacher = prepare.model_and_teacher(
+        spec, given_teacher, trained_on = prepare.model_and_teacher(
             settings, classes, channels, settings.input_size or (h, w)
         )
     else:
@@ -490,8 +490,10 @@ def _create_run(
         c,
         (h, w),
     ):
-        spec, given_teacher = prepare.model_and_teacher(settings, data.num_classes, c, (h, w))
-    split_warning = prepare.teacher_split_warning(settings, given_teacher)
+        spec, given_teacher, trained_on = prepare.model_and_teacher(
+            settings, data.num_classes, c, (h, w)
+        )
+    split_warning = prepare.teacher_split_warning(settings, trained_on)
     if split_warning is not None:
         notices.notice(f"[yellow]warning:[/] {split_warning}")
     architecture = spec.build().eval()

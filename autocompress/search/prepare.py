@@ -147,9 +147,10 @@ def _auto_small_input(settings: SearchSettings, size: tuple[int, int]) -> bool:
 
 def model_and_teacher(
     settings: SearchSettings, num_classes: int, channels: int, size: tuple[int, int]
-) -> tuple[ModelSpec, nn.Module | None]:
-    """The run's :class:`ModelSpec` for data of ``num_classes`` / ``channels`` / ``size``
-    and the given teacher loaded into it (None when none is given).
+) -> tuple[ModelSpec, nn.Module | None, dict[str, Any]]:
+    """The run's :class:`ModelSpec` for data of ``num_classes`` / ``channels`` / ``size``,
+    the given teacher loaded into it (None when none is given) and what that teacher's
+    checkpoint says it was trained on (empty for a plain state dict or no teacher).
 
     A plain state dict of a torchvision model with ``small_input`` left automatic is
     tried with the small-input stem and with torchvision's own, whichever fits.
@@ -168,7 +169,7 @@ def model_and_teacher(
     )
     spec.build()  # a model that cannot be built is reported before anything else
     if settings.teacher is None:
-        return spec, None
+        return spec, None, {}
     try:
         model, spec, info = load_weights(settings.teacher, spec)
     except CheckpointError as first:
@@ -179,23 +180,22 @@ def model_and_teacher(
             model, spec, info = load_weights(settings.teacher, other)
         except CheckpointError:
             raise first from None
-    model.autocompress_training = dict(info.get("extra") or {})  # what it was trained on
-    return spec, model
+    return spec, model, dict(info.get("extra") or {})
 
 
-def teacher_split_warning(settings: SearchSettings, teacher: nn.Module | None) -> str | None:
+def teacher_split_warning(settings: SearchSettings, trained_on: dict[str, Any]) -> str | None:
     """A warning when a given teacher (from ``autocompress train``) held out other validation
-    images than this search does (see :mod:`autocompress.core.validation_split`)."""
-    meta = getattr(teacher, "autocompress_training", None) if teacher is not None else None
-    if not meta:
+    images than this search does (see :mod:`autocompress.core.validation_split`);
+    ``trained_on`` is the teacher checkpoint's record (:func:`model_and_teacher`)."""
+    if not trained_on:
         return None
     why = teacher_split_mismatch(
-        meta, dataset=settings.dataset, seed=settings.seed, val_fraction=settings.val_fraction
+        trained_on, dataset=settings.dataset, seed=settings.seed, val_fraction=settings.val_fraction
     )
     if why is None:
         return None
     return (
-        f"--teacher {settings.teacher}: {why}. Search with --seed {int(meta['seed'])}, or "
+        f"--teacher {settings.teacher}: {why}. Search with --seed {int(trained_on['seed'])}, or "
         f"train the teacher with `autocompress train --seed {settings.seed}`."
     )
 
