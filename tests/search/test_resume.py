@@ -50,12 +50,16 @@ def test_sigkill_then_resume_keeps_every_finished_trial(tmp_path, teacher_checkp
     while time.monotonic() < deadline:
         records = run.read_trials() if run.trials_jsonl.is_file() else []
         if len(records) >= 3:
-            # kill mid-trial: a trial is RUNNING whose record is not written yet (a kill between
-            # the record and Optuna's tell leaves a trial whose result is already on disk)
+            # kill mid-trial: a trial is RUNNING with all its parameters (asked, not being
+            # suggested) and no record yet (a kill between the record and Optuna's tell leaves
+            # a trial whose result is already on disk)
             numbers = {r.number for r in records}
             study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
+            asked = max(len(t.params) for t in study.trials)
             if any(
-                t.state == optuna.trial.TrialState.RUNNING and t.number not in numbers
+                t.state == optuna.trial.TrialState.RUNNING
+                and t.number not in numbers
+                and len(t.params) == asked
                 for t in study.trials
             ):
                 break
