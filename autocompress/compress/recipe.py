@@ -121,6 +121,10 @@ class DistillResult:
         stats: :func:`~autocompress.compress.student.finetune`'s numbers.
         lr: the learning rate that worked.
         retried: the first attempt diverged; ``first_failure`` says how.
+        val: :func:`~autocompress.compress.evaluate.evaluate` of the returned
+            student on the validation split (with ``val_logits``' agreement
+            figures), from the end-of-run chance check; None when
+            ``check_chance`` was off. Callers reuse it instead of evaluating again.
     """
 
     student: nn.Module
@@ -128,6 +132,7 @@ class DistillResult:
     lr: float
     retried: bool = False
     first_failure: str | None = None
+    val: dict[str, float] | None = None
 
 
 def distill_with_retry(
@@ -143,6 +148,7 @@ def distill_with_retry(
     check_chance: bool = True,
     on_epoch: Callable[[EpochEnd, nn.Module, float], None] | None = None,
     resume: Mapping[str, Any] | None = None,
+    val_logits: torch.Tensor | None = None,
     **finetune_kwargs: Any,
 ) -> DistillResult:
     """Distill with divergence detection and one retry at ``lr * RETRY_LR_FACTOR``.
@@ -153,7 +159,10 @@ def distill_with_retry(
     run, and again at the end of every run (a run can collapse later; a model at
     chance is no result) when ``check_chance``. ``on_epoch(end, student, lr)``
     runs after every epoch (checkpoint there). ``resume`` (with a ``"lr"`` key from a checkpoint)
-    continues a run; a resumed run does not retry.
+    continues a run; a resumed run does not retry. ``val_logits`` (the teacher's
+    logits on ``data.val``) add the agreement figures to the returned ``val``. A
+    check after the last epoch is the end check (the weights are the same): the
+    validation split is scored once, not twice.
 
     Raises:
         TrainingDiverged: both attempts diverged (the message names both reasons).
@@ -163,17 +172,18 @@ def distill_with_retry(
     failure: str | None = None
     current = student
     while True:
-        checked: list[bool] = []
+        checked: list[tuple[int, int, dict[str, float]]] = []  # (step, of steps, evaluation)
 
         def epoch_done(
             end: EpochEnd,
             model: nn.Module = current,
             used: float = attempt_lr,
-            checked: list[bool] = checked,
+            checked: list[tuple[int, int, dict[str, float]]] = checked,
         ) -> None:
             if check_chance and not checked and end.step >= CHANCE_CHECK_MIN_STEPS:
-                checked.append(True)
-                accuracy = evaluate(model, data.val, device=device)["accuracy"]
+                scored = evaluate(model, data.val, teacher_logits=val_logits, device=device)
+                checked.append((end.step, end.total_steps, scored))
+                accuracy = scored["accuracy"]
                 model.train()
                 if at_chance(accuracy, data.num_classes):
                     raise TrainingDiverged(
@@ -198,15 +208,20 @@ def distill_with_retry(
                 calibrated=resume is not None,
                 **finetune_kwargs,
             )
+            val: dict[str, float] | None = None
             if check_chance:  # judge the end too: a run can collapse after its first epoch
-                accuracy = evaluate(current, data.val, device=device)["accuracy"]
+                if checked and checked[0][0] == checked[0][1]:  # checked after the last step
+                    val = checked[0][2]
+                else:
+                    val = evaluate(current, data.val, teacher_logits=val_logits, device=device)
+                accuracy = val["accuracy"]
                 if at_chance(accuracy, data.num_classes):
                     raise TrainingDiverged(
                         f"validation accuracy {accuracy:.1%} is at chance "
                         f"({chance_accuracy(data.num_classes):.0%}) after training "
                         f"(lr {attempt_lr:g})"
                     )
-            return DistillResult(current, stats, attempt_lr, failure is not None, failure)
+            return DistillResult(current, stats, attempt_lr, failure is not None, failure, val)
         except TrainingDiverged as exc:
             if failure is not None or pristine is None:
                 reason = f"{failure}; retried at lr {attempt_lr:g}: {exc}" if failure else str(exc)

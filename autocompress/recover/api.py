@@ -237,7 +237,7 @@ def recover(
         ) from None
     seconds = elapsed_before + time.perf_counter() - started
     trained = result.student.eval()
-    val = evaluate(trained, data.val, device=dev)
+    val = result.val if result.val is not None else evaluate(trained, data.val, device=dev)
     test = evaluate(trained, data.test, device=dev)
     per_epoch = (
         sum(epoch_seconds) / len(epoch_seconds)

@@ -559,11 +559,13 @@ def _create_run(
                     architecture, config, main_chip, input_shape, resolved.protect
                 )
 
-            fills = budget_fill_params(resolved, main_chip, budget, chip_cost)
+            weights = prepare.layer_weight_counts(architecture, input_shape)
+            fills = budget_fill_params(resolved, main_chip, budget, chip_cost, weights)
             if enqueue_budget_fill(study, resolved, fills, numeric=numeric):
                 notices.notice(
                     f"[bold]anchors[/] uniform widths, then {len(fills)} budget-filling "
-                    "(a wider width pruned where the chip spends its cost, to fit the budget)"
+                    "(a wider width pruned where the chip spends its cost, or its cost per "
+                    "weight, to fit the budget)"
                 )
         notices.notice(
             f"[bold]run[/] {out_dir} · teacher: {settings.model} on {settings.dataset} …"

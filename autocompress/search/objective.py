@@ -180,6 +180,7 @@ def train_built(
                 lr=ft.lr,
                 device=ctx.device,
                 teacher_logits=ctx.train_logits,
+                val_logits=ctx.val_logits,
                 progress=lambda what, fraction: notify(
                     "finetune" if what in ("finetune", "train") else f"finetune ({what})", fraction
                 ),
@@ -194,7 +195,9 @@ def train_built(
 
         notify("evaluate", 0.0)
         t = time.perf_counter()
-        val = evaluate(student, ctx.data.val, teacher_logits=ctx.val_logits, device=ctx.device)
+        val = distilled.val  # scored by the end-of-run check
+        if val is None:
+            val = evaluate(student, ctx.data.val, teacher_logits=ctx.val_logits, device=ctx.device)
         test = evaluate(student, ctx.data.test, teacher_logits=ctx.test_logits, device=ctx.device)
         timings["evaluate"] = time.perf_counter() - t
         metrics = {

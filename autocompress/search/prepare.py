@@ -281,6 +281,15 @@ def chip_cost(
     return estimate_costs(layers, [chip])[chip.chip_id]
 
 
+def layer_weight_counts(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
+    """Weights (bias included) of each conv/linear layer of ``model``, by module name."""
+    counts: dict[str, int] = {}
+    for layer in extract_layers(model, input_shape):
+        if layer.weight_count:
+            counts[layer.name] = counts.get(layer.name, 0) + int(layer.weight_count)
+    return counts
+
+
 def resolve_budget(
     settings: SearchSettings,
     chip: ChipSpec,

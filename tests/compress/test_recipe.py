@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from autocompress.compress import student as S
+from autocompress.compress.distill import teacher_logits
 from autocompress.compress.quantize import (
     LayerQuantization,
     QuantConv2d,
@@ -17,6 +18,7 @@ from autocompress.compress.quantize import (
     quantized_layers,
 )
 from autocompress.compress.recipe import (
+    CHANCE_CHECK_MIN_STEPS,
     at_chance,
     default_recovery_epochs,
     distill_with_retry,
@@ -115,6 +117,34 @@ def test_diverging_lr_is_retried_at_a_tenth_then_reported(chip, digits, digits_t
     assert result.retried and result.lr == pytest.approx(0.01)
     assert "not finite" in result.first_failure
     assert not at_chance(S.evaluate(result.student, digits.val)["accuracy"], 10)
+
+
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_the_end_check_scores_validation_once_and_returns_it(
+    monkeypatch, chip, digits, digits_teacher, epochs
+):
+    import autocompress.compress.recipe as recipe
+
+    teacher = digits_teacher.model
+    config = _w4a8(teacher)
+    calls = []
+    real = recipe.evaluate
+    monkeypatch.setattr(recipe, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    val_logits = teacher_logits(teacher, digits.val.images, "cpu")
+    steps_per_epoch = len(digits.train) // 32
+    assert steps_per_epoch < CHANCE_CHECK_MIN_STEPS <= 2 * steps_per_epoch
+    student = S.build_student(teacher, config, chip, digits.input_shape)
+    result = distill_with_retry(
+        student, teacher, digits, config, epochs=epochs, lr=1e-3, device="cpu", batch_size=32,
+        val_logits=val_logits,
+    )  # fmt: skip
+    # one epoch is too short for the first-epoch check: the end check alone scores;
+    # two epochs: the check after epoch 2 is at the last step and doubles as the end check
+    assert len(calls) == 1
+    fresh = real(result.student, digits.val, teacher_logits=val_logits)
+    assert result.val is not None
+    assert result.val["accuracy"] == pytest.approx(fresh["accuracy"])
+    assert result.val["teacher_agreement"] == pytest.approx(fresh["teacher_agreement"])
 
 
 def test_training_resumes_from_an_epoch_checkpoint_exactly(chip, digits, digits_teacher):

@@ -85,6 +85,31 @@ def test_the_least_pruning_that_fits_is_chosen(setting):
             assert cost(space.config_from_params(less)).latency_ms > budget.latency_ms
 
 
+def test_capacity_aware_fills_cut_the_costliest_layer_per_weight_most(setting):
+    space, chip, cost, widths, latencies = setting
+    model = build_model("fc_cnn", num_classes=10, in_channels=1).eval()
+    weights = prepare.layer_weight_counts(model, SHAPE)
+    assert weights and all(v > 0 for v in weights.values())
+    limit = (latencies[2] + latencies[3]) / 2
+    budget = Budget(latency_ms=limit)
+    by_cost = budget_fill_params(space, chip, budget, cost)
+    both = budget_fill_params(space, chip, budget, cost, weights)
+    assert [p for p in both if p in by_cost] == by_cost  # the cost-share fills stay
+    extra = [p for p in both if p not in by_cost]
+    assert extra, "a per-weight share prunes differently from a cost share on fc_cnn"
+    prunable = [d.layer for d in space.free_dimensions if d.field == "prune_ratio"]
+    for params in extra:
+        config = space.config_from_params(params)
+        assert config.width_multiplier > widths[2]
+        assert cost(config).latency_ms <= limit
+        wide = cost(space.config_from_params(uniform_params(space, config.width_multiplier, 8)))
+        per_weight = {layer.name: layer.latency_ms / weights[layer.name] for layer in wide.layers
+                      if layer.name in weights}  # fmt: skip
+        densest = max(prunable, key=lambda name: per_weight.get(name, 0.0))
+        pruned = config.prune_ratios
+        assert pruned.get(densest, 0.0) == max(pruned.values())
+
+
 def test_nothing_to_fill_when_every_width_fits_or_none_does(setting):
     space, chip, cost, _widths, latencies = setting
     assert budget_fill_params(space, chip, Budget(latency_ms=latencies[-1] * 2), cost) == []
