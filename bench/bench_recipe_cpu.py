@@ -8,6 +8,10 @@ table gives the test accuracy and the gap to the teacher.
 
     python bench/bench_recipe_cpu.py                          # digits, about 3 minutes
     python bench/bench_recipe_cpu.py --dataset cifar10 --limit 3000 --epochs 4
+    # on a GPU, with a trained teacher checkpoint (autocompress train --out T.pt), the
+    # issue-10 W4A8 row (rk3588 deploys 4-bit weights; batch 512 = the search's fast path):
+    python bench/bench_recipe_cpu.py --dataset cifar10 --teacher T.pt --device cuda \
+        --batch-size 512 --epochs 5 --schemes rockchip/rk3588
 
 Recipes: the search's trial default (AdamW 1e-3, no LSQ, cached logits) and
 variations of optimizer, learning rate, LSQ, augmentation and KD temperature.
@@ -26,6 +30,7 @@ from autocompress.compress import student as S
 from autocompress.compress.recipe import distill_with_retry
 from autocompress.compress.teacher import train_teacher
 from autocompress.core.data import load_dataset
+from autocompress.core.models import load_checkpoint
 from autocompress.core.trial_config import TrialConfig
 from autocompress.hardware.plugins import get_chip
 from autocompress.hardware.spec import QuantizationScheme
@@ -44,6 +49,8 @@ RECIPES: dict[str, dict] = {
     "adamw1e-3 +lsq +aug T=1": dict(
         optimizer="adamw", lr=1e-3, learned_steps=True, augment=True, kd_temperature=1.0
     ),
+    "adamw3e-3 +lsq": dict(optimizer="adamw", lr=3e-3, learned_steps=True),
+    "adamw1e-3 +lsq T=2": dict(optimizer="adamw", lr=1e-3, learned_steps=True, kd_temperature=2.0),
 }
 
 
@@ -55,19 +62,33 @@ def main() -> None:
     parser.add_argument("--teacher-epochs", type=int, default=20)
     parser.add_argument("--only", nargs="*", help="recipe names to run")
     parser.add_argument(
-        "--schemes", nargs="*", default=["rv1126", "symmetric"], help="rv1126 and/or symmetric"
+        "--schemes",
+        nargs="*",
+        default=["rv1126", "symmetric"],
+        help="rv1126, symmetric and/or chip ids (their own quantization scheme)",
     )
+    parser.add_argument("--teacher", default=None, help="a teacher checkpoint instead of training")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
     torch.manual_seed(0)
     data = load_dataset(args.dataset, seed=0, limit=args.limit)
     t0 = time.perf_counter()
-    teacher = train_teacher("small_cnn", data, epochs=args.teacher_epochs, device="cpu", seed=0)
-    print(
-        f"teacher small_cnn: test {teacher.test_accuracy:.2%} "
-        f"({time.perf_counter() - t0:.0f} s, {args.teacher_epochs} epochs)"
-    )
-    model = teacher.model
+    if args.teacher:
+        model, spec, _extra = load_checkpoint(args.teacher)
+        teacher_test = S.evaluate(model, data.test, device=args.device)["accuracy"]
+        model = model.cpu()  # students are built on the CPU, trained on the device
+        print(f"teacher {spec.name} ({args.teacher}): test {teacher_test:.2%}")
+    else:
+        teacher = train_teacher(
+            "small_cnn", data, epochs=args.teacher_epochs, device=args.device, seed=0
+        )
+        model, teacher_test = teacher.model, teacher.test_accuracy
+        print(
+            f"teacher small_cnn: test {teacher_test:.2%} "
+            f"({time.perf_counter() - t0:.0f} s, {args.teacher_epochs} epochs)"
+        )
     layers = S.quantizable_layers(model)
     bits = {n: 4 for n in layers}
     bits[layers[0]] = bits[layers[-1]] = 8
@@ -85,7 +106,7 @@ def main() -> None:
     results = []
     flip = args.dataset != "digits"
     chips = {"rv1126": rv1126, "symmetric": symmetric}
-    for chip in (chips[name] for name in args.schemes):
+    for chip in (chips[name] if name in chips else get_chip(name) for name in args.schemes):
         for name, recipe in RECIPES.items():
             if args.only and name not in args.only:
                 continue
@@ -102,12 +123,12 @@ def main() -> None:
                     data,
                     config,
                     epochs=args.epochs,
-                    device="cpu",
-                    batch_size=128,
+                    device=args.device,
+                    batch_size=args.batch_size,
                     augment_flip=flip,
                     **recipe,
                 )
-                accuracy = S.evaluate(result.student, data.test)["accuracy"]
+                accuracy = S.evaluate(result.student, data.test, device=args.device)["accuracy"]
                 note = f"retried at lr {result.lr:g}" if result.retried else ""
             except RuntimeError as exc:
                 accuracy, note = float("nan"), f"failed: {exc}"
@@ -116,7 +137,7 @@ def main() -> None:
                 "chip": chip.chip_id,
                 "recipe": name,
                 "test_accuracy": accuracy,
-                "gap_points": 100 * (teacher.test_accuracy - accuracy),
+                "gap_points": 100 * (teacher_test - accuracy),
                 "seconds": seconds,
                 "note": note,
             }
@@ -128,7 +149,7 @@ def main() -> None:
             )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump({"teacher_test": teacher.test_accuracy, "results": results}, handle, indent=2)
+            json.dump({"teacher_test": teacher_test, "results": results}, handle, indent=2)
 
 
 if __name__ == "__main__":
