@@ -50,6 +50,11 @@ RECIPES: dict[str, dict] = {
         optimizer="adamw", lr=1e-3, learned_steps=True, augment=True, kd_temperature=1.0
     ),
     "adamw3e-3 +lsq": dict(optimizer="adamw", lr=3e-3, learned_steps=True),
+    "adamw1e-3 warmup5%": dict(optimizer="adamw", lr=1e-3, warmup_fraction=0.05),
+    "adamw1e-3 warmup20%": dict(optimizer="adamw", lr=1e-3, warmup_fraction=0.2),
+    "adamw3e-4": dict(optimizer="adamw", lr=3e-4),
+    "adamw3e-4 warmup5%": dict(optimizer="adamw", lr=3e-4, warmup_fraction=0.05),
+    "adamw1e-4": dict(optimizer="adamw", lr=1e-4),
     "adamw1e-3 +lsq T=2": dict(optimizer="adamw", lr=1e-3, learned_steps=True, kd_temperature=2.0),
 }
 
@@ -70,6 +75,8 @@ def main() -> None:
     parser.add_argument("--teacher", default=None, help="a teacher checkpoint instead of training")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--width", type=float, default=0.5, help="the student's width multiplier")
+    parser.add_argument("--weight-bits", type=int, default=4, help="bits of the inner layers")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -90,10 +97,10 @@ def main() -> None:
             f"({time.perf_counter() - t0:.0f} s, {args.teacher_epochs} epochs)"
         )
     layers = S.quantizable_layers(model)
-    bits = {n: 4 for n in layers}
+    bits = {n: args.weight_bits for n in layers}
     bits[layers[0]] = bits[layers[-1]] = 8
     base = TrialConfig(
-        width_multiplier=0.5,
+        width_multiplier=args.width,
         weight_bits=bits,
         activation_bits={n: 8 for n in layers},
         kd_temperature=4.0,

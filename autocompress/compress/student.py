@@ -238,6 +238,7 @@ def finetune(
     calibrated: bool = False,
     on_epoch: Callable[[EpochEnd], None] | None = None,
     resume: Mapping[str, Any] | None = None,
+    on_calibrated: Callable[[nn.Module], None] | None = None,
 ) -> dict[str, float]:
     """Distill ``teacher`` into ``student`` on ``data.train`` (in place).
 
@@ -263,8 +264,9 @@ def finetune(
     ``learned_steps`` turns the calibrated grid into LSQ step sizes for weights
     of at most 4 bits and learned clipping of every quantized input
     (:func:`~autocompress.compress.quantize.enable_learned_steps`). ``calibrated``
-    skips the calibration (a student restored from a checkpoint); ``on_epoch`` /
-    ``resume`` are passed to
+    skips the calibration (a student restored from a checkpoint); ``on_calibrated(student)``
+    runs once the student is calibrated, before the first step (score the starting point
+    there); ``on_epoch`` / ``resume`` are passed to
     :func:`~autocompress.compress.training.train` (checkpoint and resume).
     A non-finite loss raises :class:`~autocompress.compress.training.TrainingDiverged`.
 
@@ -291,6 +293,8 @@ def finetune(
         calibrate(student, train_images)
     if learned_steps:
         enable_learned_steps(student)
+    if on_calibrated is not None:
+        on_calibrated(student)
     temperature, alpha = config.kd_temperature, config.kd_alpha
     fresh_teacher: Callable[[torch.Tensor], torch.Tensor] = teacher
     if cached is None and dev.type == "cuda":  # the teacher's forward on every batch: replayed

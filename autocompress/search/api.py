@@ -518,7 +518,11 @@ def _create_run(
     prepare.check_budget_reachable(budget, smallest, space.name)
 
     run = RunDirectory(out_dir)
-    prepared = prepare.PreparedRun(settings, data, spec, space, resolved, chips, budget)
+    # Ray workers given GPUs train on CUDA even when this driver has none
+    trains_on = "cuda" if device.startswith("cuda") or settings.gpus_per_trial > 0 else "cpu"
+    prepared = prepare.PreparedRun(
+        settings, data, spec, space, resolved, chips, budget, device_type=trains_on
+    )
     config = prepare.run_yaml_content(prepared, name=name, budget_sources=sources)
     if full_width:
         config = config.with_full_width(full_width)

@@ -81,6 +81,7 @@ class PreparedRun:
     resolved: ResolvedSpace
     chips: dict[str, ChipSpec]
     budget: Budget
+    device_type: str = "cpu"  # what the trials train on ("cuda" or "cpu"): per-device defaults
 
 
 def finetune_epochs(settings: SearchSettings) -> float:
@@ -89,6 +90,21 @@ def finetune_epochs(settings: SearchSettings) -> float:
         if settings.epochs is not None
         else _DEFAULT_EPOCHS.get(settings.dataset, 3.0)
     )
+
+
+#: AdamW peak learning rate of a trial's fine-tune, per device type, when not given. On the
+#: GPU fast path (batch 512) a ResNet-18 student with per-tensor int8 weights (rv1126)
+#: collapsed at 1e-3 in 1- and 3-epoch fine-tunes, with or without warm-up; 1e-4 never did
+#: and ends within 0.4 points of the best rate tried (bench/RESULTS.md, fourth session).
+#: The CPU default (batch 128, the digits default run) stays where it was measured.
+DEFAULT_TRIAL_LR = {"cpu": 1e-3, "cuda": 1e-4}
+
+
+def finetune_lr(settings: SearchSettings, device_type: str) -> float:
+    """The trial fine-tune's peak learning rate: the settings', else the device type's."""
+    if settings.lr is not None:
+        return float(settings.lr)
+    return DEFAULT_TRIAL_LR.get(device_type, DEFAULT_TRIAL_LR["cpu"])
 
 
 def promotion_rungs(settings: SearchSettings) -> tuple[float, ...]:
@@ -433,7 +449,7 @@ def run_yaml_content(
         finetune=FinetuneSettings(
             epochs=finetune_epochs(settings),
             batch_size=settings.batch_size,
-            lr=settings.lr,
+            lr=finetune_lr(settings, prepared.device_type),
             device=settings.device,
         ),
         teacher=TeacherEntry(epochs=teacher_epochs(settings)),

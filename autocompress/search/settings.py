@@ -86,7 +86,7 @@ class SearchSettings:
     teacher_epochs: int | None = None  # None: per dataset (prepare.teacher_epochs)
     epochs: float | None = None  # fine-tune epochs per trial; None: per dataset
     batch_size: int | None = None  # None: per device (128 on the CPU, 512 on a GPU; fastpath)
-    lr: float = 1e-3  # AdamW, the fine-tune default (compress.finetune)
+    lr: float | None = None  # AdamW peak LR of a trial; None: per device (prepare.finetune_lr)
     device: str = "auto"
     embedded_default: bool = False
     # Promotion rungs, factors of ``epochs``; (1,) = off; None: per dataset (prepare.py).

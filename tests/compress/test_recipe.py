@@ -20,6 +20,7 @@ from autocompress.compress.quantize import (
 from autocompress.compress.recipe import (
     CHANCE_CHECK_MIN_STEPS,
     at_chance,
+    collapsed,
     default_recovery_epochs,
     distill_with_retry,
 )
@@ -138,13 +139,24 @@ def test_the_end_check_scores_validation_once_and_returns_it(
         student, teacher, digits, config, epochs=epochs, lr=1e-3, device="cpu", batch_size=32,
         val_logits=val_logits,
     )  # fmt: skip
-    # one epoch is too short for the first-epoch check: the end check alone scores;
-    # two epochs: the check after epoch 2 is at the last step and doubles as the end check
-    assert len(calls) == 1
+    # the calibrated start is scored once; one epoch is too short for the first-epoch check,
+    # so the end check alone scores the end; two epochs: the check after epoch 2 is at the
+    # last step and doubles as the end check
+    assert len(calls) == 2
     fresh = real(result.student, digits.val, teacher_logits=val_logits)
     assert result.val is not None
     assert result.val["accuracy"] == pytest.approx(fresh["accuracy"])
     assert result.val["teacher_agreement"] == pytest.approx(fresh["teacher_agreement"])
+
+
+def test_a_fine_tune_that_ends_far_below_its_calibrated_start_has_collapsed():
+    # 87 % -> 36 % on ten classes (what AdamW 1e-3 did to a ResNet-18 student on a GPU)
+    assert collapsed(0.87, 0.36, 10)
+    assert collapsed(0.87, 0.60, 10)  # more than a third of the 77-point margin lost
+    assert not collapsed(0.87, 0.86, 10)  # a small dip is noise, not a collapse
+    assert not collapsed(0.30, 0.80, 10)  # a pruned student that training lifts
+    assert not collapsed(0.14, 0.11, 10)  # near chance: the 5-point floor
+    assert collapsed(0.99, 0.70, 2)
 
 
 def test_training_resumes_from_an_epoch_checkpoint_exactly(chip, digits, digits_teacher):
