@@ -13,7 +13,12 @@ Prints (markdown, for bench/RESULTS.md):
    ``calibrate`` does (NPU families pooled) and per chip alone (``--per-chip``);
 3b. how much the transfer and leave-one-model-out medians move with the prior centre
    of the per-inference overhead (the one new prior: is the result knife-edge?);
-4. ``calibrate`` wall time on 20 rows in a fresh process, cold (empty layer cache) and warm;
+3c. the width of the prior's common time scale: its empirical-Bayes estimate (the spread
+   of the datasheet knobs' per-family misses), the medians at other widths, and the
+   nested figures (each family predicted with the width estimated without it);
+4. ``calibrate`` wall time on 20 rows in a fresh process, three times each: cold (empty
+   user cache; the shipped layer tables answer), warm, and cold with the shipped tables
+   ignored (every layer extracted: torch and torchvision imported);
 5. a calibrated ResNet-50 estimate (median time per chip);
 6. pruning: the speed-up the model predicts for a ResNet-50 with 3.1x fewer MACs
    (published: 1.8x on an FPGA DPU).
@@ -24,6 +29,7 @@ Run: ``python bench/bench_calibration.py`` (CPU, one thread, ~1-2 min).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import resource
 import statistics
@@ -58,6 +64,11 @@ from autocompress.hardware.calibration_store import (  # noqa: E402
     withheld_calibration,
 )
 from autocompress.hardware.plugins import get_chip  # noqa: E402
+
+NO_TABLES = (  # the CLI with the shipped layer tables ignored: every layer is extracted
+    "import autocompress.hardware.layer_tables as t; t._LOADED[t.TABLES_PATH] = None; "
+    "from autocompress.cli import main; main()"
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CSVS = [
@@ -234,6 +245,98 @@ def prior_sensitivity(rows: list[Measurement]) -> None:
     print()
 
 
+def datasheet_miss(rows: list[Measurement]) -> dict[str, float]:
+    """Per family: log of the median factor by which the datasheet knobs miss its rows."""
+    misses = {}
+    for family in _families(rows):
+        logs = []
+        for r in rows:
+            if r.chip_id in family:
+                chip = get_chip(r.chip_id)
+                predicted = predict_ms(
+                    row_features(measured_layers(r), chip), datasheet_knobs(chip)
+                )
+                logs.append(math.log(r.latency_ms / predicted))
+        misses[" + ".join(family)] = statistics.median(logs)
+    return misses
+
+
+def _rms(values) -> float:
+    values = list(values)
+    return math.sqrt(sum(v * v for v in values) / len(values))
+
+
+def common_scale(rows: list[Measurement]) -> None:
+    print("## 3c. The prior's common time scale\n")
+    misses = datasheet_miss(rows)
+    print("| family | datasheet miss: median measured / predicted | width estimated without it |")
+    print("|---|---|---|")
+    without = {}
+    for family, miss in misses.items():
+        without[family] = _rms(v for k, v in misses.items() if k != family)
+        print(f"| {family} | ×{math.exp(miss):.2f} | log {math.exp(without[family]):.2f} |")
+    print(
+        f"| **all** (RMS of the logs) | log {math.exp(_rms(misses.values())):.2f} "
+        f"(default: log {math.exp(calibration_fit.COMMON_SCALE_LOG_WIDTH):.2f}) | |\n"
+    )
+    print(
+        "| width | MobileNet → ResNet | ResNet → MobileNet | leave-one-model-out, median per "
+        "chip | RV pooled |"
+    )
+    print("|---|---|---|---|---|")
+    default = calibration_fit.COMMON_SCALE_LOG_WIDTH
+    try:
+        for width in (0.0, default, math.log(2.0)):
+            calibration_fit.COMMON_SCALE_LOG_WIDTH = width
+            _lines, sa, sb = _transfer(rows)
+            pooled = _lomo(rows, per_chip=False)
+            per = ", ".join(
+                f"{chip_id.split('/')[1]} {r.cross_validation.median_abs_pct:.1f}"
+                for chip_id, r in pooled.items()
+                if r.cross_validation is not None
+            )
+            family = next(
+                (
+                    r.calibration.family_errors
+                    for r in pooled.values()
+                    if r.calibration.family_errors
+                ),
+                None,
+            )
+            rv = "—" if family is None else f"{family['cross_validation']['median_abs_pct']:.1f} %"
+            name = "0 (off)" if width == 0 else f"log {math.exp(width):.2f}"
+            mark = " (default)" if width == default else ""
+            print(
+                f"| {name}{mark} | {sa.median_abs_pct:.1f} % | {sb.median_abs_pct:.1f} % | "
+                f"{per} | {rv} |"
+            )
+        # nested: each family with the width estimated from the other families' misses
+        preds_a, meas_a, preds_b, meas_b, lines = [], [], [], [], []
+        for family in _families(rows):
+            calibration_fit.COMMON_SCALE_LOG_WIDTH = without[" + ".join(family)]
+            own = [r for r in rows if r.chip_id in family]
+            mobile = [r for r in own if r.model.startswith("mobilenet")]
+            resnet = [r for r in own if r.model.startswith("resnet")]
+            preds_a += _fit_predict(mobile, resnet)
+            meas_a += [r.latency_ms for r in resnet]
+            preds_b += _fit_predict(resnet, mobile)
+            meas_b += [r.latency_ms for r in mobile]
+            chips = [get_chip(c) for c in family]
+            for chip_id, result in calibrate_family(chips, own).items():
+                if result.cross_validation is not None:
+                    lines.append(
+                        f"{chip_id.split('/')[1]} {result.cross_validation.median_abs_pct:.1f}"
+                    )
+        print(
+            f"| nested (each family: width without it) | "
+            f"{summarize(preds_a, meas_a).median_abs_pct:.1f} % | "
+            f"{summarize(preds_b, meas_b).median_abs_pct:.1f} % | {', '.join(lines)} | |"
+        )
+    finally:
+        calibration_fit.COMMON_SCALE_LOG_WIDTH = default
+    print()
+
+
 def timing(rows: list[Measurement]) -> None:
     print("## 4-5. Timing\n")
     twenty = [r for r in rows if r.chip_id.startswith("qualcomm/")][:20]
@@ -242,28 +345,37 @@ def timing(rows: list[Measurement]) -> None:
     with tempfile.TemporaryDirectory() as folder:
         csv_path = Path(folder) / "twenty.csv"
         csv_path.write_text("\n".join([source[0]] + [source[i - 1] for i in sorted(lines)]) + "\n")
-        cache = Path(folder) / "cache"  # empty: the cold case (no cached layer extraction)
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "AUTOCOMPRESS_CACHE": str(cache)}
-        command = [sys.executable, "-m", "autocompress", "calibrate", str(csv_path), "--out"]
-        seconds, cpu = [], []
-        for run in ("cold", "warm"):
-            start = time.perf_counter()
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            subprocess.run(
-                [*command, str(Path(folder) / f"{run}.yaml")],
-                check=True,
-                capture_output=True,
-                env=env,
-            )
-            seconds.append(time.perf_counter() - start)
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        runs = {"cold": [], "warm": [], "cold, no shipped tables": []}
+        cpu = {name: [] for name in runs}
+        for repeat in range(3):
+            for name in runs:
+                # a new, empty user cache per cold run; warm reuses the cold run's
+                cache = Path(folder) / f"cache-{repeat}-{'cold' if name == 'warm' else name}"
+                env = {**os.environ, "OMP_NUM_THREADS": "1", "AUTOCOMPRESS_CACHE": str(cache)}
+                head = ["-c", NO_TABLES] if "no shipped" in name else ["-m", "autocompress"]
+                out = Path(folder) / f"{repeat}-{len(runs[name])}-{name[:4]}.yaml"
+                start = time.perf_counter()
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                subprocess.run(
+                    [sys.executable, *head, "calibrate", str(csv_path), "--out", str(out)],
+                    check=True,
+                    capture_output=True,
+                    env=env,
+                )
+                runs[name].append(time.perf_counter() - start)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu[name].append(
+                    after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+                )
     models = len({r.model for r in twenty})
     print(
-        f"- `autocompress calibrate` on 20 rows ({models} models, 2 chips), fresh process: "
-        f"{seconds[0]:.1f} s cold (empty layer cache), {seconds[1]:.1f} s warm (wall); "
-        f"CPU time {cpu[0]:.1f} s cold, {cpu[1]:.1f} s warm; load average "
-        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        f"- `autocompress calibrate` on 20 rows ({models} models, 2 chips), fresh process, "
+        "median of 3 (wall / CPU): "
+        + "; ".join(
+            f"{name} {statistics.median(runs[name]):.1f} s / {statistics.median(cpu[name]):.1f} s"
+            for name in runs
+        )
+        + f"; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
     import torchvision
 
@@ -336,6 +448,7 @@ def main() -> None:
     transfer_table(rows)
     cross_validation_table(rows)
     prior_sensitivity(rows)
+    common_scale(rows)
     if not args.skip_timing:
         timing(rows)
     pruning()

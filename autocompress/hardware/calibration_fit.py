@@ -30,20 +30,34 @@ Rows may come from several chips of one NPU family (features per row are
 computed on that row's chip, so a clock difference is in ``c``): the knobs are
 then shared.
 
-The fit minimises, over the logarithms of the knobs within their bounds,
+The fit minimises, over the logarithms x of the knobs within their bounds,
 
-    Σ_rows huber((log t̂ − log t) / σ)  +  Σ_knobs ½ ((log k − log k₀) / s_k)²
+    Σ_rows ρ((log t̂ − log t) / σ)  +  ½ (x − x₀)ᵀ Σ⁻¹ (x − x₀)
 
-(σ = 0.1: about 10 % measurement scatter across toolchain versions; Huber
-threshold 1.5 σ so that one odd row cannot drag the fit; the second term is a
-weak prior at the datasheet values k₀, with ``s_k`` = log 3 (log 10 for ``T``,
-whose prior centre is a generic 300 µs when the spec has none: the geometric
-middle of the 0.1–1 ms per-call overheads of NPU runtimes), so that a chip with
-two measured models still gets a well-posed fit: the data move the knobs they
-can see and leave the others near the datasheet). It runs damped Gauss-Newton
-(Levenberg-Marquardt) with an analytic Jacobian, iteratively re-weighted
-residuals and projection on the bounds, from three starting points, and keeps
-the best. numpy only.
+(σ = 0.1: about 10 % measurement scatter across toolchain versions). ρ is the
+Cauchy (Lorentzian) loss ρ(z) = ½ c² log(1 + (z/c)²) with c = 2.385, the
+textbook constant at 95 % efficiency for Gaussian scatter: a row within a few σ
+counts as in least squares, a row many σ off (a vendor table's row for a
+different model variant, a network the cost model gets structurally wrong) has
+its influence fade instead of pulling every knob by a constant amount, as a
+Huber loss lets it. The second term is a prior at the datasheet values x₀:
+independent widths ``s_k`` = log 3 per knob (log 10 for ``T``, whose prior
+centre is a generic 300 µs when the spec has none: the geometric middle of the
+0.1–1 ms per-call overheads of NPU runtimes), plus one *common time scale*
+shared by the knobs, of width log 1.4: Σ = diag(s_k²) + s_t² v vᵀ with
+v = (−1, −1, 0, +1, +1, +1) (compute and bandwidth efficiency down, launch and
+inference overheads up: every time of the network longer by one factor). The
+datasheet's figures are estimates that miss together — a board slower than its
+datasheet (clocks, DRAM speed, runtime) is slower everywhere — so one measured
+row that is 30 % slower than predicted moves every knob a little along v rather
+than the single most sensitive one a lot; rows of varied models then separate
+the knobs (the width is the spread of the datasheet knobs' common misses on the
+bundled chips: :data:`COMMON_SCALE_LOG_WIDTH`). A chip with two measured models
+still gets a well-posed fit: the data move the knobs they can see and leave the
+others near the datasheet. It runs
+damped Gauss-Newton (Levenberg-Marquardt) with an analytic Jacobian,
+iteratively re-weighted residuals and projection on the bounds, from three
+starting points, and keeps the best. numpy only.
 """
 
 from __future__ import annotations
@@ -61,10 +75,20 @@ from autocompress.hardware.spec import ChipSpec
 
 RESIDUAL_SCALE = 0.1
 """σ of the log-latency residuals (≈ 10 % scatter between toolchain versions and boards)."""
-HUBER_THRESHOLD = 1.5
-"""Residuals beyond this many σ count linearly (robust to an odd row)."""
+CAUCHY_SCALE = 2.385
+"""c of the Cauchy loss, in σ: the standard constant for 95 % efficiency under Gaussian
+scatter (a row 2.4 σ off has half the weight of one on the curve; 10 σ off, 5 %)."""
 PRIOR_LOG_SCALE = math.log(3.0)
 """Width of the prior around the datasheet value, in log units (a factor of 3)."""
+COMMON_SCALE_LOG_WIDTH = math.log(1.4)
+"""Width of the shared time-scale term of the prior: the datasheet's times may all be off
+by one factor of about 1.4, on top of each knob's own factor of 3. An empirical-Bayes
+figure: the root mean square, over the five bundled chip families, of the log of the
+median factor by which the datasheet knobs miss that family's measurements is 0.31
+(×1.37; 0.27–0.34 leaving any one family out; bench/RESULTS.md)."""
+COMMON_SCALE_DIRECTION = (-1.0, -1.0, 0.0, 1.0, 1.0, 1.0)
+"""Per knob (order of :data:`KNOBS`), the log change that makes every time longer by one
+log unit: efficiencies down, overheads up (depthwise is relative to compute: 0)."""
 DEFAULT_INFERENCE_OVERHEAD_US = 300.0
 """Prior centre of ``inference_overhead_us`` for a spec that gives none (0): the geometric
 middle of the 0.1–1 ms per-call overheads of NPU runtimes (one figure for every chip; of
@@ -179,16 +203,22 @@ class FitResult:
     at_bound: tuple[str, ...]
 
 
-def _huber_weights(z: np.ndarray) -> np.ndarray:
-    absolute = np.abs(z)
-    return np.where(absolute <= HUBER_THRESHOLD, 1.0, HUBER_THRESHOLD / np.maximum(absolute, 1e-12))
+def _robust_weights(z: np.ndarray) -> np.ndarray:
+    """IRLS weights ρ'(z)/z of the Cauchy loss."""
+    return 1.0 / (1.0 + (z / CAUCHY_SCALE) ** 2)
 
 
-def _huber(z: np.ndarray) -> float:
-    absolute = np.abs(z)
-    quadratic = 0.5 * z * z
-    linear = HUBER_THRESHOLD * (absolute - 0.5 * HUBER_THRESHOLD)
-    return float(np.where(absolute <= HUBER_THRESHOLD, quadratic, linear).sum())
+def _robust_loss(z: np.ndarray) -> float:
+    """Σ ½ c² log(1 + (z/c)²): quadratic near 0, logarithmic far out."""
+    return float((0.5 * CAUCHY_SCALE**2 * np.log1p((z / CAUCHY_SCALE) ** 2)).sum())
+
+
+def prior_precision() -> np.ndarray:
+    """Σ⁻¹ of the knobs' log prior: independent widths plus the common time scale."""
+    widths = np.array([k.prior_log_scale for k in KNOBS])
+    direction = np.array(COMMON_SCALE_DIRECTION)
+    covariance = np.diag(widths**2) + COMMON_SCALE_LOG_WIDTH**2 * np.outer(direction, direction)
+    return np.linalg.inv(covariance)
 
 
 def _prior_centre(start: dict[str, float]) -> np.ndarray:
@@ -254,7 +284,7 @@ def fit_knobs(
     measured_ms: Sequence[float],
     start: dict[str, float],
     *,
-    max_iterations: int = 40,
+    max_iterations: int = 200,
 ) -> FitResult:
     """Fit the six knobs to measured latencies (see the module docstring).
 
@@ -273,12 +303,13 @@ def fit_knobs(
     lower = np.log([k.lower for k in KNOBS])
     upper = np.log([k.upper for k in KNOBS])
     prior = _prior_centre(start)
-    inverse_width = 1.0 / np.array([k.prior_log_scale for k in KNOBS])
-    prior_curvature = np.diag(inverse_width**2)
+    prior_curvature = prior_precision()
 
     def loss(x: np.ndarray) -> float:
-        prior_z = (x - prior) * inverse_width
-        return _huber(problem.residuals(x)[0]) + 0.5 * float(prior_z @ prior_z)
+        offset = x - prior
+        return _robust_loss(problem.residuals(x)[0]) + 0.5 * float(
+            offset @ prior_curvature @ offset
+        )
 
     def run(x: np.ndarray) -> tuple[np.ndarray, float, int]:
         x = np.clip(x, lower, upper)
@@ -288,9 +319,9 @@ def fit_knobs(
         for _ in range(max_iterations):
             iterations += 1
             r, jac = problem.residuals(x, jacobian=True)
-            w = _huber_weights(r)
+            w = _robust_weights(r)
             hessian = jac.T @ (w[:, None] * jac) + prior_curvature
-            gradient = jac.T @ (w * r) + (x - prior) * inverse_width**2
+            gradient = jac.T @ (w * r) + prior_curvature @ (x - prior)
             improved, previous = False, current
             step = np.zeros_like(x)
             for _ in range(12):
@@ -302,7 +333,7 @@ def fit_knobs(
                     damping = max(damping / 3.0, 1e-6)
                     break
                 damping *= 4.0
-            converged = previous - current < 1e-5 * (1.0 + current)
+            converged = previous - current < 1e-7 * (1.0 + current)
             if not improved or converged or np.max(np.abs(step)) < 1e-7:
                 break
         return x, current, iterations
@@ -332,8 +363,10 @@ def fit_knobs(
 
 
 __all__ = [
+    "CAUCHY_SCALE",
+    "COMMON_SCALE_DIRECTION",
+    "COMMON_SCALE_LOG_WIDTH",
     "DEFAULT_INFERENCE_OVERHEAD_US",
-    "HUBER_THRESHOLD",
     "INFERENCE_PRIOR_LOG_SCALE",
     "KNOBS",
     "KNOB_NAMES",
@@ -345,6 +378,7 @@ __all__ = [
     "datasheet_knobs",
     "fit_knobs",
     "predict_ms",
+    "prior_precision",
     "row_features",
     "unit_spec",
 ]

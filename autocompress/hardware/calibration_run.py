@@ -1,7 +1,7 @@
 """``autocompress calibrate`` as a function: measurements in, a :class:`CalibrationFile` out.
 
-For each chip: extract each measured model's layers once (cached per model,
-input shape, width and precision), fit the knobs
+For each chip: take each measured model's layers
+(:func:`autocompress.hardware.calibration_layers.measured_layers`), fit the knobs
 (:mod:`autocompress.hardware.calibration_fit`), and measure the error with the
 datasheet knobs, with the fitted knobs, and under leave-one-model-out
 cross-validation (refit without all rows of one model, predict that model).
@@ -9,10 +9,7 @@ cross-validation (refit without all rows of one model, predict that model).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
-import json
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +19,6 @@ from autocompress.core.errors import ConfigError
 from autocompress.core.file_hash import file_sha256
 from autocompress.core.version import __version__
 from autocompress.hardware.calibration import CalibrationFile, ChipCalibration
-from autocompress.hardware.calibration_cache import (
-    is_builtin_model,
-    layers_cache_path,
-)
 from autocompress.hardware.calibration_csv import Measurement, read_measurements
 from autocompress.hardware.calibration_fit import (
     KNOBS,
@@ -35,114 +28,15 @@ from autocompress.hardware.calibration_fit import (
     predict_ms,
     row_features,
 )
+from autocompress.hardware.calibration_layers import (  # noqa: F401 (re-exported)
+    _layers_from_json,
+    _layers_to_json,
+    measured_layers,
+)
 from autocompress.hardware.calibration_metrics import ErrorSummary, summarize
 from autocompress.hardware.calibration_store import calibrated_spec
-from autocompress.hardware.layers import LayerDescriptor, LayerKind
 from autocompress.hardware.plugins import get_chip
 from autocompress.hardware.spec import ChipSpec
-
-_LAYER_CACHE: dict[tuple, list[LayerDescriptor]] = {}
-
-
-def _construct(measurement: Measurement):
-    from autocompress.core.models import (
-        build_model,
-        small_cnn,
-    )  # torch: only when a layer is not cached (calibration_cache)
-
-    width = measurement.width_multiplier
-    channels = measurement.input_shape[0]
-    if width == 1.0:
-        return build_model(measurement.model, num_classes=1000, in_channels=channels)
-    if measurement.model == "small_cnn":
-        return small_cnn(num_classes=1000, in_channels=channels, width=max(1, round(32 * width)))
-    if measurement.model == "mobilenet_v2":
-        import torchvision  # only when a layer is not cached (calibration_cache)
-
-        return torchvision.models.get_model("mobilenet_v2", weights=None, width_mult=width)
-    raise ConfigError(
-        f"line {measurement.line}: width_multiplier {width} is supported for mobilenet_v2 and "
-        f"small_cnn only, not {measurement.model!r}"
-    )
-
-
-def _build(measurement: Measurement):
-    """The measured model, on the ``meta`` device when it can be (shapes only, no weights to
-    initialise: several times faster for big models), else on the CPU."""
-    import torch  # only when a layer is not cached (calibration_cache)
-
-    try:
-        with torch.device("meta"):
-            return _construct(measurement)
-    except (NotImplementedError, RuntimeError):  # a constructor that computes with tensors
-        return _construct(measurement)
-
-
-def _disk_cache_path(key: tuple) -> Path:
-    """``$AUTOCOMPRESS_CACHE/layers/<hash>.json`` (default ``~/.cache/autocompress``)."""
-    return layers_cache_path(key)
-
-
-def _layers_to_json(layers: list[LayerDescriptor]) -> str:
-    rows = []
-    for layer in layers:
-        row = dataclasses.asdict(layer)
-        row["kind"] = layer.kind.value
-        rows.append(row)
-    return json.dumps(rows)
-
-
-def _layers_from_json(text: str) -> list[LayerDescriptor]:
-    """Layer descriptors from the cache's JSON (data only: a cache file never runs code)."""
-    tuples = {"kernel_size", "stride", "dilation", "input_hw", "output_hw", "fused_ops"}
-    layers = []
-    for row in json.loads(text):
-        values = {k: tuple(v) if k in tuples else v for k, v in row.items()}
-        values["kind"] = LayerKind(values["kind"])
-        layers.append(LayerDescriptor(**values))
-    return layers
-
-
-def measured_layers(measurement: Measurement) -> list[LayerDescriptor]:
-    """Layer descriptors of a measured configuration.
-
-    Cached per (model, input shape, width, bits) in memory and on disk (a torchvision
-    or autocompress upgrade changes the key): extraction is the slow part of calibrating.
-    """
-    key = (*measurement.key, measurement.weight_bits, measurement.activation_bits)
-    layers = _LAYER_CACHE.get(key)
-    if layers is not None:
-        return layers
-    cache_file = _disk_cache_path(key) if is_builtin_model(measurement.model) else None
-    if cache_file is not None and cache_file.is_file():
-        try:
-            layers = _layers_from_json(cache_file.read_text(encoding="utf-8"))
-        except Exception:  # a damaged or foreign cache entry: extract again
-            layers = None
-    if layers is None:
-        from autocompress.hardware.extract import (
-            extract_layers,
-        )  # torch: only when a layer is not cached (calibration_cache)
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # torchvision init-weight notices
-            module = _build(measurement)
-        layers = extract_layers(
-            module,
-            measurement.input_shape,
-            weight_bits=measurement.weight_bits,
-            activation_bits=measurement.activation_bits,
-        )
-        if cache_file is not None:
-            try:
-                cache_file.parent.mkdir(parents=True, exist_ok=True)
-                temporary = cache_file.with_suffix(".tmp")
-                temporary.write_text(_layers_to_json(layers), encoding="utf-8")
-                temporary.replace(cache_file)
-            except OSError:
-                pass  # a read-only cache folder only costs speed
-    _LAYER_CACHE[key] = layers
-    return layers
 
 
 @dataclass(frozen=True)
