@@ -21,6 +21,7 @@ def test_settings_from_run_yaml_are_the_settings_that_made_the_run(tmp_path):
         epochs=0.2,
         teacher_epochs=1,
         rungs=(1.0,),
+        lr=1e-3,  # like epochs and rungs: run.yaml gives back the resolved value
         device="cpu",
         seed=0,
         name="round-trip",
@@ -39,3 +40,13 @@ def test_settings_from_run_yaml_are_the_settings_that_made_the_run(tmp_path):
     changed = _settings_from_arguments(result.run_dir / "run.yaml", {"trials": 4, "seed": 2})
     assert (changed.trials, changed.seed) == (4, 2)
     assert dataclasses.replace(changed, trials=1, seed=0, out=settings.out) == settings
+
+
+def test_the_trial_learning_rate_is_per_device_unless_given():
+    from autocompress.search.prepare import DEFAULT_TRIAL_LR, finetune_lr
+
+    plain = SearchSettings(model="small_cnn")
+    assert plain.lr is None
+    assert finetune_lr(plain, "cpu") == DEFAULT_TRIAL_LR["cpu"] == 1e-3
+    assert finetune_lr(plain, "cuda") == DEFAULT_TRIAL_LR["cuda"] == 1e-4
+    assert finetune_lr(dataclasses.replace(plain, lr=3e-4), "cuda") == 3e-4
