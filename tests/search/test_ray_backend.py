@@ -57,71 +57,15 @@ def _trained(run: RunDirectory) -> int:
     return sum(1 for r in run.read_trials() if r.state in ("complete", "failed"))
 
 
-# The CLI tests come first: each starts its own Ray runtime, before this module's fixture does.
+# The CLI tests come first: their runs start their own Ray runtime or join a `ray start`
+# cluster, before this module's in-process runtime (local_ray) is up.
 
 
-def test_cli_ray_ctrl_c_exits_130_and_resume_retries_the_trial_a_killed_driver_left_running(
-    tmp_path,
-):
-    """One CLI run on its own local Ray runtime: Ctrl-C, then a resume that also retries a
-    trial a SIGKILLed driver would have left RUNNING (two CLI runs instead of four: each Ray
-    start-up costs ~15 s on two cores)."""
-    out = tmp_path / "ray-cli"
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "autocompress", "search", "--backend", "ray",
-            "--workers", "1", "--trials", "40", "--out", str(out), "--teacher-epochs", "3",
-            "--epochs", "1", "--latency-ms", "1000%",
-            "--no-anchors", "--rungs", "1",  # enqueued anchors would run before the retry
-        ],
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    # The live progress line is on (the default): it once made tune.Tuner fail to pickle.
-    run = RunDirectory(out)
-    deadline = time.monotonic() + 240
-    while not (run.trials_jsonl.is_file() and run.read_trials()):
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no trial finished"
-        time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-    stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr
-    assert not WARNING_TEXT.search(stdout + stderr), stderr
-    assert _running(run) == []  # the trials in flight were dropped, not left RUNNING
-    finished = _trained(run)
-    assert 1 <= finished < 40
-
-    # A driver killed mid-trial (SIGKILL: no chance to clean up) leaves its trial RUNNING in
-    # study.db, with its parameters.
-    study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
-    template = next(t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE)
-    orphan = study.ask(fixed_distributions=template.distributions)
-    params = dict(orphan.params)
-
-    # --trials counts trained trials, as with the Optuna backend: one more is the retry
-    resumed = _search("--resume", "--out", str(out), "--trials", str(finished + 1), "--no-progress")
-    assert resumed.returncode == 0, resumed.stderr
-    assert not WARNING_TEXT.search(resumed.stdout + resumed.stderr), resumed.stderr
-    study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
-    states = {t.number: t.state for t in study.trials}
-    assert optuna.trial.TrialState.RUNNING not in states.values()
-    assert states[orphan.number] == optuna.trial.TrialState.FAIL
-    (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == orphan.number]
-    assert retry.params == params and retry.state == optuna.trial.TrialState.COMPLETE
-    records = {r.number: r for r in run.read_trials()}
-    assert _trained(run) == finished + 1 and retry.number in records
-    assert {r.backend for r in records.values()} == {"ray"}
-
-
-@pytest.fixture
+@pytest.fixture(scope="class")
 def ray_cluster():
     """A real Ray cluster as `ray start --head` makes one (its own temp dir and port, so no
-    other Ray on this machine finds it); stopped by process group afterwards."""
+    other Ray on this machine finds it), shared by the CLI tests of one class; stopped by
+    process group afterwards."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -162,18 +106,82 @@ def ray_cluster():
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def test_cli_ray_search_joins_an_existing_cluster(tmp_path, ray_cluster):
-    out = tmp_path / "on-cluster"
-    result = _search(
-        "--backend", "ray", "--address", ray_cluster, "--workers", "2", "--trials", "2",
-        "--out", str(out), "--teacher-epochs", "3", "--epochs", "1", "--latency-ms", "1000%",
-        "--no-anchors", "--rungs", "1", "--no-progress",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert not WARNING_TEXT.search(result.stdout + result.stderr), result.stderr
-    run = RunDirectory(out)
-    assert _trained(run) == 2 and _running(run) == []
-    assert {r.backend for r in run.read_trials()} == {"ray"}
+class TestCliOnRay:
+    """The CLI with the Ray backend: a run on its own runtime, runs on a `ray start` cluster."""
+
+    def test_cli_ray_ctrl_c_exits_130_and_resume_retries_the_trial_a_killed_driver_left_running(
+        self, tmp_path, ray_cluster
+    ):
+        """One CLI run on its own local Ray runtime (the default): Ctrl-C, then a resume on the
+        class's `ray start` cluster that also retries a trial a SIGKILLed driver would have left
+        RUNNING (two CLI runs instead of four, and one Ray start-up fewer: each costs ~15 s on two
+        cores)."""
+        out = tmp_path / "ray-cli"
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "autocompress", "search", "--backend", "ray",
+                "--workers", "1", "--trials", "40", "--out", str(out), "--teacher-epochs", "3",
+                "--epochs", "1", "--latency-ms", "1000%",
+                "--no-anchors", "--rungs", "1",  # enqueued anchors would run before the retry
+            ],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        # The live progress line is on (the default): it once made tune.Tuner fail to pickle.
+        run = RunDirectory(out)
+        deadline = time.monotonic() + 240
+        while not (run.trials_jsonl.is_file() and run.read_trials()):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no trial finished"
+            time.sleep(0.2)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        stdout, stderr = process.communicate(timeout=120)
+        assert process.returncode == 130, stderr
+        assert "Traceback" not in stderr
+        assert not WARNING_TEXT.search(stdout + stderr), stderr
+        assert _running(run) == []  # the trials in flight were dropped, not left RUNNING
+        finished = _trained(run)
+        assert 1 <= finished < 40
+
+        # A driver killed mid-trial (SIGKILL: no chance to clean up) leaves its trial RUNNING in
+        # study.db, with its parameters.
+        study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
+        template = next(t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE)
+        orphan = study.ask(fixed_distributions=template.distributions)
+        params = dict(orphan.params)
+
+        # --trials counts trained trials, as with the Optuna backend: one more is the retry
+        resumed = _search(
+            "--resume", "--out", str(out), "--trials", str(finished + 1), "--no-progress",
+            "--address", ray_cluster,
+        )  # fmt: skip
+        assert resumed.returncode == 0, resumed.stderr
+        assert not WARNING_TEXT.search(resumed.stdout + resumed.stderr), resumed.stderr
+        study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
+        states = {t.number: t.state for t in study.trials}
+        assert optuna.trial.TrialState.RUNNING not in states.values()
+        assert states[orphan.number] == optuna.trial.TrialState.FAIL
+        (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == orphan.number]
+        assert retry.params == params and retry.state == optuna.trial.TrialState.COMPLETE
+        records = {r.number: r for r in run.read_trials()}
+        assert _trained(run) == finished + 1 and retry.number in records
+        assert {r.backend for r in records.values()} == {"ray"}
+
+    def test_cli_ray_search_joins_an_existing_cluster(self, tmp_path, ray_cluster):
+        out = tmp_path / "on-cluster"
+        result = _search(
+            "--backend", "ray", "--address", ray_cluster, "--workers", "2", "--trials", "2",
+            "--out", str(out), "--teacher-epochs", "3", "--epochs", "1", "--latency-ms", "1000%",
+            "--no-anchors", "--rungs", "1", "--no-progress",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert not WARNING_TEXT.search(result.stdout + result.stderr), result.stderr
+        run = RunDirectory(out)
+        assert _trained(run) == 2 and _running(run) == []
+        assert {r.backend for r in run.read_trials()} == {"ray"}
 
 
 def test_cli_ray_runtime_that_cannot_start_is_a_clear_error(tmp_path):
