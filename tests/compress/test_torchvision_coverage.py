@@ -38,3 +38,27 @@ def test_model_goes_through_cost_prune_quantize_export(name):
     assert row["prune"].startswith("ok"), row.get("prune_trace", row)
     assert row["export"].startswith("ok"), row
     assert row["quantized_layers"] == row["weight_layers"], row
+
+
+def test_parallel_runs_keep_a_time_limit_per_model_and_in_total():
+    rows = _coverage.run_models(
+        ["squeezenet1_1", "resnet18", "alexnet"],
+        jobs=2,
+        threads=1,
+        timeout_s=2.0,  # not even enough to import torch and build the model
+        total_timeout_s=2.5,  # the third starts after 2 s: less than a second left
+    )
+    assert set(rows) == {"squeezenet1_1", "resnet18", "alexnet"}
+    # the heaviest two first (resnet18, alexnet); squeezenet1_1 is left for after 2 s
+    assert rows["resnet18"]["build"] == rows["alexnet"]["build"] == "timed out after 2 s", rows
+    assert rows["squeezenet1_1"]["build"] == ("not run: the total time limit (2 s) was reached"), (
+        rows
+    )
+    text = _coverage.table([rows[n] for n in ("alexnet", "resnet18", "squeezenet1_1")])
+    body = [line.split(" | ")[0] for line in text.splitlines() if line.startswith("| ")]
+    assert body[-3:] == ["| alexnet", "| resnet18", "| squeezenet1_1"]  # the given order
+
+
+def test_the_heaviest_models_start_first():
+    order = _coverage.heaviest_first(["resnet18", "vit_h_14", "squeezenet1_1", "vit_b_16"])
+    assert order == ["vit_h_14", "vit_b_16", "resnet18", "squeezenet1_1"]
