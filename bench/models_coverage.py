@@ -40,6 +40,19 @@ SIZES = (32, 64, 96, 224)
 CHIP = "rockchip/rv1126"
 
 
+EXPORT_IMAGES = 16
+EXPORT_MACS_M = 20_000.0
+"""Above this many MACs (millions) per image the export check gets fewer random images
+(onnxruntime runs each about three times on one thread, PyTorch about five times)."""
+
+
+def export_images(macs_m: float | None) -> int:
+    """Random images of the export check: 16, fewer for the largest models (at least 2)."""
+    if not macs_m:
+        return EXPORT_IMAGES
+    return max(2, min(EXPORT_IMAGES, int(EXPORT_IMAGES * EXPORT_MACS_M / macs_m)))
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:160]
@@ -176,14 +189,17 @@ def probe(name: str, threads: int = 1) -> dict:
         # export
         try:
             calibrate(student, torch.randn(8, *shape))
+            count = export_images(out.get("macs_m"))
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "model.onnx"
-                write_onnx(student, shape, path)
+                write_onnx(student, shape, path)  # over 2 GiB: with model.onnx.data
                 check_onnx_file(path)
                 check = compare_with_torch(
-                    path, student, torch.randn(16, *shape), min_agreement=0.0
+                    path, student, torch.randn(count, *shape), min_agreement=0.0
                 )
-            out["export"] = f"ok (agreement {check.top1_agreement:.0%})"
+            on = "" if count == EXPORT_IMAGES else f" on {count} images"
+            out["export"] = f"ok (agreement {check.top1_agreement:.0%}{on})"
+            out["export_images"] = count
         except Exception as exc:
             out["export"] = _first_line(exc)
     out["seconds"] = round(time.perf_counter() - started, 1)
@@ -309,15 +325,18 @@ def table(rows: list[dict], pending: list[str] = (), how: str = "") -> str:
         "(Torch-Pruning); how many layers got narrower, and how many channel groups can be "
         "pruned. Groups Torch-Pruning cannot trace (ShuffleNet's channel shuffle; GoogLeNet's "
         "auxiliary heads) or whose pruning breaks the forward pass (ViT's hidden size) stay at "
-        "full width; `autocompress search` prints them and run.yaml lists them "
+        "full width (in Swin, whose window attention Torch-Pruning cannot follow, all but the "
+        "MLP hidden widths); `autocompress search` prints them and run.yaml lists them "
         "(`space.full_width`). Grouped convolutions (RegNet, ResNeXt) are pruned per group.",
         "- **quantized layers**: weight layers that run fake-quantized / weight layers that "
         "run (the projections nn.MultiheadAttention and Swin's window attention read "
         "functionally included: a student routes them through its quantized layers).",
-        "- **export**: ONNX with Q/DQ, onnx.checker, and onnxruntime vs PyTorch on 16 random "
-        "images: the layer-by-layer check of the export gate (every layer's input within one "
-        "quantization step of PyTorch's from the same upstream tensors) passed, and the top-1 "
-        "agreement. With random weights and inputs the logits are nearly tied, so that "
+        "- **export**: ONNX with Q/DQ (over 2 GiB of tensors: with ONNX external data), "
+        "onnx.checker, and onnxruntime vs PyTorch on 16 random images (fewer for models over "
+        f"{EXPORT_MACS_M / 1000:g} GMAC per image, as the cell says): the layer-by-layer "
+        "check of the export gate (every layer's input within one quantization step of "
+        "PyTorch's from the same upstream tensors) passed, and the top-1 agreement. With "
+        "random weights and inputs the logits are nearly tied, so that "
         "agreement is a smoke test, not the export's agreement bound (which `autocompress "
         "export` derives from the student's own noise on a stratified sample of the real test "
         "split).",

@@ -380,16 +380,18 @@ def slim(
     # e.g. ViT's hidden size): prune group by group, keeping the ones that run.
     _restore(model, backup)
     kept: dict[str, int] = {}
+    current = _Graph(model, example_input, protect)  # valid until a restore replaces modules
     for group, keep in targets:
         if keep >= group.channels:
             kept[group.name] = keep
             continue
         snapshot = copy.deepcopy(model)
-        _Graph(model, example_input, protect).prune(group, keep)
+        current.prune(group, keep)
         if _runs(model, example_input):
             kept[group.name] = keep
         else:
             _restore(model, snapshot)
+            current = _Graph(model, example_input, protect)
             kept[group.name] = group.channels
             _LOG.warning(
                 "channel group %s kept at full width: pruning it breaks the forward pass",
