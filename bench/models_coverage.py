@@ -2,13 +2,14 @@
 
     nice -n 10 python bench/models_coverage.py --out docs/models.md            # all models
     python bench/models_coverage.py --models resnet18,mobilenet_v2 --out -     # a few, to stdout
-    python bench/models_coverage.py --jobs 8 --timeout 420 --total-timeout 470 --out docs/models.md
+    python bench/models_coverage.py --jobs 5 --timeout 450 --total-timeout 450 --out docs/models.md
 
 Each model runs in its own process (a time limit per model; a crash or hang of one
 model does not stop the table). ``--jobs N`` runs N of them at once, each with
-``--threads`` torch threads (default: the machine's cores divided by N), the models
-with the most operations first; the table keeps the model order. ``--total-timeout``
-bounds the whole run: a model that has not started by then gets that status.
+``--threads`` torch threads (default: the machine's cores divided by N), the longest
+first (by the seconds in the table --out replaces, else by size); the table keeps the
+model order. ``--total-timeout`` bounds the whole run: a model not started by then gets
+that status, and no model runs past it.
 
 Per model, at the smallest input it accepts among 32, 64, 96 and 224 pixels (ViT and
 MaxViT need 224; models that pool adaptively to more than 1x1, AlexNet and VGG, get
@@ -246,20 +247,42 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def heaviest_first(names: list[str]) -> list[str]:
-    """``names`` by torchvision's operation count (GFLOPS at 224, from the weights'
-    metadata: nothing is downloaded), the largest first: with several jobs the long
-    models start at once instead of last. Models without that metadata go last."""
+def previous_seconds(path: Path) -> dict[str, float]:
+    """Model -> seconds of an earlier table at ``path`` (rows that finished; none if absent)."""
+    seconds: dict[str, float] = {}
+    if not path.is_file():
+        return seconds
+    for line in path.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) > 1:
+            try:
+                seconds[cells[0]] = float(cells[-1])
+            except ValueError:
+                continue
+    return seconds
+
+
+def heaviest_first(names: list[str], seconds: dict[str, float] | None = None) -> list[str]:
+    """``names``, the longest to probe first, so that with several jobs the long models
+    start at once instead of last: by ``seconds`` of an earlier run where known (a model
+    without, e.g. one that timed out, counts as the longest), then by parameters plus
+    operations at the probe's input (torchvision's weights metadata: nothing is
+    downloaded)."""
     import torchvision
 
-    def ops(name: str) -> float:
+    seconds = seconds or {}
+
+    def size(name: str) -> float:
         try:
             weights = list(torchvision.models.get_model_weights(name))
         except Exception:
             return -1.0
-        return max((float(w.meta.get("_ops", 0.0)) for w in weights), default=-1.0)
+        params_m = max((w.meta.get("num_params", 0) / 1e6 for w in weights), default=0.0)
+        gflops = max((float(w.meta.get("_ops", 0.0)) for w in weights), default=0.0)
+        at_224 = name.startswith(("vit_", "maxvit", "vgg", "alexnet"))  # see probe()
+        return params_m + 10.0 * gflops * (1.0 if at_224 else (32 / 224) ** 2)
 
-    return sorted(names, key=lambda n: -ops(n))
+    return sorted(names, key=lambda n: (-seconds.get(n, float("inf")), -size(n)))
 
 
 def run_models(
@@ -269,9 +292,11 @@ def run_models(
     threads: int,
     timeout_s: float,
     total_timeout_s: float | None = None,
+    seconds: dict[str, float] | None = None,
     on_row=None,  # called with each row as it completes (in completion order)
 ) -> dict[str, dict]:
-    """Probe ``names`` in ``jobs`` processes at once (one model each); name -> row."""
+    """Probe ``names`` in ``jobs`` processes at once (one model each); name -> row.
+    ``seconds``: an earlier run's times, for the order (:func:`heaviest_first`)."""
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     deadline = None if total_timeout_s is None else time.monotonic() + total_timeout_s
@@ -288,7 +313,7 @@ def run_models(
         return _run_one(name, limit, threads)
 
     rows: dict[str, dict] = {}
-    order = heaviest_first(names) if jobs > 1 else list(names)
+    order = heaviest_first(names, seconds) if jobs > 1 else list(names)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {pool.submit(one, name): name for name in order}
         for future in as_completed(futures):
@@ -436,6 +461,7 @@ def main() -> None:
             row = json.loads(line)
             if row.get("model") in names:
                 rows.setdefault(row["model"], row)
+    earlier = previous_seconds(Path(args.out)) if args.out != "-" else {}  # before rewriting
     how = (
         "`python bench/models_coverage.py"
         + (f" --jobs {args.jobs}" if args.jobs > 1 else "")
@@ -467,6 +493,7 @@ def main() -> None:
         threads=threads,
         timeout_s=args.timeout,
         total_timeout_s=args.total_timeout,
+        seconds=earlier,
         on_row=write,
     )
     text = table([rows[n] for n in names if n in rows], how=how)

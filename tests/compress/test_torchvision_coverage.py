@@ -60,5 +60,20 @@ def test_parallel_runs_keep_a_time_limit_per_model_and_in_total():
 
 
 def test_the_heaviest_models_start_first():
-    order = _coverage.heaviest_first(["resnet18", "vit_h_14", "squeezenet1_1", "vit_b_16"])
-    assert order == ["vit_h_14", "vit_b_16", "resnet18", "squeezenet1_1"]
+    names = ["resnet18", "vit_h_14", "squeezenet1_1", "vit_b_16"]
+    assert _coverage.heaviest_first(names) == ["vit_h_14", "vit_b_16", "resnet18", "squeezenet1_1"]
+    # an earlier run's seconds come first; a model it has none for (timed out) counts as longest
+    earlier = {"resnet18": 9.0, "vit_b_16": 3.0, "squeezenet1_1": 20.0}
+    order = _coverage.heaviest_first(names, earlier)
+    assert order == ["vit_h_14", "squeezenet1_1", "resnet18", "vit_b_16"]
+
+
+def test_an_earlier_table_gives_the_seconds_of_the_models_that_finished(tmp_path):
+    path = tmp_path / "models.md"
+    rows = [
+        {"model": "resnet18", "input": 32, "cost": "ok", "seconds": 9.5},
+        {"model": "vit_h_14", "build": "timed out after 240 s"},
+    ]
+    path.write_text(_coverage.table(rows, ["vgg11"]))
+    assert _coverage.previous_seconds(path) == {"resnet18": 9.5}
+    assert _coverage.previous_seconds(tmp_path / "absent.md") == {}
