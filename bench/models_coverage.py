@@ -350,8 +350,8 @@ def table(rows: list[dict], pending: list[str] = (), how: str = "") -> str:
         "(Torch-Pruning); how many layers got narrower, and how many channel groups can be "
         "pruned. Groups Torch-Pruning cannot trace (ShuffleNet's channel shuffle; GoogLeNet's "
         "auxiliary heads) or whose pruning breaks the forward pass (ViT's hidden size) stay at "
-        "full width (in Swin, whose window attention Torch-Pruning cannot follow, all but the "
-        "MLP hidden widths); `autocompress search` prints them and run.yaml lists them "
+        "full width (in Swin and MaxViT, whose window attention Torch-Pruning cannot follow, "
+        "all but the MLP hidden widths); `autocompress search` prints them and run.yaml lists them "
         "(`space.full_width`). Grouped convolutions (RegNet, ResNeXt) are pruned per group.",
         "- **quantized layers**: weight layers that run fake-quantized / weight layers that "
         "run (the projections nn.MultiheadAttention and Swin's window attention read "

@@ -20,13 +20,13 @@ every convolution group (its count stays a multiple of the groups). Where
 Torch-Pruning cannot trace a model (e.g. ShuffleNet's channel shuffle) or a group,
 those layers stay at full width and :attr:`ChannelGroup.reason` says why.
 
-Swin's window attention reshapes, rolls and pads its embedding width in ways
+Window attention (Swin's, MaxViT's) reshapes, rolls and pads its embedding width in ways
 Torch-Pruning's index mapping cannot follow (at some inputs its trace fails, at others a
 group's index lists grow without bound), so a model with window attention is not traced
-whole: each MLP block (``torchvision.ops.MLP``: Linear -> GELU -> Linear) is traced on its
-own, with the input it receives in a forward pass, and its hidden width is pruned (the
-first Linear's outputs with the second's inputs); the embedding width, the attention and
-the patch merging stay at full width.
+whole: each MLP block (Linear -> GELU -> Linear) is traced on its own, with the input it
+receives in a forward pass, and its hidden width is pruned (the first Linear's outputs
+with the second's inputs); the embedding width, the attention, the patch merging and
+MaxViT's convolutions stay at full width.
 """
 
 from __future__ import annotations
@@ -139,9 +139,14 @@ def _out_channels(module: nn.Module) -> int:
     return module.out_channels if isinstance(module, nn.Conv2d) else module.out_features  # type: ignore[return-value]
 
 
-_WINDOW_ATTENTION = ("ShiftedWindowAttention", "ShiftedWindowAttentionV2")
+# Swin's window attention (V1, V2), MaxViT's window/grid attention
+_WINDOW_ATTENTION = (
+    "ShiftedWindowAttention",
+    "ShiftedWindowAttentionV2",
+    "PartitionAttentionLayer",
+)
 _LOCAL_REASON = (
-    "Swin's window attention: Torch-Pruning cannot follow its window partition of the "
+    "window attention (Swin, MaxViT): Torch-Pruning cannot follow its window partition of the "
     "embedding width (only the MLP hidden widths are pruned)"
 )
 
@@ -152,10 +157,18 @@ def _has_window_attention(model: nn.Module) -> bool:
     )
 
 
-def _is_mlp_block(module: nn.Module) -> bool:
-    """torchvision's ``ops.MLP`` (a Sequential of Linear, activation, dropout, Linear ...)."""
-    return isinstance(module, nn.Sequential) and any(
-        c.__name__ == "MLP" for c in type(module).__mro__
+_MLP_PARTS = (nn.Linear, nn.LayerNorm, nn.GELU, nn.ReLU, nn.SiLU, nn.Dropout, nn.Identity)
+
+
+def _is_mlp_block(name: str, module: nn.Module) -> bool:
+    """torchvision's ``ops.MLP`` (Swin: Linear, GELU, Dropout, Linear, Dropout) or MaxViT's
+    ``mlp_layer`` (LayerNorm, Linear, GELU, Linear, Dropout)."""
+    if not isinstance(module, nn.Sequential):
+        return False
+    if any(c.__name__ == "MLP" for c in type(module).__mro__):
+        return True
+    return name.rpartition(".")[2] == "mlp_layer" and all(
+        isinstance(part, _MLP_PARTS) for part in module
     )
 
 
@@ -232,7 +245,7 @@ class _Graph:
     ) -> None:
         """Groups of the MLP blocks' hidden widths, each traced on its own; every other
         layer at full width (see the module docstring)."""
-        blocks = [(n, m) for n, m in self.model.named_modules() if _is_mlp_block(m)]
+        blocks = [(n, m) for n, m in self.model.named_modules() if _is_mlp_block(n, m)]
         inputs: dict[str, torch.Tensor] = {}
         handles = [
             m.register_forward_pre_hook(
