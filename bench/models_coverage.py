@@ -2,11 +2,18 @@
 
     nice -n 10 python bench/models_coverage.py --out docs/models.md            # all models
     python bench/models_coverage.py --models resnet18,mobilenet_v2 --out -     # a few, to stdout
+    python bench/models_coverage.py --jobs 5 --timeout 450 --total-timeout 450 --out docs/models.md
 
 Each model runs in its own process (a time limit per model; a crash or hang of one
-model does not stop the table). Per model, at the smallest input it accepts among
-32, 64, 96 and 224 pixels (ViT and MaxViT need 224; models that pool adaptively to
-more than 1x1, AlexNet and VGG, get 224 so their ONNX export is possible):
+model does not stop the table). ``--jobs N`` runs N of them at once, each with
+``--threads`` torch threads (default: the machine's cores divided by N), the longest
+first (by the seconds in the table --out replaces, else by size); the table keeps the
+model order. ``--total-timeout`` bounds the whole run: a model not started by then gets
+that status, and no model runs past it.
+
+Per model, at the smallest input it accepts among 32, 64, 96 and 224 pixels (ViT and
+MaxViT need 224; models that pool adaptively to more than 1x1, AlexNet and VGG, get
+224 so their ONNX export is possible):
 
 - cost: layers extracted and costed on rockchip/rv1126 (MACs in millions);
 - prune: a student at width 0.5, 8-bit, built with physical pruning; the status says
@@ -34,13 +41,27 @@ SIZES = (32, 64, 96, 224)
 CHIP = "rockchip/rv1126"
 
 
+EXPORT_IMAGES = 16
+EXPORT_MACS_M = 20_000.0
+"""Above this many MACs (millions) per image the export check gets fewer random images
+(onnxruntime runs each about three times on one thread, PyTorch about five times)."""
+
+
+def export_images(macs_m: float | None) -> int:
+    """Random images of the export check: 16, fewer for the largest models (at least 2)."""
+    if not macs_m:
+        return EXPORT_IMAGES
+    return max(2, min(EXPORT_IMAGES, int(EXPORT_IMAGES * EXPORT_MACS_M / macs_m)))
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:160]
 
 
-def probe(name: str) -> dict:
-    """Run every stage on one model; never raises (the result says what failed)."""
+def probe(name: str, threads: int = 1) -> dict:
+    """Run every stage on one model with ``threads`` torch threads; never raises (the
+    result says what failed)."""
     import tempfile
 
     import torch
@@ -55,7 +76,7 @@ def probe(name: str) -> dict:
     from autocompress.hardware.extract import extract_layers
     from autocompress.hardware.plugins import get_chip
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(max(1, int(threads)))
     out: dict = {"model": name}
     chip = get_chip(CHIP)
     spec = ModelSpec(name, num_classes=10)
@@ -169,14 +190,17 @@ def probe(name: str) -> dict:
         # export
         try:
             calibrate(student, torch.randn(8, *shape))
+            count = export_images(out.get("macs_m"))
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "model.onnx"
-                write_onnx(student, shape, path)
+                write_onnx(student, shape, path)  # over 2 GiB: with model.onnx.data
                 check_onnx_file(path)
                 check = compare_with_torch(
-                    path, student, torch.randn(16, *shape), min_agreement=0.0
+                    path, student, torch.randn(count, *shape), min_agreement=0.0
                 )
-            out["export"] = f"ok (agreement {check.top1_agreement:.0%})"
+            on = "" if count == EXPORT_IMAGES else f" on {count} images"
+            out["export"] = f"ok (agreement {check.top1_agreement:.0%}{on})"
+            out["export_images"] = count
         except Exception as exc:
             out["export"] = _first_line(exc)
     out["seconds"] = round(time.perf_counter() - started, 1)
@@ -189,11 +213,11 @@ def ran_names(module, quantized: dict, ran: set[str]) -> set[str]:
     return {child for child, m in module.named_children() if id(m) in names and names[id(m)] in ran}
 
 
-def _run_one(name: str, timeout_s: float) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+def _run_one(name: str, timeout_s: float, threads: int = 1) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     try:
         process = subprocess.run(
-            [sys.executable, __file__, "--one", name],
+            [sys.executable, __file__, "--one", name, "--threads", str(threads)],
             capture_output=True,
             text=True,
             timeout=timeout_s,
@@ -204,8 +228,100 @@ def _run_one(name: str, timeout_s: float) -> dict:
     for line in reversed(process.stdout.splitlines()):
         if line.startswith("{"):
             return json.loads(line)
+    if process.returncode < 0:  # killed by a signal: SIGKILL is most often the OOM killer
+        signal_name = {9: "SIGKILL, out of memory?", 11: "SIGSEGV"}.get(-process.returncode, "")
+        return {
+            "model": name,
+            "build": f"crashed: killed by signal {-process.returncode}"
+            + (f" ({signal_name})" if signal_name else ""),
+        }
     tail = (process.stderr or "").strip().splitlines()[-1:] or ["no output"]
-    return {"model": name, "build": f"crashed: {tail[0][:160]}"}
+    return {"model": name, "build": f"crashed (exit {process.returncode}): {tail[0][:160]}"}
+
+
+def cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def previous_seconds(path: Path) -> dict[str, float]:
+    """Model -> seconds of an earlier table at ``path`` (rows that finished; none if absent)."""
+    seconds: dict[str, float] = {}
+    if not path.is_file():
+        return seconds
+    for line in path.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) > 1:
+            try:
+                seconds[cells[0]] = float(cells[-1])
+            except ValueError:
+                continue
+    return seconds
+
+
+def heaviest_first(names: list[str], seconds: dict[str, float] | None = None) -> list[str]:
+    """``names``, the longest to probe first, so that with several jobs the long models
+    start at once instead of last: by ``seconds`` of an earlier run where known (a model
+    without, e.g. one that timed out, counts as the longest), then by parameters plus
+    operations at the probe's input (torchvision's weights metadata: nothing is
+    downloaded)."""
+    import torchvision
+
+    seconds = seconds or {}
+
+    def size(name: str) -> float:
+        try:
+            weights = list(torchvision.models.get_model_weights(name))
+        except Exception:
+            return -1.0
+        params_m = max((w.meta.get("num_params", 0) / 1e6 for w in weights), default=0.0)
+        gflops = max((float(w.meta.get("_ops", 0.0)) for w in weights), default=0.0)
+        at_224 = name.startswith(("vit_", "maxvit", "vgg", "alexnet"))  # see probe()
+        return params_m + 10.0 * gflops * (1.0 if at_224 else (32 / 224) ** 2)
+
+    return sorted(names, key=lambda n: (-seconds.get(n, float("inf")), -size(n)))
+
+
+def run_models(
+    names: list[str],
+    *,
+    jobs: int,
+    threads: int,
+    timeout_s: float,
+    total_timeout_s: float | None = None,
+    seconds: dict[str, float] | None = None,
+    on_row=None,  # called with each row as it completes (in completion order)
+) -> dict[str, dict]:
+    """Probe ``names`` in ``jobs`` processes at once (one model each); name -> row.
+    ``seconds``: an earlier run's times, for the order (:func:`heaviest_first`)."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    deadline = None if total_timeout_s is None else time.monotonic() + total_timeout_s
+
+    def one(name: str) -> dict:
+        limit = timeout_s
+        if deadline is not None:
+            limit = min(limit, deadline - time.monotonic())
+            if limit < 1.0:
+                return {
+                    "model": name,
+                    "build": f"not run: the total time limit ({total_timeout_s:.0f} s) was reached",
+                }
+        return _run_one(name, limit, threads)
+
+    rows: dict[str, dict] = {}
+    order = heaviest_first(names, seconds) if jobs > 1 else list(names)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(one, name): name for name in order}
+        for future in as_completed(futures):
+            row = future.result()
+            rows[futures[future]] = row
+            if on_row is not None:
+                on_row(row)
+    return rows
 
 
 def _cell(value: str | None) -> str:
@@ -214,12 +330,17 @@ def _cell(value: str | None) -> str:
     return str(value).replace("|", "\\|")
 
 
-def table(rows: list[dict], pending: list[str] = ()) -> str:
+def table(rows: list[dict], pending: list[str] = (), how: str = "") -> str:
+    """The markdown page: ``rows`` in order, then ``pending`` names; ``how`` says how the
+    rows were generated (command, processes, threads, time limit)."""
+    how = how or (
+        "`nice -n 10 python bench/models_coverage.py --out docs/models.md` on the CPU "
+        "(one process per model, a time limit each)"
+    )
     lines = [
         "# torchvision classifiers: coverage",
         "",
-        "Generated by `nice -n 10 python bench/models_coverage.py --out docs/models.md` on the CPU "
-        "(one process per model, a time limit each). Do not edit by hand.",
+        f"Generated by {how}. Do not edit by hand.",
         "",
         "Per model, at the smallest input it runs among 32, 64, 96 and 224 pixels (224 for ViT, "
         "MaxViT and the adaptive-pooling AlexNet/VGG), randomly initialised, 10 classes:",
@@ -229,15 +350,18 @@ def table(rows: list[dict], pending: list[str] = ()) -> str:
         "(Torch-Pruning); how many layers got narrower, and how many channel groups can be "
         "pruned. Groups Torch-Pruning cannot trace (ShuffleNet's channel shuffle; GoogLeNet's "
         "auxiliary heads) or whose pruning breaks the forward pass (ViT's hidden size) stay at "
-        "full width; `autocompress search` prints them and run.yaml lists them "
+        "full width (in Swin and MaxViT, whose window attention Torch-Pruning cannot follow, "
+        "all but the MLP hidden widths); `autocompress search` prints them and run.yaml lists them "
         "(`space.full_width`). Grouped convolutions (RegNet, ResNeXt) are pruned per group.",
         "- **quantized layers**: weight layers that run fake-quantized / weight layers that "
         "run (the projections nn.MultiheadAttention and Swin's window attention read "
         "functionally included: a student routes them through its quantized layers).",
-        "- **export**: ONNX with Q/DQ, onnx.checker, and onnxruntime vs PyTorch on 16 random "
-        "images: the layer-by-layer check of the export gate (every layer's input within one "
-        "quantization step of PyTorch's from the same upstream tensors) passed, and the top-1 "
-        "agreement. With random weights and inputs the logits are nearly tied, so that "
+        "- **export**: ONNX with Q/DQ (over 2 GiB of tensors: with ONNX external data), "
+        "onnx.checker, and onnxruntime vs PyTorch on 16 random images (fewer for models over "
+        f"{EXPORT_MACS_M / 1000:g} GMAC per image, as the cell says): the layer-by-layer "
+        "check of the export gate (every layer's input within one quantization step of "
+        "PyTorch's from the same upstream tensors) passed, and the top-1 agreement. With "
+        "random weights and inputs the logits are nearly tied, so that "
         "agreement is a smoke test, not the export's agreement bound (which `autocompress "
         "export` derives from the student's own noise on a stratified sample of the real test "
         "split).",
@@ -282,6 +406,21 @@ def main() -> None:
     parser.add_argument("--jsonl", default=None, help="also write one JSON line per model")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per model")
     parser.add_argument(
+        "--jobs", type=int, default=1, help="models probed at once (one process each)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per model (default: the machine's cores // --jobs)",
+    )
+    parser.add_argument(
+        "--total-timeout",
+        type=float,
+        default=None,
+        help="seconds for the whole run: a model not started by then is reported as not run",
+    )
+    parser.add_argument(
         "--resume-from", default=None, help="a --jsonl file of an earlier run: keep its rows"
     )
     parser.add_argument(
@@ -291,12 +430,19 @@ def main() -> None:
         help="only write the table from these --jsonl files (first row per model wins)",
     )
     args = parser.parse_args()
+    if args.jobs < 1 or (args.threads is not None and args.threads < 1):
+        parser.error("--jobs and --threads must be at least 1")
+    threads = args.threads or max(1, cores() // args.jobs)
     if args.one:
-        print(json.dumps(probe(args.one)))
+        print(json.dumps(probe(args.one, threads)))
         return
     from autocompress.core.models import torchvision_model_names
 
-    names = args.models.split(",") if args.models else torchvision_model_names()
+    known = torchvision_model_names()
+    names = args.models.split(",") if args.models else known
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        parser.error(f"--models: {', '.join(unknown)} not among torchvision's classifiers")
     if args.table_from:
         found: dict[str, dict] = {}
         for path in args.table_from:
@@ -309,26 +455,52 @@ def main() -> None:
         else:
             Path(args.out).write_text(text)
         return
+    rows: dict[str, dict] = {}
     if args.resume_from and Path(args.resume_from).is_file():
-        rows = [json.loads(line) for line in Path(args.resume_from).read_text().splitlines()]
-        rows = [r for r in rows if r.get("model") in names]
-    else:
-        rows = []
-    done = {r["model"] for r in rows}
-    for index, name in enumerate(names):
-        if name in done:
-            continue
-        row = _run_one(name, args.timeout)
-        rows.append(row)
+        for line in Path(args.resume_from).read_text().splitlines():
+            row = json.loads(line)
+            if row.get("model") in names:
+                rows.setdefault(row["model"], row)
+    earlier = previous_seconds(Path(args.out)) if args.out != "-" else {}  # before rewriting
+    how = (
+        "`python bench/models_coverage.py"
+        + (f" --jobs {args.jobs}" if args.jobs > 1 else "")
+        + f" --timeout {args.timeout:g}"
+        + (f" --total-timeout {args.total_timeout:g}" if args.total_timeout else "")
+        + f" --out docs/models.md` on {cores()} CPU cores ({args.jobs} process"
+        + ("es" if args.jobs > 1 else "")
+        + f" at once, one model each, {threads} torch thread"
+        + ("s" if threads > 1 else "")
+        + f" each, a time limit of {args.timeout:g} s per model)"
+    )
+
+    def write(row: dict) -> None:
+        rows[row["model"]] = row
         print(json.dumps({k: v for k, v in row.items() if k != "prune_trace"}), flush=True)
         if args.jsonl:
             with open(args.jsonl, "a") as handle:
                 handle.write(json.dumps(row) + "\n")
-        text = table(rows, [n for n in names[index + 1 :] if n not in done])
-        if args.out != "-":
-            Path(args.out).write_text(text)  # rewritten after every model: partial is useful
+        if args.out != "-":  # rewritten after every model: partial is useful
+            Path(args.out).write_text(
+                table(
+                    [rows[n] for n in names if n in rows], [n for n in names if n not in rows], how
+                )
+            )
+
+    run_models(
+        [n for n in names if n not in rows],
+        jobs=args.jobs,
+        threads=threads,
+        timeout_s=args.timeout,
+        total_timeout_s=args.total_timeout,
+        seconds=earlier,
+        on_row=write,
+    )
+    text = table([rows[n] for n in names if n in rows], how=how)
     if args.out == "-":
-        print(table(rows))
+        print(text)
+    else:
+        Path(args.out).write_text(text)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,14 @@ channels feed a grouped convolution (ResNeXt, RegNet) is pruned the same way in
 every convolution group (its count stays a multiple of the groups). Where
 Torch-Pruning cannot trace a model (e.g. ShuffleNet's channel shuffle) or a group,
 those layers stay at full width and :attr:`ChannelGroup.reason` says why.
+
+Window attention (Swin's, MaxViT's) reshapes, rolls and pads its embedding width in ways
+Torch-Pruning's index mapping cannot follow (at some inputs its trace fails, at others a
+group's index lists grow without bound), so a model with window attention is not traced
+whole: each MLP block (Linear -> GELU -> Linear) is traced on its own, with the input it
+receives in a forward pass, and its hidden width is pruned (the first Linear's outputs
+with the second's inputs); the embedding width, the attention, the patch merging and
+MaxViT's convolutions stay at full width.
 """
 
 from __future__ import annotations
@@ -131,6 +139,39 @@ def _out_channels(module: nn.Module) -> int:
     return module.out_channels if isinstance(module, nn.Conv2d) else module.out_features  # type: ignore[return-value]
 
 
+# Swin's window attention (V1, V2), MaxViT's window/grid attention
+_WINDOW_ATTENTION = (
+    "ShiftedWindowAttention",
+    "ShiftedWindowAttentionV2",
+    "PartitionAttentionLayer",
+)
+_LOCAL_REASON = (
+    "window attention (Swin, MaxViT): Torch-Pruning cannot follow its window partition of the "
+    "embedding width (only the MLP hidden widths are pruned)"
+)
+
+
+def _has_window_attention(model: nn.Module) -> bool:
+    return any(
+        any(c.__name__ in _WINDOW_ATTENTION for c in type(m).__mro__) for m in model.modules()
+    )
+
+
+_MLP_PARTS = (nn.Linear, nn.LayerNorm, nn.GELU, nn.ReLU, nn.SiLU, nn.Dropout, nn.Identity)
+
+
+def _is_mlp_block(name: str, module: nn.Module) -> bool:
+    """torchvision's ``ops.MLP`` (Swin: Linear, GELU, Dropout, Linear, Dropout) or MaxViT's
+    ``mlp_layer`` (LayerNorm, Linear, GELU, Linear, Dropout)."""
+    if not isinstance(module, nn.Sequential):
+        return False
+    if any(c.__name__ == "MLP" for c in type(module).__mro__):
+        return True
+    return name.rpartition(".")[2] == "mlp_layer" and all(
+        isinstance(part, _MLP_PARTS) for part in module
+    )
+
+
 class _Graph:
     """Torch-Pruning's dependency graph of a model, with its channel groups."""
 
@@ -148,6 +189,10 @@ class _Graph:
                 )
         self.groups: list[ChannelGroup] = []
         self.graph = None
+        self.local: dict[str, tp.DependencyGraph] = {}  # group -> its MLP block's graph
+        if _has_window_attention(model):
+            self._mlp_groups(example_input, output, protect)
+            return
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -195,6 +240,75 @@ class _Graph:
                 ChannelGroup(name, tuple(members), channels, prunable, conv_groups, reason)
             )
 
+    def _mlp_groups(
+        self, example_input: torch.Tensor, output: str | None, protect: Sequence[str]
+    ) -> None:
+        """Groups of the MLP blocks' hidden widths, each traced on its own; every other
+        layer at full width (see the module docstring)."""
+        blocks = [(n, m) for n, m in self.model.named_modules() if _is_mlp_block(n, m)]
+        inputs: dict[str, torch.Tensor] = {}
+        handles = [
+            m.register_forward_pre_hook(
+                lambda _m, args, name=n: inputs.setdefault(name, args[0].detach())
+            )
+            for n, m in blocks
+        ]
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                self.model(example_input)
+        finally:
+            for handle in handles:
+                handle.remove()
+            self.model.train(was_training)
+        local: dict[str, ChannelGroup] = {}
+        covered: set[str] = set()
+        for block_name, block in blocks:
+            layers = _layer_modules(block)
+            if block_name not in inputs or len(layers) < 2:
+                continue  # never runs, or no hidden width
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    graph = tp.DependencyGraph().build_dependency(
+                        block, example_inputs=inputs[block_name], verbose=False
+                    )
+            except Exception as exc:
+                _LOG.warning("MLP block %s kept at full width: %s", block_name, _first_line(exc))
+                continue
+            last = layers[-1][1]  # the block's output: the embedding width
+            for _name, module in layers[:-1]:
+                channels = _out_channels(module)
+                try:
+                    group = graph.get_pruning_group(
+                        module, _pruning_fn(module), idxs=list(range(channels))
+                    )
+                except Exception:
+                    continue
+                targets = [
+                    dep.target.module
+                    for dep, _ in group
+                    if isinstance(dep.target.module, nn.Conv2d | nn.Linear)
+                    and graph.is_out_channel_pruning_fn(dep.handler)
+                ]
+                if last in targets or any(_is_grouped(t) for t in targets):
+                    continue
+                members = tuple(
+                    dict.fromkeys([self.names[module]] + [self.names[t] for t in targets])
+                )
+                prunable = output not in members and not set(protect) & set(members)
+                local[members[0]] = ChannelGroup(members[0], members, channels, prunable)
+                self.local[members[0]] = graph
+                covered.update(members)
+        for name, module in _layer_modules(self.model):
+            if name in local:
+                self.groups.append(local[name])
+            elif name not in covered:
+                self.groups.append(
+                    ChannelGroup(name, (name,), _out_channels(module), False, reason=_LOCAL_REASON)
+                )
+
     def prune(self, group: ChannelGroup, keep: int) -> None:
         """Prune ``group`` down to its ``keep`` most important channels."""
         module = self.model.get_submodule(group.name)
@@ -202,7 +316,8 @@ class _Graph:
         if keep >= channels:
             return
         fn = _pruning_fn(module)
-        full = self.graph.get_pruning_group(module, fn, idxs=list(range(channels)))
+        graph = self.local.get(group.name, self.graph)
+        full = graph.get_pruning_group(module, fn, idxs=list(range(channels)))
         importance = tp.importance.GroupMagnitudeImportance(p=2)(full)
         scores = (
             torch.zeros(channels)
@@ -220,7 +335,7 @@ class _Graph:
         else:
             order = torch.argsort(scores, descending=True, stable=True)
             remove = sorted(order[keep:].tolist())
-        self.graph.get_pruning_group(module, fn, idxs=remove).prune()
+        graph.get_pruning_group(module, fn, idxs=remove).prune()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -278,16 +393,18 @@ def slim(
     # e.g. ViT's hidden size): prune group by group, keeping the ones that run.
     _restore(model, backup)
     kept: dict[str, int] = {}
+    current = _Graph(model, example_input, protect)  # valid until a restore replaces modules
     for group, keep in targets:
         if keep >= group.channels:
             kept[group.name] = keep
             continue
         snapshot = copy.deepcopy(model)
-        _Graph(model, example_input, protect).prune(group, keep)
+        current.prune(group, keep)
         if _runs(model, example_input):
             kept[group.name] = keep
         else:
             _restore(model, snapshot)
+            current = _Graph(model, example_input, protect)
             kept[group.name] = group.channels
             _LOG.warning(
                 "channel group %s kept at full width: pruning it breaks the forward pass",

@@ -26,6 +26,7 @@ from autocompress.core.trial_rows import TrialRow, make_row
 from autocompress.core.version import __version__
 from autocompress.core.workspace import TrialRecord
 from autocompress.export.card import layer_entries, write_card
+from autocompress.export.onnx_files import data_file
 from autocompress.export.onnx_model import write_onnx
 from autocompress.export.rule import PickRule, parse_rule
 from autocompress.export.verify import ExportCheck, check_onnx_file, compare_with_torch
@@ -407,7 +408,9 @@ def _export_into(
         str(p.relative_to(directory)) if p.is_relative_to(directory) else str(p) for p in chip_files
     ]
     card["files"] = {
-        p.name: file_sha256(p) for p in (onnx_path, pt_path, *chip_files) if p.is_file()
+        p.name: file_sha256(p)
+        for p in (onnx_path, data_file(onnx_path), pt_path, *chip_files)  # data: over 2 GiB
+        if p.is_file()
     }
     card_json, card_md = write_card(directory, card)
     return ExportResult(

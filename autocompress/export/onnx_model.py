@@ -11,6 +11,7 @@ bit-widths, scales and zero points.
 from __future__ import annotations
 
 import copy
+import tempfile
 import types
 import warnings
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ from torch import nn
 
 from autocompress.compress.quantize import LayerQuantization, QuantMixin
 from autocompress.core.errors import ExportError
+from autocompress.export.onnx_files import save_onnx
 from autocompress.export.qdq import ONNX_OPSET, LayerQDQ, insert_qdq
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
@@ -200,6 +202,8 @@ def _restore_weight_names(
 
 
 def _torch_to_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> onnx.ModelProto:
+    """The float graph, exported into ``path``'s folder (a scratch folder: a graph over
+    2 GiB comes with one file per tensor there), loaded whole."""
     example = torch.zeros((1, *input_shape), dtype=torch.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -226,10 +230,12 @@ def _torch_to_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -
                 dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
             )
             program.save(str(path))
-    proto = onnx.load(str(path))
+    # the graph first, the tensors after: the version converter serializes what it gets
+    proto = onnx.load(str(path), load_external_data=False)
     version = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     if version < ONNX_OPSET:
         proto = version_converter.convert_version(proto, ONNX_OPSET)
+    onnx.load_external_data_for_model(proto, str(path.parent))
     return proto
 
 
@@ -241,11 +247,12 @@ def write_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     ran = _layers_that_run(model, tuple(input_shape), layers)
     layers = {name: quant for name, quant in layers.items() if name in ran}
-    proto = _torch_to_onnx(model, tuple(input_shape), path)
+    with tempfile.TemporaryDirectory(prefix="autocompress-onnx-") as scratch:
+        proto = _torch_to_onnx(model, tuple(input_shape), Path(scratch) / "float.onnx")
     _restore_weight_names(proto, model, layers)
     notes = insert_qdq(proto, layers)
     proto.producer_name = "autocompress"
     if doc:
         proto.doc_string = doc
-    onnx.save(proto, str(path))
+    save_onnx(proto, path)  # over 2 GiB of tensors: model.onnx + model.onnx.data
     return notes, raw

@@ -106,8 +106,11 @@ def type_name(element_type: int) -> str:
 
 
 def _int_tensor(name: str, element_type: int, values: np.ndarray) -> TensorProto:
+    """Integer codes as ``raw_data`` (one byte per 8-bit code, two 4-bit codes per byte:
+    no Python list, and large weights can go to external data)."""
     values = np.asarray(values, dtype=np.int64)
-    return helper.make_tensor(name, element_type, list(values.shape), values.ravel().tolist())
+    typed = values.astype(helper.tensor_dtype_to_np_dtype(element_type))
+    return helper.make_tensor(name, element_type, list(values.shape), typed, raw=True)
 
 
 def _weight_consumers(graph: onnx.GraphProto) -> dict[str, tuple[onnx.NodeProto, int]]:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import copy
 import math
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ from torch import nn
 
 from autocompress.compress.quantize import QuantMixin, quantized_layers
 from autocompress.core.errors import ExportError
+from autocompress.export.onnx_files import session_source
 
 #: Float32 error allowed between PyTorch and onnxruntime computing one layer from the same
 #: inputs, relative to the largest magnitude of the tensor (measured on MobileNetV2 students:
@@ -152,7 +154,7 @@ def check_onnx_file(path: Path) -> None:
         raise ExportError(f"{path}: the ONNX checker rejected the export: {exc}") from None
 
 
-def _session(source: Path | bytes, level, path: Path):  # type: ignore[no-untyped-def]
+def _session(source: Path | str | bytes, level, path: Path):  # type: ignore[no-untyped-def]
     import onnxruntime as ort  # heavy: loads only when an export is checked
 
     options = ort.SessionOptions()
@@ -160,7 +162,7 @@ def _session(source: Path | bytes, level, path: Path):  # type: ignore[no-untype
     options.inter_op_num_threads = 1
     options.graph_optimization_level = level
     try:
-        model = str(source) if isinstance(source, Path) else source
+        model = source if isinstance(source, bytes) else str(source)
         return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types
         raise ExportError(f"{path}: onnxruntime cannot load the export: {exc}") from None
@@ -201,7 +203,7 @@ def _taps(proto: onnx.ModelProto, model: nn.Module) -> list[_Tap]:
     return taps
 
 
-def _with_outputs(proto: onnx.ModelProto, names: list[str]) -> bytes:
+def _with_outputs(proto: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     extra = onnx.ModelProto()
     extra.CopyFrom(proto)
     present = {o.name for o in extra.graph.output} | {i.name for i in extra.graph.input}
@@ -210,7 +212,7 @@ def _with_outputs(proto: onnx.ModelProto, names: list[str]) -> bytes:
             extra.graph.output.append(
                 onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
             )
-    return extra.SerializeToString()
+    return extra
 
 
 class _Stats:
@@ -414,7 +416,11 @@ def compare_with_torch(
     taps = _taps(proto, model)
     basic = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     reference = _session(path, basic, path)
-    tapped = _session(_with_outputs(proto, [n for t in taps for n in (t.feed, t.raw)]), basic, path)
+    with tempfile.TemporaryDirectory(prefix="autocompress-check-") as spill:
+        # over 2 GiB the tapped copy cannot be bytes: it goes to a file with external data
+        extra = _with_outputs(proto, [n for t in taps for n in (t.feed, t.raw)])
+        tapped = _session(session_source(extra, Path(spill) / "tapped.onnx"), basic, path)
+        del extra
     optimized = _session(path, ort.GraphOptimizationLevel.ORT_ENABLE_ALL, path)
     input_name = reference.get_inputs()[0].name
     output_names = [o.name for o in tapped.get_outputs()]

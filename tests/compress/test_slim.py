@@ -141,3 +141,78 @@ def test_search_records_which_layers_stay_at_full_width_and_why():
     full_width = full_width_layers(model, INPUT)
     assert full_width and all(name.startswith(("aux1", "aux2")) for name in full_width)
     assert all("dependency graph" in reason for reason in by_reason(full_width))
+
+
+def _assert_hidden_widths_pruned(reference, model, kept, hidden, x):
+    """Each ``hidden`` Linear (first of an MLP, its reader three modules on) kept half its
+    outputs, the teacher's own rows; the pruned model computes what the teacher computes
+    with the dropped hidden channels zeroed where the second Linear reads them; every other
+    layer is untouched."""
+    import copy
+
+    masked = copy.deepcopy(reference)
+    for block in hidden:
+        before, after = reference.get_submodule(block), model.get_submodule(block)
+        prefix, _, index = block.rpartition(".")
+        second = f"{prefix}.{int(index) + 2 if prefix.endswith('mlp_layer') else 3}"
+        assert kept[block] == after.out_features == before.out_features // 2
+        assert model.get_submodule(second).in_features == kept[block]
+        first = {float(v): i for i, v in enumerate(before.weight.detach()[:, 0])}  # unique
+        rows = [first[float(w[0])] for w in after.weight.detach()]
+        assert torch.equal(before.weight[rows], after.weight)
+        dropped = sorted(set(range(before.out_features)) - set(rows))
+        with torch.no_grad():
+            masked.get_submodule(second).weight[:, dropped] = 0.0
+    others = [
+        (n, m.weight.shape)
+        for n, m in reference.named_modules()
+        if isinstance(m, nn.Linear | nn.Conv2d) and n not in hidden and "mlp" not in n
+    ]
+    assert others and all(model.get_submodule(n).weight.shape == shape for n, shape in others)
+    with torch.no_grad():
+        assert torch.allclose(model(x), masked(x), atol=1e-5)
+        assert not torch.allclose(model(x), reference(x), atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["swin_t", pytest.param("swin_v2_t", marks=pytest.mark.slow)])
+def test_swin_mlp_hidden_widths_are_pruned_and_the_forward_pass_stays_correct(name):
+    import copy
+
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=4).eval()
+    x = torch.randn(2, *INPUT)
+    groups = channel_groups(model, x[:1])
+    prunable = [g for g in groups if g.prunable]
+    hidden = [n for n, m in model.named_modules() if n.endswith(".mlp.0")]
+    assert [g.name for g in prunable] == hidden and len(hidden) == 12
+    assert all(g.members == (g.name,) for g in prunable)
+    kept_at_full = [g for g in groups if not g.prunable and g.name != "head"]
+    assert kept_at_full and all("window attention" in g.reason for g in kept_at_full)
+    reference = copy.deepcopy(model)
+    kept = slim(model, x[:1], width_multiplier=0.5, prune_ratios={}, channel_alignment=8)
+    _assert_hidden_widths_pruned(reference, model, kept, hidden, x)
+
+
+def test_maxvit_mlp_hidden_widths_are_pruned_and_the_forward_pass_stays_correct():
+    import copy
+
+    from torchvision.models.maxvit import MaxVit
+
+    torch.manual_seed(0)
+    model = MaxVit(
+        input_size=(32, 32),
+        stem_channels=8,
+        partition_size=2,
+        block_channels=[16, 32],
+        block_layers=[1, 1],
+        head_dim=8,
+        stochastic_depth_prob=0.0,
+        num_classes=4,
+    ).eval()
+    x = torch.randn(2, *INPUT)
+    groups = channel_groups(model, x[:1])
+    hidden = [n for n, _ in model.named_modules() if n.endswith("mlp_layer.1")]
+    assert [g.name for g in groups if g.prunable] == hidden and len(hidden) == 4  # window, grid
+    reference = copy.deepcopy(model)
+    kept = slim(model, x[:1], width_multiplier=0.5, prune_ratios={}, channel_alignment=4)
+    _assert_hidden_widths_pruned(reference, model, kept, hidden, x)

@@ -199,3 +199,24 @@ def test_attention_read_functionally_exports_what_the_student_computes(kind, tmp
     write_onnx(model, shape, path)
     before = compare_with_torch(path, model, images[32:], min_agreement=0.0)
     assert before.layers["largest_float_error"] > 100 * check.layers["largest_float_error"]
+
+
+def test_an_export_over_the_protobuf_limit_goes_to_external_data(mobilenet, tmp_path, monkeypatch):
+    from autocompress.export import onnx_files
+    from autocompress.export.verify import check_onnx_file
+
+    student, small, images = mobilenet
+    monkeypatch.setattr(onnx_files, "EXTERNAL_DATA_BYTES", 10_000)  # stands in for 2 GiB
+    path = tmp_path / "model.onnx"
+    write_onnx(student, SHAPE, path)
+    data = tmp_path / "model.onnx.data"
+    assert data.stat().st_size > path.stat().st_size
+    graph = onnx.load(str(path), load_external_data=False).graph
+    assert sum(i.data_location == onnx.TensorProto.EXTERNAL for i in graph.initializer) > 50
+    check_onnx_file(path)
+    # the check's tapped copy is over the limit too: onnxruntime reads it from a file
+    large = compare_with_torch(path, student, images[:32])
+    whole = compare_with_torch(small, student, images[:32])
+    assert large.top1_agreement == whole.top1_agreement
+    assert large.max_abs_error == whole.max_abs_error
+    assert large.layers["worst"] == whole.layers["worst"]
