@@ -45,12 +45,23 @@ def setting():
     return space, chip, cost, widths, latencies
 
 
-def test_fills_are_wider_than_the_widest_uniform_fit_and_meet_the_budget(setting):
-    space, chip, cost, widths, latencies = setting
+@pytest.fixture(scope="module")
+def mid_budget_fills(setting):
+    """A budget between width index 2 (fits) and 3 (does not); the fills by cost share, and
+    by cost share plus cost per weight (each computed once: they cost student builds)."""
+    space, chip, cost, _widths, latencies = setting
+    budget = Budget(latency_ms=(latencies[2] + latencies[3]) / 2)
+    model = build_model("fc_cnn", num_classes=10, in_channels=1).eval()
+    weights = prepare.layer_weight_counts(model, SHAPE)
+    by_cost = budget_fill_params(space, chip, budget, cost)
+    return budget, by_cost, weights, budget_fill_params(space, chip, budget, cost, weights)
+
+
+def test_fills_are_wider_than_the_widest_uniform_fit_and_meet_the_budget(setting, mid_budget_fills):
+    space, _chip, cost, widths, latencies = setting
     assert latencies == sorted(latencies)  # wider costs more: the premise of uniform scaling
-    limit = (latencies[2] + latencies[3]) / 2  # width index 2 fits, index 3 does not
-    budget = Budget(latency_ms=limit)
-    fills = budget_fill_params(space, chip, budget, cost)
+    budget, fills, _weights, _both = mid_budget_fills
+    limit = budget.latency_ms
     assert 1 <= len(fills) <= 2
     for params in fills:
         config = space.config_from_params(params)
@@ -69,10 +80,9 @@ def test_fills_are_wider_than_the_widest_uniform_fit_and_meet_the_budget(setting
         assert pruned.get(costliest, 0.0) == max(pruned.values())
 
 
-def test_the_least_pruning_that_fits_is_chosen(setting):
-    space, chip, cost, _widths, latencies = setting
-    budget = Budget(latency_ms=(latencies[2] + latencies[3]) / 2)
-    (first, *_rest) = budget_fill_params(space, chip, budget, cost)
+def test_the_least_pruning_that_fits_is_chosen(setting, mid_budget_fills):
+    space, _chip, cost, _widths, _latencies = setting
+    budget, (first, *_rest), _weights, _both = mid_budget_fills
     config = space.config_from_params(first)
     # one step less pruning on the most-pruned layer no longer fits (or is no pruning at all)
     name = max(config.prune_ratios, key=config.prune_ratios.__getitem__)
@@ -85,15 +95,11 @@ def test_the_least_pruning_that_fits_is_chosen(setting):
             assert cost(space.config_from_params(less)).latency_ms > budget.latency_ms
 
 
-def test_capacity_aware_fills_cut_the_costliest_layer_per_weight_most(setting):
-    space, chip, cost, widths, latencies = setting
-    model = build_model("fc_cnn", num_classes=10, in_channels=1).eval()
-    weights = prepare.layer_weight_counts(model, SHAPE)
+def test_capacity_aware_fills_cut_the_costliest_layer_per_weight_most(setting, mid_budget_fills):
+    space, _chip, cost, widths, _latencies = setting
+    budget, by_cost, weights, both = mid_budget_fills
     assert weights and all(v > 0 for v in weights.values())
-    limit = (latencies[2] + latencies[3]) / 2
-    budget = Budget(latency_ms=limit)
-    by_cost = budget_fill_params(space, chip, budget, cost)
-    both = budget_fill_params(space, chip, budget, cost, weights)
+    limit = budget.latency_ms
     assert [p for p in both if p in by_cost] == by_cost  # the cost-share fills stay
     extra = [p for p in both if p not in by_cost]
     assert extra, "a per-weight share prunes differently from a cost share on fc_cnn"
