@@ -422,7 +422,14 @@ def _train_pending_teacher(
     return config
 
 
-def _teacher_entry(info: Any, epochs: int, given: str | None) -> TeacherEntry:
+def _teacher_entry(
+    info: Any, epochs: int, given: str | None, trained_on: dict[str, Any] | None = None
+) -> TeacherEntry:
+    """run.yaml's teacher entry; a given teacher's epochs are its checkpoint's (None when the
+    checkpoint does not say, e.g. a plain state_dict), not the epochs a trained one would get."""
+    if info.source == "given":
+        recorded = (trained_on or {}).get("epochs")
+        epochs = int(recorded) if isinstance(recorded, (int, float)) else None
     return TeacherEntry(
         source=info.source,
         epochs=epochs,
@@ -590,7 +597,9 @@ def _create_run(
                 f"[bold]baseline[/] teacher ({info.source}): val {info.val_accuracy:.3f} · "
                 f"test {info.test_accuracy:.3f} (chance {1 / max(data.num_classes, 1):.3f})"
             )
-        teacher = _teacher_entry(info, prepare.teacher_epochs(settings), settings.teacher)
+        teacher = _teacher_entry(
+            info, prepare.teacher_epochs(settings), settings.teacher, trained_on
+        )
         run.write_run_config(config.with_teacher(teacher))
     except BaseException:
         lock.release()

@@ -54,6 +54,11 @@ def test_a_search_with_another_seed_than_its_teacher_warns(tmp_path, teacher_che
         return [line for line in seen.lines if "warning" in line]
 
     assert warnings_of(0) == []
+    # run.yaml records the given teacher's own epochs (its checkpoint's), not a default
+    from autocompress.core.workspace import RunDirectory
+
+    recorded = RunDirectory(tmp_path / "seed0").read_run_config().teacher
+    assert recorded.source == "given" and recorded.epochs == int(extra["epochs"])
     (warning,) = warnings_of(1)
     assert "validation accuracies are optimistic" in warning
     assert "--seed 0" in warning and "autocompress train --seed 1" in warning
