@@ -144,6 +144,15 @@ def _n(summary) -> str:
     return f"{summary.median_abs_pct:.1f} % ({summary.rows})"
 
 
+def _lomo_per_chip(pooled: dict) -> str:
+    """Per chip "name median %" of leave-one-model-out results (chips without one left out)."""
+    return ", ".join(
+        f"{chip_id.split('/')[1]} {r.cross_validation.median_abs_pct:.1f}"
+        for chip_id, r in pooled.items()
+        if r.cross_validation is not None
+    )
+
+
 def _transfer(rows: list[Measurement], *, quiet: bool = False):
     both_a, both_b, meas_a, meas_b = [], [], [], []
     lines = []
@@ -230,11 +239,7 @@ def prior_sensitivity(rows: list[Measurement]) -> None:
             calibration_fit.DEFAULT_INFERENCE_OVERHEAD_US = centre
             _lines, sa, sb = _transfer(rows)
             pooled = _lomo(rows, per_chip=False)
-            per = ", ".join(
-                f"{chip_id.split('/')[1]} {r.cross_validation.median_abs_pct:.1f}"
-                for chip_id, r in pooled.items()
-                if r.cross_validation is not None
-            )
+            per = _lomo_per_chip(pooled)
             mark = " (default)" if centre == default else ""
             print(
                 f"| {centre:.0f}{mark} | {sa.median_abs_pct:.1f} % | "
@@ -290,11 +295,7 @@ def common_scale(rows: list[Measurement]) -> None:
             calibration_fit.COMMON_SCALE_LOG_WIDTH = width
             _lines, sa, sb = _transfer(rows)
             pooled = _lomo(rows, per_chip=False)
-            per = ", ".join(
-                f"{chip_id.split('/')[1]} {r.cross_validation.median_abs_pct:.1f}"
-                for chip_id, r in pooled.items()
-                if r.cross_validation is not None
-            )
+            per = _lomo_per_chip(pooled)
             family = next(
                 (
                     r.calibration.family_errors

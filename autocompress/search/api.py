@@ -570,7 +570,7 @@ def _create_run(
                     architecture, config, main_chip, input_shape, resolved.protect
                 )
 
-            weights = prepare.layer_weight_counts(architecture, input_shape)
+            weights = prepare.layer_weight_counts(architecture)
             fills = budget_fill_params(resolved, main_chip, budget, chip_cost, weights)
             if enqueue_budget_fill(study, resolved, fills, numeric=numeric):
                 notices.notice(

@@ -297,13 +297,14 @@ def chip_cost(
     return estimate_costs(layers, [chip])[chip.chip_id]
 
 
-def layer_weight_counts(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
-    """Weights (bias included) of each conv/linear layer of ``model``, by module name."""
-    counts: dict[str, int] = {}
-    for layer in extract_layers(model, input_shape):
-        if layer.weight_count:
-            counts[layer.name] = counts.get(layer.name, 0) + int(layer.weight_count)
-    return counts
+def layer_weight_counts(model: nn.Module) -> dict[str, int]:
+    """Parameters (bias included) each module of ``model`` holds itself, by module name
+    (modules without parameters of their own are left out); no trace needed."""
+    counts = {
+        name: sum(p.numel() for p in module.parameters(recurse=False))
+        for name, module in model.named_modules()
+    }
+    return {name: count for name, count in counts.items() if count}
 
 
 def resolve_budget(

@@ -52,7 +52,7 @@ def mid_budget_fills(setting):
     space, chip, cost, _widths, latencies = setting
     budget = Budget(latency_ms=(latencies[2] + latencies[3]) / 2)
     model = build_model("fc_cnn", num_classes=10, in_channels=1).eval()
-    weights = prepare.layer_weight_counts(model, SHAPE)
+    weights = prepare.layer_weight_counts(model)
     by_cost = budget_fill_params(space, chip, budget, cost)
     return budget, by_cost, weights, budget_fill_params(space, chip, budget, cost, weights)
 
