@@ -55,6 +55,9 @@ RECIPES: dict[str, dict] = {
     "adamw3e-4": dict(optimizer="adamw", lr=3e-4),
     "adamw3e-4 warmup5%": dict(optimizer="adamw", lr=3e-4, warmup_fraction=0.05),
     "adamw1e-4": dict(optimizer="adamw", lr=1e-4),
+    "adamw1e-4 +lsq": dict(optimizer="adamw", lr=1e-4, learned_steps=True),
+    "adamw3e-4 +lsq": dict(optimizer="adamw", lr=3e-4, learned_steps=True),
+    "adamw1e-4 +lsq +aug": dict(optimizer="adamw", lr=1e-4, learned_steps=True, augment=True),
     "adamw1e-3 +lsq T=2": dict(optimizer="adamw", lr=1e-3, learned_steps=True, kd_temperature=2.0),
 }
 

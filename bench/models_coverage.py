@@ -472,6 +472,11 @@ def main() -> None:
         + f" at once, one model each, {threads} torch thread"
         + ("s" if threads > 1 else "")
         + f" each, a time limit of {args.timeout:g} s per model)"
+        + (
+            f"; the rows of {len(rows)} models come from an earlier run (`--resume-from`)"
+            if rows
+            else ""
+        )
     )
 
     def write(row: dict) -> None:
