@@ -30,9 +30,9 @@ def record_constraints(trial: Any, violations: Mapping[str, float], names: Seque
     values = constraint_values(violations, names)
     trial.set_user_attr(CONSTRAINTS_ATTR, values)
     if HAS_SET_CONSTRAINT and names:
-        existing = getattr(trial, "system_attrs", {}) or {}
+        existing = trial.constraints  # set once: a settled orphan may have them already
         for name, value in zip(names, values, strict=True):
-            if f"constraints:{name}" not in existing:
+            if name not in existing:
                 trial.set_constraint(name, value)
 
 

@@ -40,7 +40,11 @@ from autocompress.search.context import SearchContext, load_context
 from autocompress.search.front import update_pareto
 from autocompress.search.objective import run_trial
 from autocompress.search.progress import SearchProgress
-from autocompress.search.recover import RECORD_ATTR, recover_missing_records
+from autocompress.search.recover import (
+    RECORD_ATTR,
+    recover_missing_records,
+    settle_finished_orphans,
+)
 from autocompress.search.samplers import make_sampler, tells_infeasible, uses_numeric_encoding
 from autocompress.search.study import (
     DUPLICATE_ATTR,
@@ -464,6 +468,7 @@ def _run_processes(
     # on a shared or loaded machine extra threads make each trial several times slower.
     threads = max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // workers))
     study = optuna.load_study(study_name=STUDY_NAME, storage=make_storage(run))
+    _settle(run, study)  # before any worker: a trial left RUNNING is no live worker's
     others: list[Any] = []
     previous = torch.get_num_threads()
     summary: WorkerSummary | None = None
@@ -488,9 +493,23 @@ def _run_processes(
         gate.pending = False  # handled: another Ctrl-C while the workers stop terminates them
         if _join(others, gate, stopping=stopping) and summary is not None:
             summary.interrupted = True
-        retry_orphaned_trials(study)  # every process has ended
+        _settle(run, study)  # every process has ended
+        retry_orphaned_trials(study)
     summary.interrupted = summary.interrupted or gate.pending
     return summary
+
+
+def _settle(run: RunDirectory, study: optuna.Study) -> None:
+    """Tell the trials a killed writer trained and recorded but left RUNNING (see
+    :func:`~autocompress.search.recover.settle_finished_orphans`)."""
+    config = run.read_run_config()
+    settle_finished_orphans(
+        run,
+        study,
+        objectives=config.objectives,
+        main_chip=config.chip,
+        constraint_names=sorted(config.budget.active()),
+    )
 
 
 def _start_workers(

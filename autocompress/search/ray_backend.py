@@ -50,7 +50,7 @@ from autocompress.search.optuna_backend import WorkerSummary, session_seed
 from autocompress.search.progress import SearchProgress
 from autocompress.search.ray_driver import AskTellDriver, WorkerCrashed, gist
 from autocompress.search.ray_worker import TRIALS_PER_WORKER, remote_trainer_class
-from autocompress.search.recover import recover_missing_records
+from autocompress.search.recover import recover_missing_records, settle_finished_orphans
 from autocompress.search.samplers import make_sampler, tells_infeasible, uses_numeric_encoding
 from autocompress.search.study import (
     FAILED_ATTR,
@@ -103,6 +103,10 @@ def run_ray_search(
         constrained=bool(constraint_names),
     )
     study = open_study(run, objectives, sampler, storage)
+    # a trial the killed driver trained and recorded is told, not trained again
+    settle_finished_orphans(
+        run, study, objectives=objectives, main_chip=config.chip, constraint_names=constraint_names
+    )
     retry_orphaned_trials(study)
     _recover_records(run, study)
     summary = WorkerSummary()

@@ -1,4 +1,5 @@
-"""Rebuild records that study.db has as finished but trials.jsonl lacks.
+"""Rebuild records that study.db has as finished but trials.jsonl lacks, and settle
+trials whose result was written but never told.
 
 A writer killed between Optuna's commit and the append (or a trials.jsonl line
 torn, overwritten or unreadable) leaves a trial the study counts and the run's
@@ -10,20 +11,29 @@ a record for each such trial:
 - otherwise rebuilt from the trial's parameters (the configuration), its costs
   computed again on every chip of the run (cheap: no training) and its accuracy
   from the objective values Optuna stored.
+
+A writer killed after a trained trial's result was written (its record stored in
+study.db, or appended to trials.jsonl) but before Optuna was told leaves that trial
+RUNNING. :func:`settle_finished_orphans` tells it from its record when a session
+starts or ends, so a resume does not train the same configuration again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
 
 from autocompress.compress.student import build_student
-from autocompress.core.workspace import TrialRecord
+from autocompress.core.workspace import RunDirectory, TrialRecord
 from autocompress.hardware.estimate import estimate_costs
 from autocompress.hardware.extract import extract_layers
+from autocompress.search.anchors import config_key
+from autocompress.search.constraints import record_constraints
 from autocompress.search.context import SearchContext
-from autocompress.search.study import FAILED_ATTR, INFEASIBLE_ATTR
+from autocompress.search.objective import objective_values
+from autocompress.search.study import FAILED_ATTR, INFEASIBLE_ATTR, KEY_ATTR, TRAINED_ATTR
 
 RECORD_ATTR = "autocompress:record"
 
@@ -96,3 +106,46 @@ def recover_missing_records(ctx: SearchContext, study: optuna.Study) -> list[int
             ctx.run.append_trial(record)
             recovered.append(trial.number)
     return recovered
+
+
+def settle_finished_orphans(
+    run: RunDirectory,
+    study: optuna.Study,
+    *,
+    objectives: Sequence[str],
+    main_chip: str,
+    constraint_names: Sequence[str],
+) -> list[int]:
+    """Tell every RUNNING trial of ``study`` that finished training before its writer died.
+
+    Such a trial has a ``complete`` record, stored in study.db (the Optuna backend
+    stores it before the append) or in trials.jsonl (the Ray driver appends before the
+    tell), and its student file. It is told the record's objective values and
+    constraints and counts as trained; a record missing from trials.jsonl is appended.
+    Call only where no live worker can be telling trials: when a session starts, or
+    after its workers ended. Returns the numbers of the trials settled.
+    """
+    records = {record.number: record for record in run.read_trials()}
+    settled: list[int] = []
+    for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        record = _stored_record(frozen) or records.get(frozen.number)
+        if record is None or record.state != "complete" or main_chip not in record.costs:
+            continue  # interrupted mid-trial: failed and retried as before
+        key = frozen.user_attrs.get(KEY_ATTR)
+        if key is not None and key != config_key(record.config):
+            continue
+        if not run.student_pt(frozen.number).is_file():
+            continue  # no model to show for it: train it again
+        if frozen.number not in records:
+            run.append_trial(record)
+        trial = optuna.Trial(study, frozen._trial_id)
+        trial.set_user_attr(RECORD_ATTR, record.to_dict())
+        trial.set_user_attr(TRAINED_ATTR, True)
+        record_constraints(trial, record.violations, constraint_names)
+        values = objective_values(tuple(objectives), record.metrics, record.costs[main_chip])
+        try:
+            study.tell(trial, list(values))
+        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
+            continue  # told or failed meanwhile: nothing to settle
+        settled.append(frozen.number)
+    return settled

@@ -244,6 +244,56 @@ def test_resume_rebuilds_records_study_db_has_but_trials_jsonl_lost(promoted_run
     assert again.feasible == before.feasible
 
 
+def test_a_trial_trained_and_recorded_but_never_told_is_told_on_resume_not_retrained(
+    digits_run, tmp_path
+):
+    """The writer killed after a trained trial's result was written and before Optuna was told
+    (the Optuna backend stores the record in study.db, then appends it; the Ray driver appends,
+    then stores and tells): the trial stays RUNNING. A resume tells it from its record."""
+    import optuna
+
+    from autocompress.search.api import search
+
+    out = _copy_run(digits_run, tmp_path)
+    run = RunDirectory(out)
+    original = {r.number: r for r in run.read_trials()}
+    single = [n for n, r in original.items() if r.state == "complete" and len(r.rungs) == 1]
+    assert len(single) >= 2, "the shared run has trained trials that were not promoted"
+    in_db_only, in_jsonl_only = single[-1], single[-2]
+    study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
+    told = {t.number: t.values for t in study.trials if t.number in (in_db_only, in_jsonl_only)}
+    with sqlite3.connect(out / "study.db") as db:  # as the kill left them: never told
+        for number in (in_db_only, in_jsonl_only):
+            (trial_id,) = db.execute("SELECT trial_id FROM trials WHERE number = ?", (number,))
+            db.execute(
+                "UPDATE trials SET state = 'RUNNING', datetime_complete = NULL WHERE trial_id = ?",
+                trial_id,
+            )
+            db.execute("DELETE FROM trial_values WHERE trial_id = ?", trial_id)
+        db.execute(
+            "DELETE FROM trial_user_attributes WHERE key = 'autocompress:record' AND trial_id = "
+            "(SELECT trial_id FROM trials WHERE number = ?)",
+            (in_jsonl_only,),
+        )
+    lines = run.trials_jsonl.read_text().splitlines(keepends=True)
+    run.trials_jsonl.write_text(
+        "".join(line for line in lines if json.loads(line)["number"] != in_db_only)
+    )
+    trained = sum(1 for r in original.values() if r.state in ("complete", "failed"))
+
+    result = search(out=out, resume=True, trials=trained)  # the plan is already met
+
+    study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
+    states = {t.number: t for t in study.trials}
+    for number in (in_db_only, in_jsonl_only):
+        assert states[number].state == optuna.trial.TrialState.COMPLETE
+        assert states[number].values == pytest.approx(told[number])
+    assert not [t for t in study.trials if "failed_trial" in t.system_attrs]  # no retry
+    records = {r.number: r for r in result.trials}
+    assert set(records) == set(original)  # nothing trained again, the lost line is back
+    assert _without_seconds(records[in_db_only]) == _without_seconds(original[in_db_only])
+
+
 def _without_seconds(record) -> dict:
     data = record.to_dict()
     data.pop("timings_s")
