@@ -203,6 +203,30 @@ def probe(name: str, threads: int = 1) -> dict:
             out["export_images"] = count
         except Exception as exc:
             out["export"] = _first_line(exc)
+        # train: one distillation step in training mode, as a trial's fine-tune runs it
+        # (recorded in the JSON lines; not yet a column of docs/models.md)
+        try:
+            from autocompress.compress.distill import kd_loss
+            from autocompress.compress.model_output import main_logits
+
+            images = torch.randn(2, *shape)
+            with torch.no_grad():
+                target = main_logits(model.eval()(images))
+            student.train()
+            loss = kd_loss(
+                main_logits(student(images)),
+                target,
+                torch.tensor([0, 1]),
+                temperature=4.0,
+                alpha=0.9,
+            )
+            loss.backward()
+            assert torch.isfinite(loss), float(loss)
+            out["train"] = "ok"
+        except Exception as exc:
+            out["train"] = _first_line(exc)
+        finally:
+            student.eval()
     out["seconds"] = round(time.perf_counter() - started, 1)
     return out
 
@@ -348,9 +372,10 @@ def table(rows: list[dict], pending: list[str] = (), how: str = "") -> str:
         f"- **cost**: layers extracted and costed on {CHIP}; MACs in millions at that input.",
         "- **prune**: a student at width 0.5, 8-bit, with physical channel pruning "
         "(Torch-Pruning); how many layers got narrower, and how many channel groups can be "
-        "pruned. Groups Torch-Pruning cannot trace (ShuffleNet's channel shuffle; GoogLeNet's "
-        "auxiliary heads) or whose pruning breaks the forward pass (ViT's hidden size) stay at "
-        "full width (in Swin and MaxViT, whose window attention Torch-Pruning cannot follow, "
+        "pruned. Groups Torch-Pruning cannot trace (ShuffleNet's channel shuffle) or whose "
+        "pruning breaks the forward pass (ViT's hidden size) stay at full width; training-only "
+        "layers (GoogLeNet's and Inception v3's auxiliary classifiers) leave the student "
+        "(not counted) (in Swin and MaxViT, whose window attention Torch-Pruning cannot follow, "
         "all but the MLP hidden widths); `autocompress search` prints them and run.yaml lists them "
         "(`space.full_width`). Grouped convolutions (RegNet, ResNeXt) are pruned per group.",
         "- **quantized layers**: weight layers that run fake-quantized / weight layers that "

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autocompress.compress.model_output import main_logits
 from autocompress.compress.training import autocast
 
 
@@ -51,7 +52,7 @@ def teacher_logits(
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size].to(device)
         with autocast(device):
-            outputs.append(teacher(batch).float())
+            outputs.append(main_logits(teacher(batch)).float())
     teacher.train(was_training)
     if not outputs:
         return torch.empty(0, device=device)

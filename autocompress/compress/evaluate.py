@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autocompress.compress.model_output import main_logits
 from autocompress.compress.training import autocast
 from autocompress.core.data import Split
 
@@ -34,7 +35,7 @@ def evaluate(
     for start in range(0, len(split), batch_size):
         batch = split.images[start : start + batch_size].to(device)
         with autocast(device):
-            logits.append(model(batch).float())
+            logits.append(main_logits(model(batch)).float())
     out = torch.cat(logits) if logits else torch.empty(0, 1, device=device)
     labels = split.labels.to(device)
     result = {

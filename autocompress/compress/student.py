@@ -31,6 +31,7 @@ from autocompress.compress.cuda_graphs import InferenceGraph
 from autocompress.compress.distill import kd_loss, teacher_logits
 from autocompress.compress.evaluate import evaluate
 from autocompress.compress.fold import fold_batch_norms
+from autocompress.compress.model_output import main_logits
 from autocompress.compress.quantize import (
     FLOAT_BITS,
     calibrate_activations,
@@ -50,6 +51,7 @@ from autocompress.compress.training import (
     resolve_device,
     train,
 )
+from autocompress.compress.training_heads import drop_training_only_heads, training_only_heads
 from autocompress.core.data import DatasetSplits
 from autocompress.core.errors import CheckpointError, ConfigError
 from autocompress.core.models import (
@@ -90,6 +92,21 @@ def prunable_layers(teacher: nn.Module, input_shape: Sequence[int]) -> list[str]
     finally:
         teacher.train(was_training)
     return [g.name for g in groups if g.prunable]
+
+
+def training_only_layers(teacher: nn.Module, input_shape: Sequence[int]) -> set[str]:
+    """Conv/linear layers of heads that run only in training (auxiliary classifiers),
+    which students drop (:mod:`~autocompress.compress.training_heads`)."""
+    was_training = teacher.training
+    try:
+        heads = training_only_heads(teacher, _example_input(teacher, input_shape))
+    finally:
+        teacher.train(was_training)
+    return {
+        n
+        for n in quantizable_layers(teacher)
+        if any(n == h or n.startswith(f"{h}.") for h in heads)
+    }
 
 
 def quantizable_layers(teacher: nn.Module) -> list[str]:
@@ -135,6 +152,7 @@ def _build(
     for p in student.parameters():
         p.requires_grad_(True)
     example = _example_input(student, input_shape)
+    drop_training_only_heads(student, example)  # auxiliary classifiers: never deployed
     slim(
         student,
         example,
@@ -309,8 +327,8 @@ def finetune(
             target = cached[idx]
         else:
             with torch.no_grad():
-                target = fresh_teacher(x)
-        return kd_loss(model(x), target, y, temperature=temperature, alpha=alpha)
+                target = main_logits(fresh_teacher(x))
+        return kd_loss(main_logits(model(x)), target, y, temperature=temperature, alpha=alpha)
 
     schedule = TrainingSchedule(
         epochs=epochs,

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autocompress.compress.evaluate import evaluate
+from autocompress.compress.model_output import main_logits
 from autocompress.compress.training import (
     TrainingSchedule,
     resized_crop_scale,
@@ -60,6 +61,32 @@ def default_spec(model: str, data: DatasetSplits, small_input: bool | None = Non
     )
 
 
+def _check_training_forward(
+    net: nn.Module, name: str, input_shape: tuple[int, ...], device: torch.device
+) -> None:
+    """A clear error when the model cannot run a training step at this input size (e.g.
+    Inception v3's auxiliary classifier needs inputs larger than 96 pixels)."""
+    was_training = net.training
+    buffers = {n: b.clone() for n, b in net.named_buffers()}  # a check, not a training step
+    net.train()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            main_logits(net(torch.zeros(2, *input_shape, device=device)))
+    except Exception as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"model {name!r} cannot be trained on inputs of shape {input_shape}: its training "
+            f"forward pass fails ({type(exc).__name__}: {detail})",
+            hint="use a larger --input-size, or train the model yourself and pass it as "
+            "--teacher (a given teacher is only evaluated)",
+        ) from None
+    finally:
+        net.train(was_training)
+        with torch.no_grad():
+            for n, b in net.named_buffers():
+                b.copy_(buffers[n])
+
+
 def train_teacher(
     model: str | ModelSpec = "small_cnn",
     dataset: str | DatasetSplits = "digits",
@@ -103,6 +130,7 @@ def train_teacher(
     spec = model if isinstance(model, ModelSpec) else default_spec(model, data, small_input)
     torch.manual_seed(seed)
     net = spec.build().to(dev)
+    _check_training_forward(net, spec.name, tuple(data.input_shape), dev)
     if augment is None:
         augment = min(data.input_shape[1:]) >= 16
     if lr is None:
@@ -121,7 +149,7 @@ def train_teacher(
     )
 
     def loss_fn(m: nn.Module, x: torch.Tensor, y: torch.Tensor, _idx: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(m(x).float(), y, label_smoothing=label_smoothing)
+        return F.cross_entropy(main_logits(m(x)).float(), y, label_smoothing=label_smoothing)
 
     started = time.perf_counter()
     stats = train(

@@ -221,6 +221,11 @@ class ModelSpec:
         )
 
 
+#: torchvision models that warn (FutureWarning) when ``init_weights`` is left None, and
+#: then use init_weights=True: it is passed explicitly (same weights, no warning).
+_WARNS_WITHOUT_INIT_WEIGHTS = ("googlenet", "inception_v3")
+
+
 def build_model(
     name: str,
     *,
@@ -259,6 +264,8 @@ def build_model(
         )
     import torchvision  # seconds to import: only for torchvision models
 
+    if name in _WARNS_WITHOUT_INIT_WEIGHTS:  # torchvision's default, without its FutureWarning
+        kwargs.setdefault("init_weights", True)
     model = _call_factory(
         name,
         lambda **kw: torchvision.models.get_model(name, weights=None, **kw),

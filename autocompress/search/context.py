@@ -15,7 +15,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from autocompress.compress.student import prunable_layers, quantizable_layers, teacher_logits
+from autocompress.compress.student import (
+    prunable_layers,
+    quantizable_layers,
+    teacher_logits,
+    training_only_layers,
+)
 from autocompress.compress.training import resolve_device
 from autocompress.core.budget import Budget
 from autocompress.core.models import ModelSpec, load_checkpoint
@@ -66,8 +71,9 @@ def model_layers(
 ) -> tuple[list[str], list[str], dict[str, int]]:
     """(quantizable, prunable, out_channels of prunable) of a model."""
 
-    quantizable = list(quantizable_layers(teacher))
-    prunable = list(prunable_layers(teacher, input_shape))
+    heads = training_only_layers(teacher, input_shape)  # students drop them: not searched
+    quantizable = [n for n in quantizable_layers(teacher) if n not in heads]
+    prunable = [n for n in prunable_layers(teacher, input_shape) if n not in heads]
     modules = dict(teacher.named_modules())
     out_channels = {}
     for name in prunable:

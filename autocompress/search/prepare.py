@@ -18,7 +18,7 @@ from typing import Any
 from torch import nn
 
 from autocompress.compress.slim import channel_groups
-from autocompress.compress.student import build_student
+from autocompress.compress.student import build_student, training_only_layers
 from autocompress.core.budget import Budget
 from autocompress.core.errors import BudgetError, CheckpointError, ConfigError
 from autocompress.core.model_code import model_file_identity
@@ -261,7 +261,14 @@ def full_width_layers(model: nn.Module, input_shape: tuple[int, ...]) -> dict[st
     import torch
 
     groups = channel_groups(copy.deepcopy(model).eval(), torch.zeros(1, *input_shape))
-    return {member: g.reason for g in groups if g.reason for member in g.members}
+    dropped = training_only_layers(model, input_shape)  # not in students at all
+    return {
+        member: g.reason
+        for g in groups
+        if g.reason
+        for member in g.members
+        if member not in dropped
+    }
 
 
 def by_reason(full_width: dict[str, str]) -> dict[str, list[str]]:

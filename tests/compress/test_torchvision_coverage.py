@@ -38,6 +38,7 @@ def test_model_goes_through_cost_prune_quantize_export(name):
     assert row["prune"].startswith("ok"), row.get("prune_trace", row)
     assert row["export"].startswith("ok"), row
     assert row["quantized_layers"] == row["weight_layers"], row
+    assert row["train"] == "ok", row
 
 
 def test_parallel_runs_keep_a_time_limit_per_model_and_in_total():
