@@ -74,13 +74,22 @@ def _layer_qdq(name: str, quantization: LayerQuantization, params: Mapping[str, 
     )
 
 
-def _fake_quantize_float_ops(x: torch.Tensor, params: Mapping[str, Any]) -> torch.Tensor:
+#: Buffer of a routed window attention, in the deploy copy, holding its input quantizer's
+#: scale: the ``Div`` and ``Mul`` of the float-op quantizer read it, so the ONNX pass can find
+#: them and name them ``<attention>.qkv/input_fq_div`` / ``…/input_fq_mul`` (the check taps them).
+ATTENTION_INPUT_SCALE = "input_fq_scale"
+
+
+def _fake_quantize_float_ops(
+    x: torch.Tensor, params: Mapping[str, Any], scale: torch.Tensor | None = None
+) -> torch.Tensor:
     """``(clip(round(x / s) + z, qmin, qmax) - z) * s`` from plain float ops (any bit-width)."""
-    scale, zero = float(params["activation_scale"]), float(params["activation_zero_point"])
+    s = float(params["activation_scale"]) if scale is None else scale
+    zero = float(params["activation_zero_point"])
     codes = torch.clamp(
-        torch.round(x / scale) + zero, params["activation_qmin"], params["activation_qmax"]
+        torch.round(x / s) + zero, params["activation_qmin"], params["activation_qmax"]
     )
-    return (codes - zero) * scale
+    return (codes - zero) * s
 
 
 def _bake_functional_attention(model: nn.Module) -> None:
@@ -108,11 +117,14 @@ def _bake_functional_attention(model: nn.Module) -> None:
                 continue  # no float-op emulation of the log grid here: the check will say so
             params = qkv.quant_params()
             routed = type(module).forward
+            scale = torch.tensor(float(params["activation_scale"]), dtype=torch.float32)
+            module.register_buffer(ATTENTION_INPUT_SCALE, scale)
 
             # in the copy qkv becomes a plain Linear (its deployed weights), so the routed
             # forward no longer quantizes the input: do it here, as the student does
             def forward(self, x, _routed=routed, _params=params):  # type: ignore[no-untyped-def]
-                return _routed(self, _fake_quantize_float_ops(x, _params))
+                s = getattr(self, ATTENTION_INPUT_SCALE)
+                return _routed(self, _fake_quantize_float_ops(x, _params, s))
 
             module.forward = types.MethodType(forward, module)
 
@@ -201,6 +213,24 @@ def _restore_weight_names(
                 break
 
 
+def _name_attention_quantizers(proto: onnx.ModelProto, model: nn.Module) -> None:
+    """Name the float-op input quantizer of every routed window attention after its ``qkv``:
+    ``<attention>.qkv/input_fq_div`` reads the raw input, ``…/input_fq_mul`` writes the
+    quantized one (found as the ``Div`` and ``Mul`` reading the scale buffer)."""
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for node in proto.graph.node:
+        for value in node.input:
+            readers.setdefault(value, []).append(node)
+    for name, module in model.named_modules():
+        if ATTENTION_INPUT_SCALE not in dict(module.named_buffers(recurse=False)):
+            continue
+        nodes = readers.get(f"{name}.{ATTENTION_INPUT_SCALE}", [])
+        div = [n for n in nodes if n.op_type == "Div"]
+        mul = [n for n in nodes if n.op_type == "Mul"]
+        if len(div) == 1 and len(mul) == 1:
+            div[0].name, mul[0].name = f"{name}.qkv/input_fq_div", f"{name}.qkv/input_fq_mul"
+
+
 def _torch_to_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> onnx.ModelProto:
     """The float graph, exported into ``path``'s folder (a scratch folder: a graph over
     2 GiB comes with one file per tensor there), loaded whole."""
@@ -250,6 +280,7 @@ def write_onnx(
     with tempfile.TemporaryDirectory(prefix="autocompress-onnx-") as scratch:
         proto = _torch_to_onnx(model, tuple(input_shape), Path(scratch) / "float.onnx")
     _restore_weight_names(proto, model, layers)
+    _name_attention_quantizers(proto, model)
     notes = insert_qdq(proto, layers)
     proto.producer_name = "autocompress"
     if doc:

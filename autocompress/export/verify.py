@@ -6,9 +6,11 @@ held-out images and it is compared with the PyTorch student in two ways:
 1. **Layer by layer, exact up to float rounding.** Every conv/linear layer's
    input tensor is read out of onnxruntime, and the PyTorch student runs with
    each layer's input *forced* to onnxruntime's (so both compute every layer
-   from the same quantized tensors). Then a layer's own quantized input may
-   differ from onnxruntime's only where float32 rounding (~1e-6 relative) pushed
-   a value across a rounding boundary: by one quantization step, plus
+   from the same quantized tensors; Swin's window-attention input, quantized with
+   float ops before the attention, is forced as its ``qkv`` layer's input). Then a
+   layer's own quantized input may differ from onnxruntime's only where float32
+   rounding (~1e-6 relative) pushed a value across a rounding boundary: by one
+   quantization step, plus
    :data:`FLOAT_TOLERANCE` of the tensor's magnitude. The logits (with the last
    layer's input forced) must agree to :data:`FLOAT_TOLERANCE` of their
    magnitude; and onnxruntime's value before each quantizer may differ from a
@@ -176,6 +178,7 @@ class _Tap:
     layer: QuantMixin
     feed: str  # the tensor the Conv/Gemm/MatMul reads (after Q/DQ)
     raw: str  # the tensor before the quantizer (== feed for a float input)
+    hooked: str = ""  # the module whose first argument is that input ("": the layer itself)
 
 
 def _taps(proto: onnx.ModelProto, model: nn.Module) -> list[_Tap]:
@@ -189,6 +192,14 @@ def _taps(proto: onnx.ModelProto, model: nn.Module) -> list[_Tap]:
     taps = []
     for name, layer in quantized_layers(model):
         node = consumers.get(f"{name}.weight_dequantized") or consumers.get(f"{name}.weight")
+        quantizer = by_name.get(f"{name}/input_fq_div"), by_name.get(f"{name}/input_fq_mul")
+        if node is None and None not in quantizer:
+            # a routed window attention's input, quantized with its qkv's quantizer (float ops,
+            # see export.onnx_model): forced too, or a rounding flip there, different in each
+            # run, would reach every later layer through the residual stream
+            raw, feed = quantizer[0].input[0], quantizer[1].output[0]  # type: ignore[union-attr]
+            taps.append(_Tap(name, layer, feed, raw, hooked=name.rpartition(".")[0]))
+            continue
         if node is None:
             continue  # read functionally (attention projections) or never run (aux heads)
         feed = node.input[0]
@@ -284,7 +295,7 @@ class _Forcing:
     layer's exact input, against which both float32 runs' rounding errors are measured.
     """
 
-    def __init__(self, taps: list[_Tap], reference: nn.Module) -> None:
+    def __init__(self, taps: list[_Tap], model: nn.Module, reference: nn.Module) -> None:
         self.taps = taps
         self.mode = "off"
         self.forced: dict[str, torch.Tensor] = {}
@@ -295,10 +306,14 @@ class _Forcing:
         self.generator = torch.Generator().manual_seed(0)
         self.called: set[str] = set()
         self.handles = [
-            t.layer.register_forward_pre_hook(self._hook(t))  # type: ignore[attr-defined]
+            (model.get_submodule(t.hooked) if t.hooked else t.layer).register_forward_pre_hook(
+                self._hook(t)
+            )
             for t in taps
         ] + [
-            reference.get_submodule(t.name).register_forward_pre_hook(self._exact_hook(t))
+            reference.get_submodule(t.hooked or t.name).register_forward_pre_hook(
+                self._exact_hook(t)
+            )
             for t in taps
         ]
 
@@ -329,7 +344,7 @@ class _Forcing:
                 theirs = self.forced.get(tap.name)
                 if theirs is None or theirs.shape != x.shape:
                     return None
-                ours = module.quantize_input(x)
+                ours = tap.layer.quantize_input(x)
                 raw = self.raw[tap.name]
                 if raw.shape == x.shape:
                     self.noise[tap.name] = raw - x
@@ -444,7 +459,7 @@ def compare_with_torch(
 
     subset = _spread(n, simulated_images)
     exact_model = copy.deepcopy(model).double().eval()
-    forcing = _Forcing(taps, exact_model)
+    forcing = _Forcing(taps, model, exact_model)
     forced_logits, tapped_logits = [], []
     simulated: list[list[np.ndarray]] = [[] for _ in range(SIMULATION_RUNS)]
     try:

@@ -4,6 +4,7 @@ own quantization noise implies, a broken one is refused at the layer it breaks."
 from __future__ import annotations
 
 import copy
+import re
 
 import numpy as np
 import onnx
@@ -11,6 +12,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+from autocompress.compress.quantize import quantized_layers
 from autocompress.compress.student import build_student, calibrate, quantizable_layers
 from autocompress.core.errors import ExportError
 from autocompress.core.models import ModelSpec
@@ -199,6 +201,71 @@ def test_attention_read_functionally_exports_what_the_student_computes(kind, tmp
     write_onnx(model, shape, path)
     before = compare_with_torch(path, model, images[32:], min_agreement=0.0)
     assert before.layers["largest_float_error"] > 100 * check.layers["largest_float_error"]
+
+
+def _deep_swin_v2(tmp_path):
+    """A Swin V2 student whose third stage (16 post-norm blocks, 2x2 tokens padded to an 8x8
+    window) is as deep as swin_v2_s's, exported: 8-bit, rv1126's scheme, attention routed."""
+    from torchvision.models.swin_transformer import (
+        PatchMergingV2,
+        SwinTransformer,
+        SwinTransformerBlockV2,
+    )
+
+    from autocompress.compress.attention import route_attention
+    from autocompress.compress.quantize import calibrate_activations, fake_quantize
+
+    torch.manual_seed(0)
+    model = SwinTransformer(
+        patch_size=[4, 4],
+        embed_dim=32,
+        depths=[1, 1, 16],
+        num_heads=[2, 4, 8],
+        window_size=[8, 8],
+        num_classes=5,
+        block=SwinTransformerBlockV2,
+        downsample_layer=PatchMergingV2,
+    ).eval()
+    names = [
+        n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear | torch.nn.Conv2d)
+    ]
+    fake_quantize(
+        model,
+        get_chip("rockchip/rv1126").quantization,
+        dict.fromkeys(names, 8),
+        dict.fromkeys(names, 8),
+    )
+    route_attention(model)
+    images = torch.randn(64, 3, 32, 32)
+    calibrate_activations(model, images[:32])
+    path = tmp_path / "model.onnx"
+    write_onnx(model, (3, 32, 32), path)
+    return model, path, images[32:]
+
+
+def test_a_deep_post_norm_swin_export_is_checked_with_its_attention_inputs_forced(tmp_path):
+    """Swin's routed attention quantizes its input with float ops, not at a layer: unforced,
+    the float64 reference and each float32 run rounded it on their own, and V2's post-norm
+    carried those one-step flips down the residual stream until a correct export was refused
+    (swin_v2_s/b: float error 1e-3 against float64 by block 8; here: 2-step inputs at
+    features.5.7.mlp.0)."""
+    model, path, images = _deep_swin_v2(tmp_path)
+    check = compare_with_torch(path, model, images)
+    qkv = [n for n, _ in quantized_layers(model) if n.endswith(".attn.qkv")]
+    assert check.layers["compared"] == 5 * len(qkv) + 4  # qkv's input, cpb_mlp x2, mlp x2 per block
+    assert check.layers["worst"]["error"] <= 1.0 + 1e-4
+    # float32 rounding only (at most 1.7e-5 on six seeds; 1e-3 is the bound)
+    assert check.layers["largest_float_error"] < 1e-4
+    # now checked itself: a halved scale of that float-op quantizer is refused at its attention
+    # (a larger one is not: its grid keeps every value within a step of the student's)
+    initializers = {i.name for i in onnx.load(str(path)).graph.initializer}
+    name = next(
+        n for n in qkv[len(qkv) // 2 :] if f"{n.rpartition('.')[0]}.input_fq_scale" in initializers
+    )
+    scale = f"{name.rpartition('.')[0]}.input_fq_scale"
+    broken = _broken(path, tmp_path, lambda p: _scale(p, scale, 0.5))
+    with pytest.raises(ExportError, match=f"layer '{re.escape(name)}'"):
+        compare_with_torch(broken, model, images[:8])
 
 
 def test_an_export_over_the_protobuf_limit_goes_to_external_data(mobilenet, tmp_path, monkeypatch):
