@@ -167,15 +167,12 @@ def _tiny_swin() -> torch.nn.Module:
     )
 
 
-@pytest.mark.parametrize("kind", ["multihead", "swin"])
-def test_attention_read_functionally_exports_what_the_student_computes(kind, tmp_path, monkeypatch):
+def _quantize_8bit_routed(model, calibration_images):
+    """Every Conv2d/Linear fake-quantized at 8 bits with rv1126's scheme, attention routed
+    through its quantized layers, activation ranges calibrated (in place)."""
     from autocompress.compress.attention import route_attention
     from autocompress.compress.quantize import calibrate_activations, fake_quantize
-    from autocompress.export import onnx_model
 
-    torch.manual_seed(0)
-    model = (_Attention() if kind == "multihead" else _tiny_swin()).eval()
-    images = torch.randn(96, 6, 8) if kind == "multihead" else torch.randn(96, 3, 32, 32)
     names = [
         n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear | torch.nn.Conv2d)
     ]
@@ -186,7 +183,17 @@ def test_attention_read_functionally_exports_what_the_student_computes(kind, tmp
         dict.fromkeys(names, 8),
     )
     route_attention(model)
-    calibrate_activations(model, images[:32])
+    calibrate_activations(model, calibration_images)
+
+
+@pytest.mark.parametrize("kind", ["multihead", "swin"])
+def test_attention_read_functionally_exports_what_the_student_computes(kind, tmp_path, monkeypatch):
+    from autocompress.export import onnx_model
+
+    torch.manual_seed(0)
+    model = (_Attention() if kind == "multihead" else _tiny_swin()).eval()
+    images = torch.randn(96, 6, 8) if kind == "multihead" else torch.randn(96, 3, 32, 32)
+    _quantize_8bit_routed(model, images[:32])
     shape = tuple(images.shape[1:])
     path = tmp_path / "model.onnx"
     write_onnx(model, shape, path)
@@ -212,9 +219,6 @@ def _deep_swin_v2(tmp_path):
         SwinTransformerBlockV2,
     )
 
-    from autocompress.compress.attention import route_attention
-    from autocompress.compress.quantize import calibrate_activations, fake_quantize
-
     torch.manual_seed(0)
     model = SwinTransformer(
         patch_size=[4, 4],
@@ -226,18 +230,8 @@ def _deep_swin_v2(tmp_path):
         block=SwinTransformerBlockV2,
         downsample_layer=PatchMergingV2,
     ).eval()
-    names = [
-        n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear | torch.nn.Conv2d)
-    ]
-    fake_quantize(
-        model,
-        get_chip("rockchip/rv1126").quantization,
-        dict.fromkeys(names, 8),
-        dict.fromkeys(names, 8),
-    )
-    route_attention(model)
     images = torch.randn(64, 3, 32, 32)
-    calibrate_activations(model, images[:32])
+    _quantize_8bit_routed(model, images[:32])
     path = tmp_path / "model.onnx"
     write_onnx(model, (3, 32, 32), path)
     return model, path, images[32:]
