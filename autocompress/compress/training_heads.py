@@ -27,7 +27,8 @@ def _called(model: nn.Module, example_input: torch.Tensor, *, training: bool) ->
     handles = [
         m.register_forward_hook(lambda module, *_args: called.add(module)) for m in model.modules()
     ]
-    buffers = {name: b.clone() for name, b in model.named_buffers()}  # BN running statistics
+    # a training pass updates batch-norm running statistics: put them back afterwards
+    buffers = {name: b.clone() for name, b in model.named_buffers()} if training else {}
     was_training = model.training
     model.train(training)
     try:
@@ -39,7 +40,8 @@ def _called(model: nn.Module, example_input: torch.Tensor, *, training: bool) ->
         model.train(was_training)
         with torch.no_grad():
             for name, b in model.named_buffers():
-                b.copy_(buffers[name])
+                if name in buffers:
+                    b.copy_(buffers[name])
     return called
 
 
