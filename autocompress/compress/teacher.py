@@ -20,6 +20,7 @@ from autocompress.compress.training import (
     resolve_device,
     train,
 )
+from autocompress.compress.training_heads import side_effect_free_forward
 from autocompress.core.data import DatasetSplits, load_dataset
 from autocompress.core.errors import ConfigError
 from autocompress.core.models import ModelSpec, auto_small_input, save_checkpoint
@@ -66,12 +67,11 @@ def _check_training_forward(
 ) -> None:
     """A clear error when the model cannot run a training step at this input size (e.g.
     Inception v3's auxiliary classifier needs inputs larger than 96 pixels)."""
-    was_training = net.training
-    buffers = {n: b.clone() for n, b in net.named_buffers()}  # a check, not a training step
-    net.train()
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            main_logits(net(torch.zeros(2, *input_shape, device=device)))
+        output, _ = side_effect_free_forward(
+            net, torch.zeros(2, *input_shape, device=device), training=True
+        )
+        main_logits(output)
     except Exception as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
@@ -80,11 +80,6 @@ def _check_training_forward(
             hint="use a larger --input-size, or train the model yourself and pass it as "
             "--teacher (a given teacher is only evaluated)",
         ) from None
-    finally:
-        net.train(was_training)
-        with torch.no_grad():
-            for n, b in net.named_buffers():
-                b.copy_(buffers[n])
 
 
 def train_teacher(

@@ -14,6 +14,7 @@ as torchvision's do).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
 from torch import nn
@@ -21,8 +22,11 @@ from torch import nn
 _LOG = logging.getLogger(__name__)
 
 
-def _called(model: nn.Module, example_input: torch.Tensor, *, training: bool) -> set[nn.Module]:
-    """The modules a forward pass in training or evaluation mode calls."""
+def side_effect_free_forward(
+    model: nn.Module, example_input: torch.Tensor, *, training: bool
+) -> tuple[Any, set[nn.Module]]:
+    """One forward pass in training or evaluation mode that changes nothing: the output and
+    the modules it called (no gradients; batch-norm statistics, the RNG and the mode restored)."""
     called: set[nn.Module] = set()
     handles = [
         m.register_forward_hook(lambda module, *_args: called.add(module)) for m in model.modules()
@@ -33,7 +37,7 @@ def _called(model: nn.Module, example_input: torch.Tensor, *, training: bool) ->
     model.train(training)
     try:
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            model(example_input)
+            output = model(example_input)
     finally:
         for h in handles:
             h.remove()
@@ -42,7 +46,11 @@ def _called(model: nn.Module, example_input: torch.Tensor, *, training: bool) ->
             for name, b in model.named_buffers():
                 if name in buffers:
                     b.copy_(buffers[name])
-    return called
+    return output, called
+
+
+def _called(model: nn.Module, example_input: torch.Tensor, *, training: bool) -> set[nn.Module]:
+    return side_effect_free_forward(model, example_input, training=training)[1]
 
 
 def training_only_heads(model: nn.Module, example_input: torch.Tensor) -> list[str]:
@@ -88,4 +96,4 @@ def drop_training_only_heads(model: nn.Module, example_input: torch.Tensor) -> l
     return dropped
 
 
-__all__ = ["drop_training_only_heads", "training_only_heads"]
+__all__ = ["drop_training_only_heads", "side_effect_free_forward", "training_only_heads"]

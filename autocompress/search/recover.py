@@ -125,9 +125,12 @@ def settle_finished_orphans(
     Call only where no live worker can be telling trials: when a session starts, or
     after its workers ended. Returns the numbers of the trials settled.
     """
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    if not running:
+        return []  # the common case: nothing to settle, trials.jsonl not read
     records = {record.number: record for record in run.read_trials()}
     settled: list[int] = []
-    for frozen in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+    for frozen in running:
         record = _stored_record(frozen) or records.get(frozen.number)
         if record is None or record.state != "complete" or main_chip not in record.costs:
             continue  # interrupted mid-trial: failed and retried as before
