@@ -108,9 +108,33 @@ def fake_quantize_affine(
         return torch.fake_quantize_per_tensor_affine(
             x, scale.reshape(()).float(), zero_point.reshape(()).to(torch.int32), qmin, qmax
         )
+    if x.is_cuda:
+        return fake_quantize_per_channel_no_sync(x, scale, zero_point, axis, qmin, qmax)
     return torch.fake_quantize_per_channel_affine(
         x, scale.float(), zero_point.to(torch.int32), axis, qmin, qmax
     )
+
+
+def fake_quantize_per_channel_no_sync(
+    x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, axis: int, qmin: int, qmax: int
+) -> torch.Tensor:
+    """``torch.fake_quantize_per_channel_affine`` without its host-side argument check.
+
+    The ATen op reads the zero points back to the CPU to check their range, a device
+    synchronisation in every training step, which rules out CUDA-graph capture of the
+    step (per-channel weights: most chips). Same arithmetic as the ATen kernel
+    (``clamp(nearbyint(x · (1/s)) + z, qmin, qmax) - z) · s``, in float32) and the same
+    gradient (``x``'s, masked to the clipping range; none for the scale).
+    """
+    shape = tuple(-1 if d == axis else 1 for d in range(x.dim()))
+    s = scale.detach().float().reshape(shape)
+    z = zero_point.detach().to(torch.int32).float().reshape(shape)
+    xf = x.float()
+    q = torch.round(xf * torch.reciprocal(s)) + z
+    inside = (q >= qmin) & (q <= qmax)
+    out = (q.clamp(qmin, qmax) - z) * s
+    passed = torch.where(inside, xf, torch.zeros_like(xf))  # d out / d x: the STE mask
+    return (passed + (out - passed).detach()).to(x.dtype)
 
 
 def log_levels(bits: int) -> int:
@@ -809,6 +833,7 @@ __all__ = [
     "fake_quantize",
     "fake_quantize_affine",
     "fake_quantize_log",
+    "fake_quantize_per_channel_no_sync",
     "integer_range",
     "layer_quantization",
     "log_codes",

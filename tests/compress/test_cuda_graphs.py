@@ -139,3 +139,19 @@ def test_a_model_that_synchronises_trains_eagerly_and_later_captures_still_work(
     again = train(_net(), _split(), _ce, TrainingSchedule(epochs=1, batch_size=16), device=device)
     assert again["cuda_graphs"] == 1.0
     torch.nn.init.kaiming_uniform_(torch.empty(4, 4, device=device))  # the generator still works
+
+
+@cuda
+def test_a_per_channel_quantized_student_is_captured() -> None:
+    """Per-channel fake quantization (most chips) does not synchronise the training step."""
+    from autocompress.compress.quantize import fake_quantize
+    from autocompress.hardware.spec import QuantGranularity, QuantizationScheme
+
+    device = torch.device("cuda")
+    model = _net()
+    scheme = QuantizationScheme(weight_granularity=QuantGranularity.PER_CHANNEL)
+    fake_quantize(model, scheme, {"0": 8, "5": 8}, {"0": 8, "5": 8})
+    model = model.to(device).train()
+    graphs = capture_training_graphs(model, torch.randn(16, 3, 8, 8, device=device))
+    assert graphs.active, graphs.reason
+    graphs.release()

@@ -15,6 +15,7 @@ from autocompress.compress.quantize import (
     QuantLinear,
     calibrate_activations,
     fake_quantize,
+    fake_quantize_per_channel_no_sync,
     log_codes,
     log_decode,
     quantized_layers,
@@ -39,6 +40,28 @@ def test_per_channel_weights_take_at_most_2_pow_b_values_per_channel(bits, symme
         assert channel.unique().numel() <= 2**bits
     if bits == 8:  # fine grid: close to the float weight
         assert (weight - layer.weight).abs().max() < layer.weight.abs().max() / 100
+
+
+@pytest.mark.parametrize(("qmin", "qmax"), [(-8, 7), (-128, 127), (0, 255)])
+def test_the_sync_free_per_channel_fake_quant_equals_atens(qmin, qmax):
+    """The CUDA path (no host read of the zero points) computes what ATen's op computes,
+    values and gradient, ties on half steps and clipped values included."""
+    torch.manual_seed(0)
+    scale = torch.rand(12) * 0.05 + 1e-3
+    zero = torch.randint(-3, 4, (12,), dtype=torch.int32)
+    if qmin == 0:  # asymmetric: zero points inside 0..255
+        zero = zero + 7
+    halves = (torch.randint(-300, 300, (12, 5, 3, 3)).float() + 0.5) * scale.reshape(-1, 1, 1, 1)
+    for x in (torch.randn(12, 5, 3, 3) * 2, halves):
+        x = x.requires_grad_()
+        expected = torch.fake_quantize_per_channel_affine(x, scale, zero, 0, qmin, qmax)
+        got = fake_quantize_per_channel_no_sync(x, scale, zero, 0, qmin, qmax)
+        assert torch.equal(got, expected)
+        upstream = torch.randn_like(x)
+        (g_expected,) = torch.autograd.grad(expected, x, upstream)
+        (g_got,) = torch.autograd.grad(got, x, upstream)
+        assert torch.equal(g_got, g_expected)
+        assert (g_got == 0).any() and (g_got != 0).any()  # some values clip, some pass
 
 
 def test_per_tensor_weights_share_one_grid():
