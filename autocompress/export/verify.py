@@ -66,6 +66,12 @@ FLOAT_TOLERANCE = 1e-3
 #: Allowed mean signed error of a quantized input, in steps (a systematic one-step offset,
 #: e.g. a zero point applied on one side only, shows as ~1; rounding flips average ~0).
 MAX_MEAN_STEP_ERROR = 0.05
+#: Allowed part of a quantized input's difference that grows with the value, as steps at the
+#: tensor's peak (the least-squares slope of ONNX − PyTorch against PyTorch's values). A
+#: quantization scale off by a factor (1 + e) gives e · peak / step, ~0.77 steps at e = 0.003
+#: with 8-bit inputs, while every value stays within one step; rounding flips are not
+#: correlated with the value (a correct MobileNetV2 student: below 0.01).
+MAX_SCALE_ERROR_STEPS = 0.25
 #: Standard deviations of the margin below the simulated agreement.
 MARGIN_SIGMAS = 4.0
 #: PyTorch runs with injected float noise per image (the expected agreement's sample).
@@ -86,6 +92,9 @@ class LayerCheck:
         allowed: the largest difference accepted.
         mismatch_fraction: fraction of elements that differ at all (rounding flips).
         mean_error: mean signed difference in steps (quantized affine inputs).
+        scale_error: the part of the difference that grows with the value, as steps at the
+            tensor's peak (a wrong quantization scale; quantized affine inputs), at most
+            :data:`MAX_SCALE_ERROR_STEPS`.
         float_error: onnxruntime's mean absolute float32 error before the quantizer, against
             a float64 run of the student from the same inputs, relative to the tensor's
             largest magnitude; at most :data:`FLOAT_TOLERANCE`.
@@ -101,6 +110,7 @@ class LayerCheck:
     mean_error: float
     float_error: float
     torch_float_error: float = 0.0
+    scale_error: float = 0.0
 
     @property
     def float_ok(self) -> bool:
@@ -110,7 +120,9 @@ class LayerCheck:
     @property
     def ok(self) -> bool:
         mean_ok = abs(self.mean_error) <= MAX_MEAN_STEP_ERROR + (self.allowed - 1.0)
-        return self.error <= self.allowed and (not self.quantized or mean_ok) and self.float_ok
+        scale_ok = self.scale_error <= MAX_SCALE_ERROR_STEPS
+        quantized_ok = not self.quantized or (mean_ok and scale_ok)
+        return self.error <= self.allowed and quantized_ok and self.float_ok
 
 
 @dataclass(frozen=True)
@@ -239,6 +251,9 @@ class _Stats:
         self.torch_float_error = 0.0
         self.float_elements = 0
         self.quantized = False
+        self.cross = 0.0  # sum of (ONNX - PyTorch) x PyTorch, in steps x values
+        self.square = 0.0  # sum of PyTorch's values squared
+        self.peak_steps = 0.0  # the largest |value| in steps
 
     def result(self, name: str) -> LayerCheck:
         n = max(self.elements, 1)
@@ -251,6 +266,7 @@ class _Stats:
             mean_error=self.signed / n,
             float_error=self.float_error / max(self.float_elements, 1),
             torch_float_error=self.torch_float_error / max(self.float_elements, 1),
+            scale_error=abs(self.cross / self.square) * self.peak_steps if self.square else 0.0,
         )
 
 
@@ -282,6 +298,10 @@ def _compare_input(
         step = float(layer.activation_qparams()[0])
         steps_off = difference / step
         stats.signed += float(steps_off.sum())
+        values = ours.double() / step  # in steps: the slope of steps_off against them
+        stats.cross += float((steps_off.double() * values).sum())
+        stats.square += float((values * values).sum())
+        stats.peak_steps = max(stats.peak_steps, float(values.abs().max()))
         steps_off = steps_off.abs()
         allowed = 1.0 + FLOAT_TOLERANCE * raw_peak / step
     stats.error = max(stats.error, float(steps_off.max()))
@@ -581,6 +601,8 @@ def _raise_on_failure(  # type: ignore[no-untyped-def]
                 f"{path}: layer {layer.name!r} computes a different input in ONNX than in "
                 f"PyTorch from the same upstream tensors: off by {layer.error:.3g} {unit} "
                 f"(allowed {layer.allowed:.3g}), mean {layer.mean_error:+.3g} steps, "
+                f"growing with the value by {layer.scale_error:.3g} steps at its peak (allowed "
+                f"{MAX_SCALE_ERROR_STEPS:g}: a wrong scale), "
                 f"{layer.mismatch_fraction:.1%} of its elements differ; mean float error "
                 f"{layer.float_error:.2g} of its magnitude against float64 (allowed "
                 f"{FLOAT_TOLERANCE:g}; PyTorch's float32: {layer.torch_float_error:.2g})",

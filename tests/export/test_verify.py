@@ -91,6 +91,18 @@ def test_a_wrong_input_scale_on_one_layer_is_refused_at_that_layer(mobilenet, tm
         compare_with_torch(broken, student, images[:64])
 
 
+def test_an_input_scale_off_by_a_third_of_a_percent_is_refused_as_a_wrong_scale(
+    mobilenet, tmp_path
+):
+    """0.3 % keeps every value within one step of PyTorch's (the step bound alone passed it),
+    but half the elements differ, by an amount that grows with the value."""
+    student, path, images = mobilenet
+    change = lambda p: _scale(p, "features.9.conv.1.0.input_scale", 1.003)  # noqa: E731
+    broken = _broken(path, tmp_path, change)
+    with pytest.raises(ExportError, match=r"features\.9\.conv.*a wrong scale"):
+        compare_with_torch(broken, student, images[:64])
+
+
 def test_a_wrong_weight_scale_is_refused_at_the_next_layer(mobilenet, tmp_path):
     student, path, images = mobilenet
     broken = _broken(path, tmp_path, lambda p: _scale(p, "features.5.conv.1.0.weight_scale", 1.05))
