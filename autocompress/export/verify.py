@@ -597,12 +597,16 @@ def _raise_on_failure(  # type: ignore[no-untyped-def]
     for layer in layers:  # graph order: the first layer that breaks is the one to look at
         if not layer.ok:
             unit = "quantization steps" if layer.quantized else "of its magnitude (relative)"
+            growing = (
+                f"growing with the value by {layer.scale_error:.3g} steps at its peak (allowed "
+                f"{MAX_SCALE_ERROR_STEPS:g}: a wrong scale), "
+                if layer.quantized
+                else ""
+            )
             raise ExportError(
                 f"{path}: layer {layer.name!r} computes a different input in ONNX than in "
                 f"PyTorch from the same upstream tensors: off by {layer.error:.3g} {unit} "
-                f"(allowed {layer.allowed:.3g}), mean {layer.mean_error:+.3g} steps, "
-                f"growing with the value by {layer.scale_error:.3g} steps at its peak (allowed "
-                f"{MAX_SCALE_ERROR_STEPS:g}: a wrong scale), "
+                f"(allowed {layer.allowed:.3g}), mean {layer.mean_error:+.3g} steps, {growing}"
                 f"{layer.mismatch_fraction:.1%} of its elements differ; mean float error "
                 f"{layer.float_error:.2g} of its magnitude against float64 (allowed "
                 f"{FLOAT_TOLERANCE:g}; PyTorch's float32: {layer.torch_float_error:.2g})",
