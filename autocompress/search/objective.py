@@ -7,6 +7,9 @@ recorded as ``infeasible`` with its costs and takes no training time.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -63,6 +66,26 @@ class BuiltStudent:
     costs: dict[str, dict[str, float]]
     timings: dict[str, float]  # compress, cost
     seconds: float  # building and costing (counted in the trial's total)
+    student_key: str = ""  # :func:`student_key`: the same for configurations that build it
+
+
+def student_key(layers: list[Any], config: TrialConfig) -> str:
+    """Digest of what a trial trains: every layer as the chip runs it (channels, kernel,
+    bits, sparsity: :class:`~autocompress.hardware.layers.LayerDescriptor`) and the KD
+    settings. Two configurations can build the same student (a narrower width with less
+    pruning, or prune ratios that the channel alignment rounds to the same counts): a
+    student keeps ``width × (1 − ratio)`` of each channel group, chosen by the same
+    importance order, so equal layers mean equal weights."""
+    described = [
+        {k: (v.value if hasattr(v, "value") else v) for k, v in dataclasses.asdict(d).items()}
+        for d in layers
+    ]
+    text = json.dumps(
+        [described, float(config.kd_temperature), float(config.kd_alpha)],
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def run_trial(
@@ -134,7 +157,15 @@ def build_and_cost(
                 record, objective_values(ctx.objectives, {}, main_costs), constraints
             )
 
-        return BuiltStudent(number, config, student, costs, timings, time.perf_counter() - start)
+        return BuiltStudent(
+            number,
+            config,
+            student,
+            costs,
+            timings,
+            time.perf_counter() - start,
+            student_key(layers, config),
+        )
     except (AutocompressError, KeyboardInterrupt):
         raise
     except Exception as exc:  # a trial-level failure: record it, keep searching

@@ -8,7 +8,9 @@ extra trials), or the proposal cap. A proposal whose configuration an earlier
 trial already has (same :func:`~autocompress.search.anchors.config_key`, read
 from the study, so every worker and every resumed session sees it) is not
 trained again: it is recorded as ``duplicate`` and the sampler is told the
-earlier result. Ctrl-C stops every worker; finished trials stay recorded.
+earlier result. The same holds for a configuration that builds the very student
+a trained trial built (same :func:`~autocompress.search.objective.student_key`):
+it is costed, not trained. Ctrl-C stops every worker; finished trials stay recorded.
 
 Ctrl-C (SIGINT) interrupts a trial only while it trains or waits for another
 worker (:class:`SigintGate`): one that lands while Optuna asks for, tells or
@@ -38,7 +40,7 @@ from autocompress.search.anchors import config_key
 from autocompress.search.constraints import constraints_from_trial, record_constraints
 from autocompress.search.context import SearchContext, load_context
 from autocompress.search.front import update_pareto
-from autocompress.search.objective import run_trial
+from autocompress.search.objective import BuiltStudent, build_and_cost, train_built
 from autocompress.search.progress import SearchProgress
 from autocompress.search.recover import (
     RECORD_ATTR,
@@ -51,6 +53,7 @@ from autocompress.search.study import (
     FAILED_ATTR,
     INFEASIBLE_ATTR,
     KEY_ATTR,
+    STUDENT_KEY_ATTR,
     STUDY_NAME,
     TRAINED_ATTR,
     make_storage,
@@ -155,6 +158,19 @@ def _earlier_same(
             optuna.storages.fail_stale_trials(study)
 
 
+def _earlier_same_student(trial: optuna.Trial, key: str) -> optuna.trial.FrozenTrial | None:
+    """The earliest other trained (complete) trial of the study that built the student
+    ``key`` (:func:`~autocompress.search.objective.student_key`), or None."""
+    done = [
+        t
+        for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if t.number != trial.number
+        and t.user_attrs.get(STUDENT_KEY_ATTR) == key
+        and t.user_attrs.get(TRAINED_ATTR)
+    ]
+    return min(done, key=lambda t: t.number) if done else None
+
+
 def _reuse(
     ctx: SearchContext, trial: optuna.Trial, config: Any, earlier: optuna.trial.FrozenTrial
 ) -> tuple[float, ...]:
@@ -205,13 +221,18 @@ def _make_objective(
         state.trials_run += 1
         if earlier is not None:
             return _reuse(ctx, trial, config, earlier)
-        with gate.open():  # Ctrl-C stops the training; from here on it waits for the tell
-            outcome = run_trial(
-                ctx,
-                trial.number,
-                config,
-                stage=lambda text, frac: progress.stage(trial.number, text, frac),
-            )
+        stage = lambda text, frac: progress.stage(trial.number, text, frac)  # noqa: E731
+        with gate.open():  # Ctrl-C stops the work; from here on it waits for the tell
+            built = build_and_cost(ctx, trial.number, config, stage=stage)
+        if isinstance(built, BuiltStudent):
+            trial.set_user_attr(STUDENT_KEY_ATTR, built.student_key)
+            same = _earlier_same_student(trial, built.student_key)
+            if same is not None:  # another configuration built this very student
+                return _reuse(ctx, trial, config, same)
+            with gate.open():
+                outcome = train_built(ctx, built, stage=stage)
+        else:
+            outcome = built
         # study.db keeps the record too, so a lost trials.jsonl line can be rebuilt exactly
         trial.set_user_attr(RECORD_ATTR, outcome.record.to_dict())
         ctx.run.append_trial(outcome.record)

@@ -57,6 +57,7 @@ from autocompress.search.study import (
     HEARTBEAT_INTERVAL_S,
     INFEASIBLE_ATTR,
     KEY_ATTR,
+    STUDENT_KEY_ATTR,
     TRAINED_ATTR,
     proposal_cap,
     proposals,
@@ -149,6 +150,13 @@ class AskTellDriver:
             key = t.user_attrs.get(KEY_ATTR)
             if key and t.state in _USABLE:
                 self._finished_by_key.setdefault(key, t)
+        # student key -> the trained trial that built that student (the same student from
+        # another configuration is not trained again)
+        self._trained_by_student: dict[str, optuna.trial.FrozenTrial] = {}
+        for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+            student = t.user_attrs.get(STUDENT_KEY_ATTR)
+            if student and _trained_complete(t):
+                self._trained_by_student.setdefault(student, t)
 
     # -- workers ---------------------------------------------------------------------------
 
@@ -248,6 +256,15 @@ class AskTellDriver:
             return
         item = self.pending[index]
         if kind == "build" and "outcome" not in value:  # feasible: to the trainer's queue
+            student = value.get("student_key")
+            if student:
+                item.trial.set_user_attr(STUDENT_KEY_ATTR, student)
+                same = self._trained_by_student.get(student)
+                if same is not None:  # another configuration built this very student
+                    item.built = None
+                    self.load[item.worker] -= 1  # type: ignore[index]
+                    self._tell_duplicate(item, same)
+                    return
             worker = self.workers[item.worker]  # type: ignore[index]
             ref = worker.train.remote(item.built, value.get("built_at"))
             item.built = None
@@ -362,6 +379,9 @@ class AskTellDriver:
         frozen = self.study._storage.get_trial(trial._trial_id)
         if frozen.state in _USABLE:
             self._finished_by_key.setdefault(item.key, frozen)
+        student = frozen.user_attrs.get(STUDENT_KEY_ATTR)
+        if student and _trained_complete(frozen):
+            self._trained_by_student.setdefault(student, frozen)
         self._release_waiters(item.key)
         self._progress(frozen, state, record)
         if self._trained >= self.planned or self._proposals >= self.cap:
@@ -409,6 +429,13 @@ class AskTellDriver:
             if trial.number not in self.lost:
                 mark_failed(self.study, trial, None)
         retry_orphaned_trials(self.study)  # only the dead workers' trials are RUNNING now
+
+
+def _trained_complete(trial: optuna.trial.FrozenTrial) -> bool:
+    """A trial that trained its student and told its result (not a duplicate of one)."""
+    return trial.state == optuna.trial.TrialState.COMPLETE and bool(
+        trial.user_attrs.get(TRAINED_ATTR)
+    )
 
 
 @contextlib.contextmanager

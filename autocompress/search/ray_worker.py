@@ -76,7 +76,8 @@ class StudentBuilder:
         built = build_and_cost(self._context(), number, TrialConfig.from_dict(config))
         if isinstance(built, TrialOutcome):
             return {"outcome": outcome_to_dict(built)}, None
-        return {"built_s": built.seconds, "built_at": time.time()}, built
+        summary = {"built_s": built.seconds, "built_at": time.time()}
+        return summary | {"student_key": built.student_key}, built
 
 
 class TrialTrainer:

@@ -35,6 +35,9 @@ INFEASIBLE_ATTR = "autocompress:infeasible"
 TRAINED_ATTR = "autocompress:trained"
 KEY_ATTR = "autocompress:config_key"
 DUPLICATE_ATTR = "autocompress:duplicate_of"
+#: Digest of the student a trial built (:func:`~autocompress.search.objective.student_key`):
+#: two configurations that build the same student are trained once.
+STUDENT_KEY_ATTR = "autocompress:student_key"
 #: A run stops proposing after this many proposals per planned trained trial
 #: (infeasible and duplicate proposals are cheap but not free; an almost
 #: impossible space must still end).

@@ -341,12 +341,19 @@ def test_one_long_lived_worker_prepares_the_next_trial_while_one_trains_and_a_fa
 
 
 def test_duplicates_are_not_retrained_and_the_proposal_cap_ends_the_run(local_ray, tmp_path):
+    """Same configuration or same student: trained once. Of the 8 configurations (2 widths x 2
+    prune ratios of small_cnn's 2 unprotected groups), width 1.0 with both groups halved builds
+    the width-0.5 student: 7 students."""
     from autocompress.search.api import search
+    from autocompress.search.study import KEY_ATTR, STUDENT_KEY_ATTR
 
-    space = tmp_path / "two.yaml"
+    space = tmp_path / "halves.yaml"
     space.write_text(
-        "name: two\nwidth_multiplier: {choices: [0.5, 1.0]}\n"
-        "layers:\n  - match: '*'\n    weight_bits: 8\n    activation_bits: 8\n"
+        "name: halves\nwidth_multiplier: {choices: [0.5, 1.0]}\n"
+        "kd_temperature: {choices: [4.0]}\nkd_alpha: {choices: [0.9]}\n"
+        "layers:\n  - match: [first, last]\n    protect: true\n"
+        "  - match: '*'\n    prune_ratio: {choices: [0.0, 0.5]}\n"
+        "    weight_bits: 8\n    activation_bits: 8\n"
     )
     result = search(
         out=tmp_path / "run",
@@ -354,25 +361,32 @@ def test_duplicates_are_not_retrained_and_the_proposal_cap_ends_the_run(local_ra
         workers=1,  # still two trials in flight (two pending per worker): the dedupe is tested
         model="small_cnn",
         space=str(space),
-        trials=3,
+        trials=8,
         rungs=[1],
+        latency_ms="1000%",
         teacher_epochs=3,
         epochs=1.0,
         batch_size=128,
     )
-    assert result.counts["complete"] == 2  # two configurations exist, each trained once
-    assert result.counts["duplicate"] == 30 - 2
+    assert result.counts["complete"] == 7  # 8 configurations, 7 students, each trained once
+    assert result.counts["duplicate"] == 80 - 7
     assert result.stop_reason is not None and "10 × --trials" in result.stop_reason
     run = RunDirectory(result.run_dir)
     assert _running(run) == []
     study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
     by_number = {t.number: t for t in study.trials}
+    same_student = 0
     for record in result.trials:
         if record.state == "duplicate":
             told = by_number[record.number]
+            earlier = by_number[record.duplicate_of]
             assert told.user_attrs["autocompress:duplicate_of"] == record.duplicate_of
-            assert told.values == by_number[record.duplicate_of].values
+            assert told.values == earlier.values
             assert not run.student_pt(record.number).exists()
+            if told.user_attrs[KEY_ATTR] != earlier.user_attrs[KEY_ATTR]:
+                assert told.user_attrs[STUDENT_KEY_ATTR] == earlier.user_attrs[STUDENT_KEY_ATTR]
+                same_student += 1
+    assert same_student >= 1
 
 
 def test_resume_restores_the_records_trials_jsonl_lost(local_ray, tmp_path, teacher_checkpoint):

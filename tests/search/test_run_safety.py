@@ -362,7 +362,7 @@ _SIGINT_POINTS = {
     # the trial was asked (RUNNING) and not started: it stayed RUNNING
     "asked": ("optuna.Study", "ask", "after"),
     "callback": ("autocompress.search.optuna_backend", "update_pareto", "after"),
-    "training": ("autocompress.search.optuna_backend", "run_trial", "before"),
+    "training": ("autocompress.search.optuna_backend", "train_built", "before"),
 }
 
 

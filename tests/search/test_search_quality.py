@@ -209,6 +209,46 @@ def test_identical_config_is_not_retrained_across_resume(promoted_run, tmp_path)
     assert result.counts["complete"] == 10  # the duplicate did not count as trained
 
 
+def test_a_configuration_that_builds_a_trained_student_is_not_trained_again(tmp_path):
+    """Width 1.0 with every group pruned by half builds the width-0.5 student: recorded as its
+    duplicate (costed, not trained, not counted), on the Optuna backend."""
+    from autocompress.search.api import search
+    from autocompress.search.study import STUDENT_KEY_ATTR
+
+    space = tmp_path / "halves.yaml"
+    space.write_text(
+        "name: halves\nwidth_multiplier: {choices: [0.5, 1.0]}\n"
+        "kd_temperature: {choices: [4.0]}\nkd_alpha: {choices: [0.9]}\n"
+        "layers:\n  - match: [first, last]\n    protect: true\n"
+        "  - match: '*'\n    prune_ratio: {choices: [0.0, 0.5]}\n"
+        "    weight_bits: 8\n    activation_bits: 8\n"
+    )
+    out = tmp_path / "run"
+    settings = dict(model="small_cnn", space=str(space), rungs=[1], latency_ms="1000%", **FAST)
+    search(out=out, trials=2, **settings)  # the two uniform anchors: widths 0.5 and 1.0
+    run = RunDirectory(out)
+    study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
+    half = next(t for t in study.trials if t.params.get("width_multiplier") == 0.5)
+    pruned = {k: (1.0 if k == "width_multiplier" else 0.5 if "prune" in k else v)
+              for k, v in half.params.items()}  # fmt: skip
+    assert pruned != half.params
+    study.enqueue_trial(pruned)
+    (waiting,) = [t.number for t in study.trials if t.state == optuna.trial.TrialState.WAITING]
+    result = search(out=out, resume=True, trials=3, **settings)
+    records = {r.number: r for r in result.trials}
+    duplicate = records[waiting]
+    assert duplicate.state == "duplicate" and duplicate.duplicate_of == half.number
+    assert duplicate.costs == records[half.number].costs
+    assert "finetune" not in duplicate.timings_s and not run.student_pt(duplicate.number).exists()
+    study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
+    told = {t.number: t for t in study.trials}
+    assert (
+        told[duplicate.number].user_attrs[STUDENT_KEY_ATTR]
+        == (told[half.number].user_attrs[STUDENT_KEY_ATTR])
+    )
+    assert result.counts["complete"] == 3  # the duplicate did not count as trained
+
+
 def test_a_space_with_too_few_configurations_ends_with_a_clear_message(tmp_path):
     from autocompress.search.api import search
 
