@@ -201,7 +201,8 @@ def main() -> None:
             "`python bench/models_search.py` (the whole `autocompress search` command on a "
             "120-image CIFAR-10 folder at the row's input size: 1 trained trial of 1 epoch, a "
             "1-epoch teacher trained in the run, budgets of 1000 %, otherwise the defaults; "
-            "CPU, one model at a time)"
+            f"one model at a time on {len(os.sched_getaffinity(0))} CPU cores; {len(rows)} of "
+            f"{len(sizes)} models run, cheapest first, the others `not run yet`)"
         )
         update_docs(Path(args.update_docs), rows, how)
         return
