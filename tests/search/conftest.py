@@ -102,3 +102,19 @@ def promoted_run(tmp_path_factory: pytest.TempPathFactory, search_cache: Path, w
 def teacher_checkpoint(digits_run) -> Path:
     """The teacher of the shared run (for --teacher)."""
     return Path(digits_run.run_dir) / "teacher.pt"
+
+
+@pytest.fixture
+def halves_space(tmp_path: Path) -> Path:
+    """A space of 8 configurations (widths 0.5 and 1.0, small_cnn's two unprotected groups
+    pruned by 0 or half) that builds 7 students: width 1.0 with both groups halved keeps what
+    width 0.5 keeps."""
+    space = tmp_path / "halves.yaml"
+    space.write_text(
+        "name: halves\nwidth_multiplier: {choices: [0.5, 1.0]}\n"
+        "kd_temperature: {choices: [4.0]}\nkd_alpha: {choices: [0.9]}\n"
+        "layers:\n  - match: [first, last]\n    protect: true\n"
+        "  - match: '*'\n    prune_ratio: {choices: [0.0, 0.5]}\n"
+        "    weight_bits: 8\n    activation_bits: 8\n"
+    )
+    return space

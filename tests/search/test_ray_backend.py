@@ -340,21 +340,16 @@ def test_one_long_lived_worker_prepares_the_next_trial_while_one_trains_and_a_fa
         assert record.timings_s["worker_idle"] >= 0
 
 
-def test_duplicates_are_not_retrained_and_the_proposal_cap_ends_the_run(local_ray, tmp_path):
+def test_duplicates_are_not_retrained_and_the_proposal_cap_ends_the_run(
+    local_ray, tmp_path, halves_space
+):
     """Same configuration or same student: trained once. Of the 8 configurations (2 widths x 2
     prune ratios of small_cnn's 2 unprotected groups), width 1.0 with both groups halved builds
     the width-0.5 student: 7 students."""
     from autocompress.search.api import search
     from autocompress.search.study import KEY_ATTR, STUDENT_KEY_ATTR
 
-    space = tmp_path / "halves.yaml"
-    space.write_text(
-        "name: halves\nwidth_multiplier: {choices: [0.5, 1.0]}\n"
-        "kd_temperature: {choices: [4.0]}\nkd_alpha: {choices: [0.9]}\n"
-        "layers:\n  - match: [first, last]\n    protect: true\n"
-        "  - match: '*'\n    prune_ratio: {choices: [0.0, 0.5]}\n"
-        "    weight_bits: 8\n    activation_bits: 8\n"
-    )
+    space = halves_space
     result = search(
         out=tmp_path / "run",
         backend="ray",

@@ -209,20 +209,13 @@ def test_identical_config_is_not_retrained_across_resume(promoted_run, tmp_path)
     assert result.counts["complete"] == 10  # the duplicate did not count as trained
 
 
-def test_a_configuration_that_builds_a_trained_student_is_not_trained_again(tmp_path):
+def test_a_configuration_that_builds_a_trained_student_is_not_trained_again(tmp_path, halves_space):
     """Width 1.0 with every group pruned by half builds the width-0.5 student: recorded as its
     duplicate (costed, not trained, not counted), on the Optuna backend."""
     from autocompress.search.api import search
     from autocompress.search.study import STUDENT_KEY_ATTR
 
-    space = tmp_path / "halves.yaml"
-    space.write_text(
-        "name: halves\nwidth_multiplier: {choices: [0.5, 1.0]}\n"
-        "kd_temperature: {choices: [4.0]}\nkd_alpha: {choices: [0.9]}\n"
-        "layers:\n  - match: [first, last]\n    protect: true\n"
-        "  - match: '*'\n    prune_ratio: {choices: [0.0, 0.5]}\n"
-        "    weight_bits: 8\n    activation_bits: 8\n"
-    )
+    space = halves_space
     out = tmp_path / "run"
     settings = dict(model="small_cnn", space=str(space), rungs=[1], latency_ms="1000%", **FAST)
     search(out=out, trials=2, **settings)  # the two uniform anchors: widths 0.5 and 1.0
