@@ -122,7 +122,7 @@ def fake_quantize_per_channel_no_sync(
 
     The ATen op reads the zero points back to the CPU to check their range, a device
     synchronisation in every training step, which rules out CUDA-graph capture of the
-    step (per-channel weights: most chips). Same arithmetic as the ATen kernel
+    step (per-channel weights: rk3566, rk3588, Orin Nano). Same arithmetic as the ATen kernel
     (``clamp(nearbyint(x · (1/s)) + z, qmin, qmax) - z) · s``, in float32) and the same
     gradient (``x``'s, masked to the clipping range; none for the scale).
     """

@@ -22,10 +22,12 @@ RUNNING, or a heartbeat thread that never stops, so the process hangs at exit).
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -91,12 +93,28 @@ class SigintGate:
     def __init__(self) -> None:
         self.pending = False
         self._open = False
+        self._in_block = False  # inside an open() block (whether or not it raised yet)
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.pending = True
         if self._open:
             self._open = False  # one KeyboardInterrupt; Optuna's tell that follows is held
             raise KeyboardInterrupt
+
+    def _unraisable(self, unraisable: Any, default: Any) -> None:
+        """A KeyboardInterrupt of this gate raised inside a callback that cannot pass it on
+        (a weakref or garbage-collector callback running when the SIGINT came): Python would
+        print "Exception ignored … Traceback" and the block would go on. Raise it again in
+        the block's own code instead; anything else goes to the previous hook."""
+        if issubclass(unraisable.exc_type, KeyboardInterrupt) and self.pending:
+            if self._in_block:
+                self._open = True
+                # from a new thread (one that this hook does not wait for): the handler then
+                # runs in the main thread's own code; called here, it would run inside this
+                # hook and be swallowed again
+                _thread.start_new_thread(_thread.interrupt_main, (signal.SIGINT,))
+            return
+        default(unraisable)
 
     @contextlib.contextmanager
     def installed(self) -> Any:
@@ -105,20 +123,25 @@ class SigintGate:
             yield self
             return
         previous = signal.signal(signal.SIGINT, self._handle)
+        hook = sys.unraisablehook
+        sys.unraisablehook = lambda unraisable: self._unraisable(unraisable, hook)
         try:
             yield self
         finally:
+            sys.unraisablehook = hook
             signal.signal(signal.SIGINT, previous)
 
     @contextlib.contextmanager
     def open(self) -> Any:
         """A block a SIGINT interrupts at once (also one that came just before it)."""
         self._open = True  # before the check: a SIGINT in between raises in the handler
+        self._in_block = True
         try:
             self.raise_if_pending()
             yield
         finally:
             self._open = False
+            self._in_block = False
 
     def raise_if_pending(self) -> None:
         """KeyboardInterrupt when a SIGINT was held."""

@@ -143,7 +143,7 @@ def test_a_model_that_synchronises_trains_eagerly_and_later_captures_still_work(
 
 @cuda
 def test_a_per_channel_quantized_student_is_captured() -> None:
-    """Per-channel fake quantization (most chips) does not synchronise the training step."""
+    """Per-channel fake quantization (rk3566, rk3588, Orin Nano) does not synchronise the step."""
     from autocompress.compress.quantize import fake_quantize
     from autocompress.hardware.spec import QuantGranularity, QuantizationScheme
 

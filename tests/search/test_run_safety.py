@@ -528,3 +528,36 @@ def test_a_real_ctrl_c_as_the_first_record_lands_stops_driver_and_workers_with_1
             process.kill()
     stderr = process.stderr.read()
     _assert_stopped_cleanly(out, process.returncode, " ".join(stderr.split()))
+
+
+def test_a_ctrl_c_that_lands_in_a_weakref_callback_still_stops_the_block_quietly(capfd):
+    """The SIGINT handler runs wherever Python is: inside a garbage-collector or weakref
+    callback its KeyboardInterrupt cannot propagate (Python prints "Exception ignored …
+    Traceback" and goes on). The gate raises it again in the block itself, and nothing is
+    printed."""
+    import os
+    import signal
+    import weakref
+
+    from autocompress.search.optuna_backend import SigintGate
+
+    class Thing:
+        pass
+
+    def callback(_ref):  # what a WeakKeyDictionary's cleanup runs when a key dies
+        os.kill(os.getpid(), signal.SIGINT)  # the handler runs here, inside the callback
+
+    gate = SigintGate()
+    reached_end = False
+    with gate.installed():
+        with pytest.raises(KeyboardInterrupt), gate.open():
+            thing = Thing()
+            ref = weakref.ref(thing, callback)
+            del thing  # the callback runs now; its KeyboardInterrupt is swallowed
+            for _ in range(200):  # the re-raised interrupt lands in this loop
+                time.sleep(0.005)
+            reached_end = True
+        assert ref() is None
+    assert not reached_end and gate.pending
+    err = capfd.readouterr().err
+    assert "Exception ignored" not in err and "Traceback" not in err, err
