@@ -66,7 +66,6 @@ def hypervolume_curve(run_dir: Path) -> dict[str, Any]:
     """
     import optuna
 
-    from autocompress.core.pareto import hypervolume
     from autocompress.core.workspace import RunDirectory
 
     run = RunDirectory(run_dir)
@@ -87,7 +86,7 @@ def hypervolume_curve(run_dir: Path) -> dict[str, Any]:
             if record.feasible:
                 first = record.rungs[0]["accuracy"] if record.rungs else record.metrics["accuracy"]
                 points.append({**record.costs[chip], "accuracy": float(first)})
-        volume = hypervolume(points, OBJECTIVES, {"accuracy": 0.0, "latency_ms": limit})
+        volume = hypervolume_of(points, limit)
         curve.append(((trial.datetime_complete - start).total_seconds(), trained, volume))
     total_s = curve[-1][0] if curve else 0.0
     return {

@@ -39,25 +39,18 @@ import tempfile
 import time
 from pathlib import Path
 
-ARCHIVE = "cifar10-jpeg.tar.gz"
-
 
 def image_folder(root: Path, per_class: int) -> Path:
     """``per_class`` test JPEGs of each CIFAR-10 class under ``root``/images/<class>/."""
+    from autocompress.core.data import CIFAR10_ARCHIVE, _candidate_dirs
+
+    # where `--dataset cifar10` looks: $AUTOCOMPRESS_DATA, .data, ../shared/datasets
     archive = next(
-        (
-            p / ARCHIVE
-            for p in (
-                Path(os.environ.get("AUTOCOMPRESS_DATA", "")),
-                Path.cwd().parent / "shared" / "datasets",
-                Path(__file__).resolve().parents[2] / "shared" / "datasets",
-            )
-            if (p / ARCHIVE).is_file()
-        ),
+        (d / CIFAR10_ARCHIVE for d in _candidate_dirs(None) if (d / CIFAR10_ARCHIVE).is_file()),
         None,
     )
     if archive is None:
-        raise SystemExit(f"{ARCHIVE} not found (set AUTOCOMPRESS_DATA to its folder)")
+        raise SystemExit(f"{CIFAR10_ARCHIVE} not found (set AUTOCOMPRESS_DATA to its folder)")
     target = root / "images"
     taken: dict[str, int] = {}
     with tarfile.open(archive) as tar:

@@ -76,10 +76,7 @@ def student_key(layers: list[Any], config: TrialConfig) -> str:
     pruning, or prune ratios that the channel alignment rounds to the same counts): a
     student keeps ``width × (1 − ratio)`` of each channel group, chosen by the same
     importance order, so equal layers mean equal weights."""
-    described = [
-        {k: (v.value if hasattr(v, "value") else v) for k, v in dataclasses.asdict(d).items()}
-        for d in layers
-    ]
+    described = [dataclasses.asdict(d) for d in layers]  # enums by str(): json's default
     text = json.dumps(
         [described, float(config.kd_temperature), float(config.kd_alpha)],
         sort_keys=True,

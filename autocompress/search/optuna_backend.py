@@ -64,6 +64,7 @@ from autocompress.search.study import (
     proposals,
     retry_orphaned_trials,
     suggest_config,
+    trained_complete,
     trained_trials,
 )
 
@@ -189,7 +190,7 @@ def _earlier_same_student(trial: optuna.Trial, key: str) -> optuna.trial.FrozenT
         for t in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         if t.number != trial.number
         and t.user_attrs.get(STUDENT_KEY_ATTR) == key
-        and t.user_attrs.get(TRAINED_ATTR)
+        and trained_complete(t)
     ]
     return min(done, key=lambda t: t.number) if done else None
 

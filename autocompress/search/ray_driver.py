@@ -63,6 +63,7 @@ from autocompress.search.study import (
     proposals,
     retry_orphaned_trials,
     suggest_config,
+    trained_complete,
     trained_trials,
 )
 
@@ -155,7 +156,7 @@ class AskTellDriver:
         self._trained_by_student: dict[str, optuna.trial.FrozenTrial] = {}
         for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
             student = t.user_attrs.get(STUDENT_KEY_ATTR)
-            if student and _trained_complete(t):
+            if student and trained_complete(t):
                 self._trained_by_student.setdefault(student, t)
 
     # -- workers ---------------------------------------------------------------------------
@@ -380,7 +381,7 @@ class AskTellDriver:
         if frozen.state in _USABLE:
             self._finished_by_key.setdefault(item.key, frozen)
         student = frozen.user_attrs.get(STUDENT_KEY_ATTR)
-        if student and _trained_complete(frozen):
+        if student and trained_complete(frozen):
             self._trained_by_student.setdefault(student, frozen)
         self._release_waiters(item.key)
         self._progress(frozen, state, record)
@@ -429,13 +430,6 @@ class AskTellDriver:
             if trial.number not in self.lost:
                 mark_failed(self.study, trial, None)
         retry_orphaned_trials(self.study)  # only the dead workers' trials are RUNNING now
-
-
-def _trained_complete(trial: optuna.trial.FrozenTrial) -> bool:
-    """A trial that trained its student and told its result (not a duplicate of one)."""
-    return trial.state == optuna.trial.TrialState.COMPLETE and bool(
-        trial.user_attrs.get(TRAINED_ATTR)
-    )
 
 
 @contextlib.contextmanager

@@ -178,3 +178,11 @@ def proposals(study: optuna.Study) -> int:
 def proposal_cap(planned: int) -> int:
     """The most proposals a run with ``planned`` trained trials makes."""
     return MAX_PROPOSALS_PER_TRIAL * max(1, planned)
+
+
+def trained_complete(trial: optuna.trial.FrozenTrial) -> bool:
+    """A trial that trained its own student and told its result (not a duplicate of one):
+    what a later trial building the same student (:data:`STUDENT_KEY_ATTR`) reuses."""
+    return trial.state == optuna.trial.TrialState.COMPLETE and bool(
+        trial.user_attrs.get(TRAINED_ATTR)
+    )
