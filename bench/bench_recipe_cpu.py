@@ -59,6 +59,9 @@ RECIPES: dict[str, dict] = {
     "adamw3e-4 +lsq": dict(optimizer="adamw", lr=3e-4, learned_steps=True),
     "adamw1e-4 +lsq +aug": dict(optimizer="adamw", lr=1e-4, learned_steps=True, augment=True),
     "adamw1e-3 +lsq T=2": dict(optimizer="adamw", lr=1e-3, learned_steps=True, kd_temperature=2.0),
+    "adamw1e-3 +aug": dict(optimizer="adamw", lr=1e-3, augment=True),
+    "adamw2e-3 +lsq +aug": dict(optimizer="adamw", lr=2e-3, learned_steps=True, augment=True),
+    "sgd1e-2 +lsq +aug": dict(optimizer="sgd", lr=1e-2, learned_steps=True, augment=True),
 }
 
 

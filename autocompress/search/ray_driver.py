@@ -69,6 +69,8 @@ from autocompress.search.study import (
 
 #: Why a trial's result could not be told to Optuna (the trial is then FAIL).
 TELL_ERROR_ATTR = "autocompress:tell_error"
+#: The driver loop looks for a Ctrl-C at least this often (seconds between ray.wait calls).
+SIGINT_POLL_S = 0.5
 _RUNNING = optuna.trial.TrialState.RUNNING
 _USABLE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
@@ -219,17 +221,22 @@ class AskTellDriver:
         import ray
 
         last_beat = 0.0
-        while True:
-            self.fill(per_worker)
-            kinds = {kind for kind, _ in self.refs.values()}
-            if kinds <= {"start"} and (not self._may_ask() or "start" not in kinds):
-                break  # nothing running, and nothing more to ask (or no worker left to run it)
-            done, _ = ray.wait(list(self.refs), num_returns=1, timeout=HEARTBEAT_INTERVAL_S)
-            for ref in done:
-                self._collect(ref)
-            if time.monotonic() - last_beat >= HEARTBEAT_INTERVAL_S:
-                self._heartbeat()
-                last_beat = time.monotonic()
+        with _sigint_noted() as interrupted:
+            while True:
+                if interrupted:
+                    raise KeyboardInterrupt
+                self.fill(per_worker)
+                kinds = {kind for kind, _ in self.refs.values()}
+                if kinds <= {"start"} and (not self._may_ask() or "start" not in kinds):
+                    break  # nothing running, and nothing more to ask (or no worker to run it)
+                done, _ = ray.wait(list(self.refs), num_returns=1, timeout=SIGINT_POLL_S)
+                for ref in done:
+                    self._collect(ref)
+                if time.monotonic() - last_beat >= HEARTBEAT_INTERVAL_S:
+                    self._heartbeat()
+                    last_beat = time.monotonic()
+            if interrupted:  # came after the last look
+                raise KeyboardInterrupt
         if self.crashed:
             raise WorkerCrashed(len(self.crashed), self.crashed[0])
 
@@ -430,6 +437,25 @@ class AskTellDriver:
             if trial.number not in self.lost:
                 mark_failed(self.study, trial, None)
         retry_orphaned_trials(self.study)  # only the dead workers' trials are RUNNING now
+
+
+@contextlib.contextmanager
+def _sigint_noted() -> Iterator[list[int]]:
+    """Ctrl-C inside the block is only noted (in the list it yields); the driver loop checks
+    it between waits and raises KeyboardInterrupt there. A KeyboardInterrupt raised by the
+    default handler lands wherever Python code runs when the signal is handled: inside Ray's
+    own calls (``ray.wait`` checks for signals while it blocks), an ObjectRef's finalizer or
+    another callback, where it can be swallowed, and the search then ran on to its end.
+    Main thread only (else a no-op)."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    previous = signal.signal(signal.SIGINT, lambda number, _frame: caught.append(number))
+    try:
+        yield caught
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager
