@@ -234,7 +234,7 @@ def command(
           --weight-bits 8 --activation-bits 8
       autocompress cost --model small_cnn --input-size 1x8x8 --num-classes 10 \\
           --chip rockchip/rv1126 --weight-bits 8 --activation-bits 8 --json
-      autocompress cost --model resnet18 --chip nvidia/orin-nano --weight-bits 8 \
+      autocompress cost --model resnet18 --chip nvidia/orin-nano --weight-bits 8 \\
           --activation-bits 8 --sparsity 2:4
     """
     from autocompress.hardware.estimate import (

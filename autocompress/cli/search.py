@@ -229,10 +229,10 @@ def command(
     Examples:
       autocompress search
       autocompress search --chip rockchip/rv1126 --chip nvidia/orin-nano --trials 60
-      autocompress search --model resnet18 --dataset cifar10 --latency-ms 4 \
+      autocompress search --model resnet18 --dataset cifar10 --latency-ms 4 \\
           --memory-kb 2048 --power-mw 1500
       autocompress search --resume --out runs/<name> --trials 80
-      autocompress search --model mynet.py:mynet --teacher mine.pt \
+      autocompress search --model mynet.py:mynet --teacher mine.pt \\
           --dataset imagefolder:images --input-size 32
     """
     from autocompress.search.api import search

@@ -23,3 +23,22 @@ def test_unknown_command_and_flag_fail_without_traceback():
         result = _run(*args)
         assert result.returncode == 2
         assert "Traceback" not in result.stderr
+
+
+def test_every_help_example_keeps_its_line_breaks():
+    """A backslash at the end of an example line in a docstring must be written ``\\\\``:
+    a single one joins the two lines, and --help shows one line with a gap in it."""
+    import re
+
+    from click.testing import CliRunner
+
+    from autocompress.cli import cli
+
+    runner = CliRunner()
+    for name in cli.list_commands(None):
+        text = runner.invoke(cli, [name, "--help"], terminal_width=200).output
+        examples = (
+            text.split("Examples:", 1)[1].split("Options:", 1)[0] if "Examples:" in text else ""
+        )
+        joined = [line for line in examples.splitlines() if re.search(r"\S {4,}--", line)]
+        assert not joined, f"{name} --help: {joined}"
