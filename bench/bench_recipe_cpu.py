@@ -84,8 +84,11 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=0.5, help="the student's width multiplier")
     parser.add_argument("--weight-bits", type=int, default=4, help="bits of the inner layers")
     parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the distillations (batch order, augmentation)"
+    )
     args = parser.parse_args()
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     data = load_dataset(args.dataset, seed=0, limit=args.limit)
     t0 = time.perf_counter()
     if args.teacher:
@@ -139,6 +142,7 @@ def main() -> None:
                     device=args.device,
                     batch_size=args.batch_size,
                     augment_flip=flip,
+                    seed=args.seed,
                     **recipe,
                 )
                 accuracy = S.evaluate(result.student, data.test, device=args.device)["accuracy"]

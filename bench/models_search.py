@@ -83,18 +83,18 @@ def input_sizes(models_md: Path) -> dict[str, int]:
 
 
 def search_one(
-    name: str, size: int, folder: Path, work: Path, timeout_s: float, threads: int
+    name: str, size: int, folder: Path, work: Path, timeout_s: float, threads: int, device: str
 ) -> dict:
     out = work / name
     args = [
         "search", "--model", name, "--dataset", f"imagefolder:{folder}", "--input-size",
         str(size), "--trials", "1", "--epochs", "1", "--teacher-epochs", "1",
         "--latency-ms", "1000%", "--memory-kb", "1000%", "--power-mw", "1000%",
-        "--device", "cpu", "--no-progress", "--json", "--out", str(out),
+        "--device", device, "--no-progress", "--json", "--out", str(out),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     started = time.perf_counter()
-    row: dict = {"model": name, "input": size}
+    row: dict = {"model": name, "input": size, "device": device, "cores": threads}
     try:
         done = subprocess.run(
             [sys.executable, "-m", "autocompress", *args],
@@ -150,9 +150,17 @@ def update_docs(models_md: Path, rows: dict[str, dict], how: str) -> None:
         elif cells and len(cells) > 2 and (cells[1].strip().isdigit() or cells[1].strip() == "–"):
             name = cells[0].strip()
             header = out[-2].count("|") - 1 if len(out) > 1 else len(cells)
+            old = list(cells)
             if len(cells) >= header:  # a refresh: replace the last cell
                 cells = cells[: header - 1]
-            cell = rows.get(name, {}).get("search", "not run yet").replace("|", "\\|")
+            kept_cell = old[-1].strip() if len(old) >= header else "not run yet"
+            row = rows.get(name)
+            if row is None:  # not in this JSONL: the table's cell stays
+                cell = kept_cell
+            else:
+                cell = row["search"].replace("|", "\\|")
+                if row.get("device", "cpu") != "cpu":
+                    cell += f" [{row['device']}]"
             out.append("|" + "|".join(cells) + f"| {cell} |")
         else:
             out.append(line)
@@ -167,6 +175,9 @@ def update_docs(models_md: Path, rows: dict[str, dict], how: str) -> None:
     at = next((i for i, line in enumerate(kept) if line.startswith("- **timed out**")), None)
     if at is not None:
         kept.insert(at, note)
+    table = [line for line in kept if line.startswith("|")][2:]
+    run = sum(1 for line in table if not line.rstrip().endswith("| not run yet |"))
+    kept = [line.replace("{run}", str(run)).replace("{total}", str(len(table))) for line in kept]
     models_md.write_text("\n".join(kept) + "\n")
 
 
@@ -176,6 +187,7 @@ def main() -> None:
     parser.add_argument("--jsonl", default="-", help="one JSON line per model ('-': stdout)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per model")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per search")
+    parser.add_argument("--device", default="cpu", help="the searches' --device (cpu, cuda)")
     parser.add_argument("--per-class", type=int, default=12, help="images of each class")
     parser.add_argument("--work", default=None, help="folder for the image folder and the runs")
     parser.add_argument("--models-md", default="docs/models.md", help="input sizes from here")
@@ -194,8 +206,10 @@ def main() -> None:
             "`python bench/models_search.py` (the whole `autocompress search` command on a "
             "120-image CIFAR-10 folder at the row's input size: 1 trained trial of 1 epoch, a "
             "1-epoch teacher trained in the run, budgets of 1000 %, otherwise the defaults; "
-            f"one model at a time on {len(os.sched_getaffinity(0))} CPU cores; {len(rows)} of "
-            f"{len(sizes)} models run, cheapest first, the others `not run yet`)"
+            f"one model at a time on {len(os.sched_getaffinity(0))} CPU cores, rows marked "
+            "[cuda] with `--device cuda` on a GPU host, four at a time (bench/RESULTS.md says "
+            "which); {run} of "
+            "{total} models run, cheapest first, the others `not run yet`)"
         )
         update_docs(Path(args.update_docs), rows, how)
         return
@@ -211,7 +225,9 @@ def main() -> None:
     for name in names:
         if name in done:
             continue
-        row = search_one(name, sizes.get(name, 224), folder, work / "runs", args.timeout, threads)
+        row = search_one(
+            name, sizes.get(name, 224), folder, work / "runs", args.timeout, threads, args.device
+        )
         text = json.dumps(row)
         if args.jsonl == "-":
             print(text, flush=True)
