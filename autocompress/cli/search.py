@@ -97,8 +97,8 @@ def _summary_dict(result: Any) -> dict[str, Any]:
 )
 @click.option(
     "--model",
-    help="fc_cnn (default; with --teacher: the teacher's), small_cnn, a torchvision name, "
-    "or path/file.py:function.",
+    help="fc_cnn (default, with hidden=8192; with --teacher: the teacher's), small_cnn, a "
+    "torchvision name, or path/file.py:function.",
 )
 @click.option(
     "--model-arg",
@@ -220,7 +220,7 @@ def command(
     """Search for compressed models that meet a chip's budgets.
 
     \b
-    With no arguments: the digits, fc_cnn (a CNN with a wide hidden layer),
+    With no arguments: the digits, fc_cnn (a CNN with a hidden layer of 8192),
     rockchip/rv1126, 30 trained trials (1 epoch each, the best third promoted to
     3 epochs, then the front) and a latency budget derived halfway between the
     cheapest configuration of the space and the teacher at int8 (plus the chip's

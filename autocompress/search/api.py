@@ -52,6 +52,7 @@ from autocompress.search.resume_check import (
 from autocompress.search.samplers import make_sampler, uses_numeric_encoding
 from autocompress.search.settings import (
     BUDGET_FIELDS,
+    DEFAULT_MODEL_ARGS,
     SearchSettings,
     parse_input_size,
     settings_from_file,
@@ -142,6 +143,9 @@ def _settings_from_arguments(
     settings = settings.with_overrides(**arguments)
     if not model_given and settings.teacher is not None and Path(settings.teacher).is_file():
         settings = _model_of_teacher(settings)
+    elif not model_given and settings.teacher is None:  # the default model at its default size
+        args = {**DEFAULT_MODEL_ARGS, **dict(settings.model_args)}
+        settings = dataclasses.replace(settings, model_args=args)
     return settings.validate()
 
 

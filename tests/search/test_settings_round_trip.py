@@ -50,3 +50,15 @@ def test_the_trial_learning_rate_is_per_device_unless_given():
     assert finetune_lr(plain, "cpu") == DEFAULT_TRIAL_LR["cpu"] == 1e-3
     assert finetune_lr(plain, "cuda") == DEFAULT_TRIAL_LR["cuda"] == 1e-4
     assert finetune_lr(dataclasses.replace(plain, lr=3e-4), "cuda") == 3e-4
+
+
+def test_the_default_model_has_its_default_size_and_a_named_one_its_own():
+    from autocompress.search.settings import DEFAULT_MODEL, DEFAULT_MODEL_ARGS
+
+    default = _settings_from_arguments(None, {})
+    assert (default.model, dict(default.model_args)) == (DEFAULT_MODEL, DEFAULT_MODEL_ARGS)
+    assert DEFAULT_MODEL_ARGS == {"hidden": 8192}
+    sized = _settings_from_arguments(None, {"model_args": {"hidden": 64}})
+    assert dict(sized.model_args) == {"hidden": 64}
+    named = _settings_from_arguments(None, {"model": "fc_cnn"})
+    assert dict(named.model_args) == {}  # fc_cnn's own defaults, as runs made before
