@@ -126,6 +126,8 @@ def test_search_cli_end_to_end_prints_the_front(tmp_path, monkeypatch):
             "--no-progress",
             "--latency-ms",
             "200%",
+            "--model-arg",
+            "hidden=1024",  # the default model, smaller: the command's output is the point
         ],
         catch_exceptions=False,
         terminal_width=200,

@@ -90,7 +90,8 @@ def test_cli_search_prints_no_optuna_warnings(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
     result = subprocess.run(
         [sys.executable, "-m", "autocompress", "search", "--trials", "2", "--epochs", "1",
-         "--teacher-epochs", "3", "--latency-ms", "97%", "--out", str(tmp_path / "run")],
+         "--teacher-epochs", "3", "--latency-ms", "97%", "--out", str(tmp_path / "run"),
+         "--model-arg", "hidden=1024"],  # the default model, smaller: the warnings are the point
         env={**env, "OMP_NUM_THREADS": "1"},
         capture_output=True,
         text=True,
