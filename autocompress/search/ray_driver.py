@@ -462,15 +462,8 @@ def _sigint_noted() -> Iterator[list[int]]:
 def _sigint_deferred() -> Iterator[None]:
     """Ctrl-C inside the block takes effect at its end (KeyboardInterrupt then), so a result
     appended to trials.jsonl is always told to Optuna too. Main thread only (else a no-op)."""
-    if threading.current_thread() is not threading.main_thread():
+    with _sigint_noted() as caught:
         yield
-        return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda number, _frame: caught.append(number))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
     if caught:
         raise KeyboardInterrupt
 
