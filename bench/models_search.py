@@ -177,7 +177,12 @@ def update_docs(models_md: Path, rows: dict[str, dict], how: str) -> None:
         kept.insert(at, note)
     table = [line for line in kept if line.startswith("|")][2:]
     run = sum(1 for line in table if not line.rstrip().endswith("| not run yet |"))
-    kept = [line.replace("{run}", str(run)).replace("{total}", str(len(table))) for line in kept]
+    coverage = (
+        f"all {run} models run"
+        if run == len(table)
+        else f"{run} of {len(table)} models run, cheapest first, the others `not run yet`"
+    )
+    kept = [line.replace("{coverage}", coverage) for line in kept]
     models_md.write_text("\n".join(kept) + "\n")
 
 
@@ -208,8 +213,7 @@ def main() -> None:
             "1-epoch teacher trained in the run, budgets of 1000 %, otherwise the defaults; "
             f"one model at a time on {len(os.sched_getaffinity(0))} CPU cores, rows marked "
             "[cuda] with `--device cuda` on a GPU host, four at a time (bench/RESULTS.md says "
-            "which); {run} of "
-            "{total} models run, cheapest first, the others `not run yet`)"
+            "which); {coverage})"
         )
         update_docs(Path(args.update_docs), rows, how)
         return
