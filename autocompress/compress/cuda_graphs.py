@@ -35,6 +35,7 @@ import contextlib
 import gc
 import os
 import traceback
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,21 +136,27 @@ def _synchronising_op(model: nn.Module, sample: torch.Tensor, dtype: torch.dtype
     params = [p for p in model.parameters() if p.requires_grad]
     previous = torch.cuda.get_sync_debug_mode()
     torch.cuda.synchronize(sample.device)
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        with _capture_autocast(dtype):
-            outputs = [o for o in _tensors(model(sample.detach())) if o.requires_grad]
-        if outputs and params:
-            torch.autograd.grad(
-                outputs,
-                params,
-                grad_outputs=[torch.ones_like(o) for o in outputs],
-                allow_unused=True,
-            )
-    except RuntimeError as exc:
-        return _where(exc)
-    finally:
-        torch.cuda.set_sync_debug_mode(previous)
+    with warnings.catch_warnings():
+        # torch's own notes on this probe are not the user's business: "Synchronization
+        # debug mode is a prototype feature", and autograd's first backward on its
+        # device thread "Attempting to run cuBLAS, but there was no current CUDA context"
+        warnings.filterwarnings("ignore", message="Synchronization debug mode")
+        warnings.filterwarnings("ignore", message="Attempting to run cuBLAS")
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            with _capture_autocast(dtype):
+                outputs = [o for o in _tensors(model(sample.detach())) if o.requires_grad]
+            if outputs and params:
+                torch.autograd.grad(
+                    outputs,
+                    params,
+                    grad_outputs=[torch.ones_like(o) for o in outputs],
+                    allow_unused=True,
+                )
+        except RuntimeError as exc:
+            return _where(exc)
+        finally:
+            torch.cuda.set_sync_debug_mode(previous)
     return ""
 
 
