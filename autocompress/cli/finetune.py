@@ -47,7 +47,10 @@ def _recovery_epochs_text() -> str:
 @click.option(
     "--lr",
     type=float,
-    help=f"Peak learning rate (default: the recipe's, AdamW {RECOVERY_RECIPE.lr:g}).",
+    help=(
+        f"Peak learning rate for every student (default: the recipe's, AdamW "
+        f"{RECOVERY_RECIPE.lr:g}; {RECOVERY_RECIPE.low_bit_lr:g} for <= 4-bit weights)."
+    ),
 )
 @click.option(
     "--compile/--no-compile",
@@ -79,8 +82,9 @@ def command(
     The trial's configuration is rebuilt from the teacher (calibrated PTQ
     start), then distilled with the recovery recipe: LSQ learned step sizes
     for <= 4-bit weights, learned activation clipping, augmentation with the
-    teacher run on every augmented batch, AdamW 1e-3 with warm-up and cosine
-    decay, KD T=4. A diverging run is retried once at a tenth of the LR.
+    teacher run on every augmented batch, AdamW 1e-3 (5e-4 for students with
+    <= 4-bit weights) with warm-up and cosine decay, KD T=4. A diverging run
+    is retried once at a tenth of the LR.
     Killed? Run the same command again: it resumes from the last epoch.
     `autocompress export` then uses the recovered weights.
 

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from autocompress.compress.evaluate import evaluate
+from autocompress.compress.quantize import LSQ_MAX_WEIGHT_BITS
 from autocompress.compress.student import finetune
 from autocompress.compress.training import EpochEnd, TrainingDiverged
 from autocompress.core.data import DatasetSplits
@@ -47,6 +48,9 @@ class Recipe:
     Attributes:
         optimizer: ``"adamw"`` or ``"sgd"`` (momentum 0.9, Nesterov).
         lr: peak learning rate.
+        low_bit_lr: peak learning rate instead of ``lr`` for a student with weights of
+            at most ``LSQ_MAX_WEIGHT_BITS`` bits when ``learned_steps`` trains their
+            step sizes (None: ``lr`` for every student); see :meth:`peak_lr`.
         weight_decay: decoupled (AdamW) / L2 (SGD) decay.
         warmup_fraction: share of the steps with a linear warm-up (then cosine to 0).
         batch_size: images per step (None: the device's default, see ``fastpath``).
@@ -58,6 +62,7 @@ class Recipe:
 
     optimizer: str = "adamw"
     lr: float = 1e-3
+    low_bit_lr: float | None = 5e-4
     weight_decay: float = 5e-5
     warmup_fraction: float = 0.05
     batch_size: int | None = None
@@ -73,6 +78,19 @@ class Recipe:
     def from_dict(cls, data: Mapping[str, Any]) -> Recipe:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+    def peak_lr(self, config: TrialConfig) -> float:
+        """The peak learning rate for ``config``'s student.
+
+        ``low_bit_lr`` when learned step sizes train some of its weights (any layer at
+        ``LSQ_MAX_WEIGHT_BITS`` bits or fewer), else ``lr``. Measured on the 50 %-channel
+        W4A8 ResNet-18 of issue 10 (bench/RESULTS.md, eighth session): 30 recovery
+        epochs at 5e-4 ended closer to the teacher than at 1e-3 (and 2e-3 further).
+        """
+        low_bit = self.learned_steps and any(
+            int(bits) <= LSQ_MAX_WEIGHT_BITS for bits in config.weight_bits.values()
+        )
+        return float(self.low_bit_lr) if low_bit and self.low_bit_lr is not None else self.lr
 
     def trial_config(self, config: TrialConfig) -> TrialConfig:
         """``config`` with this recipe's KD settings (where set)."""

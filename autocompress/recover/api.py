@@ -160,7 +160,11 @@ def recover(
         teacher, spec, _ = load_checkpoint(directory.teacher_pt)
     teacher = teacher.to(dev).eval()
     chip = get_chip(run.main_chip)
-    recipe = RECOVERY_RECIPE if lr is None else dataclasses.replace(RECOVERY_RECIPE, lr=lr)
+    recipe = (  # an --lr given is the peak LR for every student
+        RECOVERY_RECIPE
+        if lr is None
+        else dataclasses.replace(RECOVERY_RECIPE, lr=lr, low_bit_lr=None)
+    )
     fast = choose_fast_path(
         dev,
         epochs=epochs,
@@ -215,7 +219,7 @@ def recover(
             data,
             config,
             epochs=epochs,
-            lr=recipe.lr,
+            lr=recipe.peak_lr(config),
             device=dev,
             resume=resume,
             on_epoch=checkpoint,

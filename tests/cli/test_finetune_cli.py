@@ -54,6 +54,8 @@ def test_finetune_records_recovered_accuracy_and_export_and_report_use_it(run_di
     info = json.loads((model_dir / "recovered.json").read_text())
     assert 0 < info["test_accuracy"] <= 1 and 0 < info["accuracy"] <= 1
     assert info["recipe"]["learned_steps"] and info["recipe"]["augment"]
+    # an int8 student (rv1126): the recipe's LR, not the one for learned 4-bit steps
+    assert info["recipe"]["lr_used"] == info["recipe"]["lr"] != info["recipe"]["low_bit_lr"]
     assert not (model_dir / "recovery-state.pt").exists()  # removed when complete
     torch.load(model_dir / "recovered.pt", weights_only=True)
     student = load_student(model_dir / "recovered.pt")

@@ -19,6 +19,8 @@ from autocompress.compress.quantize import (
 )
 from autocompress.compress.recipe import (
     CHANCE_CHECK_MIN_STEPS,
+    RECOVERY_RECIPE,
+    Recipe,
     at_chance,
     collapsed,
     default_recovery_epochs,
@@ -181,6 +183,20 @@ def test_training_resumes_from_an_epoch_checkpoint_exactly(chip, digits, digits_
     S.finetune(resumed, teacher, digits, config, resume=saved["state"], calibrated=True, **kwargs)
     x = digits.val.images[:64]
     assert torch.allclose(full.eval()(x), resumed.eval()(x), atol=1e-5)
+
+
+def test_recovery_lr_is_lower_for_students_with_learned_4_bit_steps():
+    int8 = TrialConfig(weight_bits={"a": 8, "b": 8})
+    w4a8 = TrialConfig(weight_bits={"a": 8, "b": 4})
+    recipe = RECOVERY_RECIPE
+    assert recipe.peak_lr(int8) == recipe.lr == 1e-3
+    assert recipe.peak_lr(TrialConfig()) == recipe.lr  # float weights
+    assert recipe.peak_lr(w4a8) == recipe.low_bit_lr == 5e-4
+    # no learned steps, or no low-bit LR: one LR for every student
+    assert Recipe(learned_steps=False).peak_lr(w4a8) == recipe.lr
+    assert Recipe(low_bit_lr=None).peak_lr(w4a8) == recipe.lr
+    # recorded in recovered.json: the round trip keeps it
+    assert Recipe.from_dict(recipe.to_dict()) == recipe
 
 
 def test_default_recovery_epochs_depend_on_dataset_and_device():
