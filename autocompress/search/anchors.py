@@ -6,6 +6,11 @@
   enqueued before the sampler's own proposals, so the search front can never
   be worse than uniform scaling at equal epochs, and the sampler starts from
   known points.
+- :func:`cheapest_params`: the cheapest corner of the space (least width, deepest
+  pruning, fewest bits, sparse where the space allows it). Enqueued after the
+  uniform anchors when it fits the budget: the front then reaches the low end of
+  the cost range from the start (the uniform widths stop at the narrowest width),
+  and the sampler knows the whole feasible range.
 - :func:`config_key`: a canonical text key of a :class:`TrialConfig`; two trials
   with the same key are the same model, trained once per run.
 """
@@ -130,6 +135,40 @@ def uniform_params(space: ResolvedSpace, width: float, bits: int) -> dict[str, A
     return params
 
 
+def cheapest_params(space: ResolvedSpace) -> dict[str, Any]:
+    """The free parameters of the cheapest corner of the space: the least width, the
+    deepest pruning, the fewest bits, the first sparse pattern (when the space has one)
+    and the fine-tune's KD settings (KD does not change what a model costs)."""
+    params: dict[str, Any] = {}
+    for dim in space.free_dimensions:
+        spec = dim.spec
+        if dim.field in _ANCHOR_KD:
+            params[dim.name] = nearest_allowed(dim, _ANCHOR_KD[dim.field])
+        elif spec.choices is not None:
+            if dim.field == "sparsity":
+                sparse = [c for c in spec.choices if c != "none"]
+                params[dim.name] = sparse[0] if sparse else "none"
+            elif dim.field == "prune_ratio":
+                params[dim.name] = max(spec.choices)
+            else:
+                params[dim.name] = min(spec.choices)
+        else:
+            params[dim.name] = spec.high if dim.field == "prune_ratio" else spec.low
+    return params
+
+
+def enqueue_cheapest(study: Any, space: ResolvedSpace, chip: ChipSpec, *, numeric: bool) -> bool:
+    """Enqueue the cheapest corner (marked :data:`CHEAPEST_ATTR`) unless it is one of
+    the uniform anchors; returns whether it was. The caller checks that it fits the
+    budget."""
+    params = cheapest_params(space)
+    key = config_key(space.config_from_params(params))
+    if key in {config_key(c) for c in anchor_configs(space, chip)}:
+        return False
+    enqueue_marked(study, space, [params], CHEAPEST_ATTR, numeric=numeric)
+    return True
+
+
 def anchor_configs(space: ResolvedSpace, chip: ChipSpec) -> list[TrialConfig]:
     """The anchors as configurations (see :func:`anchor_params`)."""
     return [space.config_from_params(p) for p in anchor_params(space, chip)]
@@ -180,6 +219,8 @@ def enqueue_marked(
 
 
 ANCHOR_ATTR = "autocompress:anchor"
+#: Study user attribute that marks the cheapest-corner anchor.
+CHEAPEST_ATTR = "autocompress:cheapest"
 
 
 def ordered_choices(choices: Sequence[Any]) -> list[Any]:

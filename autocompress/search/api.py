@@ -35,7 +35,7 @@ from autocompress.core.workspace import RunDirectory, TrialRecord
 from autocompress.hardware.cost import Cost
 from autocompress.hardware.plugins import get_chip
 from autocompress.search import prepare
-from autocompress.search.anchors import enqueue_anchors
+from autocompress.search.anchors import enqueue_anchors, enqueue_cheapest
 from autocompress.search.budget_fill import budget_fill_params, enqueue_budget_fill
 from autocompress.search.context import model_layers, pick_device
 from autocompress.search.front import compute_fronts, update_pareto
@@ -568,6 +568,8 @@ def _create_run(
         if settings.anchors:
             numeric = uses_numeric_encoding(settings.sampler)
             enqueue_anchors(study, resolved, main_chip, numeric=numeric)
+            # fits the budget: check_budget_reachable above refused the run otherwise
+            cheapest = enqueue_cheapest(study, resolved, main_chip, numeric=numeric)
 
             def chip_cost(config: TrialConfig) -> Cost:
                 return prepare.chip_cost(
@@ -576,12 +578,13 @@ def _create_run(
 
             weights = prepare.layer_weight_counts(architecture)
             fills = budget_fill_params(resolved, main_chip, budget, chip_cost, weights)
+            what = ["uniform widths"] + ["the cheapest configuration"] * cheapest
             if enqueue_budget_fill(study, resolved, fills, numeric=numeric):
-                notices.notice(
-                    f"[bold]anchors[/] uniform widths, then {len(fills)} budget-filling "
-                    "(a wider width pruned where the chip spends its cost, or its cost per "
-                    "weight, to fit the budget)"
+                what.append(
+                    f"{len(fills)} budget-filling (a wider width pruned where the chip spends "
+                    "its cost, or its cost per weight, to fit the budget)"
                 )
+            notices.notice("[bold]anchors[/] " + ", then ".join(what))
         notices.notice(
             f"[bold]run[/] {out_dir} · teacher: {settings.model} on {settings.dataset} …"
         )

@@ -51,6 +51,7 @@ from autocompress.hardware.estimate import estimate_costs
 from autocompress.hardware.extract import extract_layers
 from autocompress.hardware.plugins import plugin_versions
 from autocompress.hardware.spec import ChipSpec
+from autocompress.search.anchors import cheapest_params
 from autocompress.search.promotion import DEFAULT_RUNGS, promotion_settings
 from autocompress.search.resolve import ResolvedSpace
 from autocompress.search.settings import SearchSettings, parse_budget_value
@@ -138,21 +139,8 @@ def uniform_config(resolved: ResolvedSpace, quantizable: list[str], bits: int) -
 
 
 def smallest_config(resolved: ResolvedSpace) -> TrialConfig:
-    """The cheapest corner of the space: least width, most pruning, fewest bits, sparse."""
-    params: dict[str, Any] = {}
-    for dim in resolved.free_dimensions:
-        spec = dim.spec
-        if spec.choices is not None:
-            if dim.field == "sparsity":
-                non_dense = [c for c in spec.choices if c != "none"]
-                params[dim.name] = non_dense[0] if non_dense else "none"
-            elif dim.field == "prune_ratio":
-                params[dim.name] = max(spec.choices)
-            else:
-                params[dim.name] = min(spec.choices)
-        else:
-            params[dim.name] = spec.high if dim.field == "prune_ratio" else spec.low
-    return resolved.config_from_params(params)
+    """The cheapest corner of the space (:func:`~autocompress.search.anchors.cheapest_params`)."""
+    return resolved.config_from_params(cheapest_params(resolved))
 
 
 def _auto_small_input(settings: SearchSettings, size: tuple[int, int]) -> bool:

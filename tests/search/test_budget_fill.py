@@ -11,7 +11,16 @@ from autocompress.core.models import build_model
 from autocompress.core.workspace import RunDirectory
 from autocompress.hardware.plugins import get_chip
 from autocompress.search import prepare
-from autocompress.search.anchors import ANCHOR_ATTR, default_bits, uniform_params, uniform_widths
+from autocompress.search.anchors import (
+    ANCHOR_ATTR,
+    CHEAPEST_ATTR,
+    anchor_configs,
+    cheapest_params,
+    default_bits,
+    enqueue_cheapest,
+    uniform_params,
+    uniform_widths,
+)
 from autocompress.search.budget_fill import BUDGET_FILL_ATTR, budget_fill_params
 from autocompress.search.context import model_layers
 from autocompress.search.resolve import resolve_space
@@ -127,8 +136,10 @@ def test_a_search_trains_the_fills_after_the_uniform_anchors_and_promotes_them(p
     study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
     uniform = [t.number for t in study.trials if t.user_attrs.get(ANCHOR_ATTR)]
     fills = [t.number for t in study.trials if t.user_attrs.get(BUDGET_FILL_ATTR)]
+    cheapest = [t.number for t in study.trials if t.user_attrs.get(CHEAPEST_ATTR)]
     assert fills, "the 97 % budget binds: some uniform width breaks it, so a fill exists"
-    assert fills == list(range(len(uniform), len(uniform) + len(fills)))
+    assert cheapest == [len(uniform)]  # the cheapest corner right after the uniform widths
+    assert fills == list(range(len(uniform) + 1, len(uniform) + 1 + len(fills)))
     records = {r.number: r for r in run.read_trials()}
     trained = [number for number in fills if records[number].state == "complete"]
     assert trained
@@ -142,3 +153,38 @@ def test_a_search_trains_the_fills_after_the_uniform_anchors_and_promotes_them(p
         assert record.feasible and record.state == "complete"
         assert record.config.prune_ratios
         assert record.rungs[-1]["epochs"] == top  # at the top rung, like the uniform anchors
+
+
+def test_the_cheapest_corner_costs_less_than_every_anchor_and_fill(setting, mid_budget_fills):
+    space, chip, cost, widths, latencies = setting
+    _budget, _fills, _weights, both = mid_budget_fills
+    params = cheapest_params(space)
+    config = space.config_from_params(params)
+    assert config.width_multiplier == widths[0]
+    prune_dims = [d for d in space.free_dimensions if d.field == "prune_ratio"]
+    assert prune_dims and all(config.prune_ratios[d.layer] > 0 for d in prune_dims)
+    # the space's budget derivation and the anchor are one configuration
+    assert prepare.smallest_config(space) == config
+    cheapest = cost(config).latency_ms
+    assert cheapest < latencies[0]  # below the narrowest uniform model: the front's low end
+    for other in both:  # the budget fills
+        assert cost(space.config_from_params(other)).latency_ms > cheapest
+    for anchor in anchor_configs(space, chip):
+        assert cost(anchor).latency_ms > cheapest
+
+
+def test_no_cheapest_anchor_when_it_is_a_uniform_width():
+    chip = get_chip(CHIP)
+    model = build_model("fc_cnn", num_classes=10, in_channels=1).eval()
+    quantizable, prunable, out_channels = model_layers(model, SHAPE)
+    space = resolve_space(
+        load_space("distillation"),
+        chip,
+        quantizable=quantizable,
+        prunable=prunable,
+        out_channels=out_channels,
+    )
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    # width only (no pruning, int8 everywhere): the corner is the narrowest uniform model
+    assert enqueue_cheapest(study, space, chip, numeric=False) is False
+    assert study.trials == []
