@@ -30,6 +30,10 @@ WARNING_TEXT = re.compile(
     r"ExperimentalWarning|FutureWarning|DeprecationWarning|UserWarning|deprecated", re.I
 )
 
+# The default model with a smaller hidden layer: these tests are about the backend, and the
+# embedded default's 8,192 units make every trial and teacher epoch several times slower.
+SMALLER_DEFAULT_MODEL = ("--model-arg", "hidden=1024")
+
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONWARNINGS", "RAY_ADDRESS")}
@@ -121,7 +125,7 @@ class TestCliOnRay:
             [
                 sys.executable, "-m", "autocompress", "search", "--backend", "ray",
                 "--workers", "1", "--trials", "40", "--out", str(out), "--teacher-epochs", "3",
-                "--epochs", "1", "--latency-ms", "1000%",
+                "--epochs", "1", "--latency-ms", "1000%", *SMALLER_DEFAULT_MODEL,
                 "--no-anchors", "--rungs", "1",  # enqueued anchors would run before the retry
             ],
             env=_env(),
@@ -175,7 +179,7 @@ class TestCliOnRay:
         result = _search(
             "--backend", "ray", "--address", ray_cluster, "--workers", "2", "--trials", "2",
             "--out", str(out), "--teacher-epochs", "3", "--epochs", "1", "--latency-ms", "1000%",
-            "--no-anchors", "--rungs", "1", "--no-progress",
+            "--no-anchors", "--rungs", "1", "--no-progress", *SMALLER_DEFAULT_MODEL,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         assert not WARNING_TEXT.search(result.stdout + result.stderr), result.stderr
@@ -189,6 +193,7 @@ def test_cli_ray_runtime_that_cannot_start_is_a_clear_error(tmp_path):
     result = _search(
         "--backend", "ray", "--address", "localhost:notaport", "--trials", "1",
         "--out", str(out), "--teacher-epochs", "3", "--epochs", "1", "--no-progress",
+        *SMALLER_DEFAULT_MODEL,
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
     message = " ".join(result.stderr.split())
