@@ -8,7 +8,7 @@
   known points.
 - :func:`cheapest_params`: the cheapest corner of the space (least width, deepest
   pruning, fewest bits, sparse where the space allows it). Enqueued after the
-  uniform anchors when it fits the budget: the front then reaches the low end of
+  uniform anchors unless it is one of them: the front then reaches the low end of
   the cost range from the start (the uniform widths stop at the narrowest width),
   and the sampler knows the whole feasible range.
 - :func:`config_key`: a canonical text key of a :class:`TrialConfig`; two trials

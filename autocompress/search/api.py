@@ -578,7 +578,9 @@ def _create_run(
 
             weights = prepare.layer_weight_counts(architecture)
             fills = budget_fill_params(resolved, main_chip, budget, chip_cost, weights)
-            what = ["uniform widths"] + ["the cheapest configuration"] * cheapest
+            what = ["uniform widths"]
+            if cheapest:
+                what.append("the cheapest configuration")
             if enqueue_budget_fill(study, resolved, fills, numeric=numeric):
                 what.append(
                     f"{len(fills)} budget-filling (a wider width pruned where the chip spends "

@@ -30,18 +30,24 @@ CHIP = "rockchip/rv1126"
 SHAPE = (1, 8, 8)
 
 
-@pytest.fixture(scope="module")
-def setting():
+def _resolved(space_name: str):
+    """fc_cnn, the space ``space_name`` resolved on CHIP, and the chip."""
     chip = get_chip(CHIP)
     model = build_model("fc_cnn", num_classes=10, in_channels=1).eval()
     quantizable, prunable, out_channels = model_layers(model, SHAPE)
     space = resolve_space(
-        load_space("default"),
+        load_space(space_name),
         chip,
         quantizable=quantizable,
         prunable=prunable,
         out_channels=out_channels,
     )
+    return model, space, chip
+
+
+@pytest.fixture(scope="module")
+def setting():
+    model, space, chip = _resolved("default")
 
     def cost(config):
         return prepare.chip_cost(model, config, chip, SHAPE, space.protect)
@@ -174,16 +180,7 @@ def test_the_cheapest_corner_costs_less_than_every_anchor_and_fill(setting, mid_
 
 
 def test_no_cheapest_anchor_when_it_is_a_uniform_width():
-    chip = get_chip(CHIP)
-    model = build_model("fc_cnn", num_classes=10, in_channels=1).eval()
-    quantizable, prunable, out_channels = model_layers(model, SHAPE)
-    space = resolve_space(
-        load_space("distillation"),
-        chip,
-        quantizable=quantizable,
-        prunable=prunable,
-        out_channels=out_channels,
-    )
+    _model, space, chip = _resolved("distillation")
     study = optuna.create_study(directions=["maximize", "minimize"])
     # width only (no pruning, int8 everywhere): the corner is the narrowest uniform model
     assert enqueue_cheapest(study, space, chip, numeric=False) is False
