@@ -95,3 +95,10 @@ def mixed_run(runs_root: Path) -> Path:
 def progress_run(runs_root: Path) -> Path:
     """A run as read mid-search: 3 of 6 trials and a torn last line."""
     return real_run.progress_run(runs_root)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The Ray tests first. Under ``--dist loadfile`` one worker runs their whole file (about
+    200 s on 2 cores); collected last, as the directory order has it, that file starts when
+    the other worker is nearly done and alone sets the suite's wall time."""
+    items.sort(key=lambda item: item.get_closest_marker("ray") is None)  # stable: order kept
