@@ -84,6 +84,35 @@ def test_protected_group_and_output_layer_keep_their_channels():
     assert model.fc.out_features == 10
 
 
+def test_the_channels_with_the_largest_group_magnitude_are_kept():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 4, 3, padding=1, bias=False),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+    ).eval()
+    scale = torch.tensor([0.1, 3.0, 0.2, 2.0, 0.3, 4.0, 0.4, 1.0])  # channels 1, 3, 5, 7 matter
+    with torch.no_grad():
+        model[0].weight.mul_(
+            scale.view(8, 1, 1, 1) / model[0].weight.flatten(1).norm(dim=1).view(8, 1, 1, 1)
+        )
+        model[3].weight.mul_(scale.view(1, 8, 1, 1))
+    before = model[0].weight.detach().clone()
+    slim(
+        model,
+        torch.randn(1, 1, 8, 8),
+        width_multiplier=0.5,
+        prune_ratios={},
+        channel_alignment=1,
+        protect=["3"],
+    )
+    assert torch.equal(model[0].weight, before[[1, 3, 5, 7]])
+
+
 def test_unknown_layer_in_prune_ratios_is_a_config_error():
     model = build_model("small_cnn", num_classes=10, in_channels=1)
     with pytest.raises(ConfigError, match="not a conv/linear layer"):
