@@ -18,7 +18,9 @@ table gives the test accuracy and the gap to the teacher.
 LAMP, FPGM, random, and two data-aware ones computed on the teacher before pruning:
 first-order Taylor (gradients of the cross-entropy on training images) and the mean
 absolute input of the consuming layers. Each row also gives the calibrated student's
-accuracy before any fine-tuning.
+accuracy before any fine-tuning. ``--feature-weights`` compares feature distillation
+(``finetune(feature_weight=...)``: every kept convolution learns the teacher's output at
+its kept channels) against the logits alone (0).
 
 Recipes: the search's trial default (AdamW 1e-3, no LSQ, cached logits) and
 variations of optimizer, learning rate, LSQ, augmentation and KD temperature.
@@ -212,6 +214,13 @@ def main() -> None:
         choices=sorted(IMPORTANCE),
         help="channel criteria to compare (l2 is autocompress's)",
     )
+    parser.add_argument(
+        "--feature-weights",
+        nargs="*",
+        type=float,
+        default=[0.0],
+        help="weights of the feature loss to compare (finetune's feature_weight; 0: logits only)",
+    )
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the distillations (batch order, augmentation)"
@@ -252,14 +261,15 @@ def main() -> None:
     flip = args.dataset != "digits"
     chips = {"rv1126": rv1126, "symmetric": symmetric}
     combos = [
-        (chips[c] if c in chips else get_chip(c), importance, name, recipe)
+        (chips[c] if c in chips else get_chip(c), importance, name, recipe, weight)
         for c in args.schemes
         for importance in args.importance
         for name, recipe in RECIPES.items()
         if not args.only or name in args.only
+        for weight in args.feature_weights
     ]
-    for chip, importance, name, recipe in combos:
-        recipe = dict(recipe)
+    for chip, importance, name, recipe, weight in combos:
+        recipe = dict(recipe, feature_weight=weight)
         config = dataclasses.replace(
             base,
             kd_temperature=recipe.pop("kd_temperature", base.kd_temperature),
@@ -301,6 +311,7 @@ def main() -> None:
             "chip": chip.chip_id,
             "importance": importance,
             "recipe": name,
+            "feature_weight": weight,
             "start_accuracy": start_accuracy,
             "test_accuracy": accuracy,
             "gap_points": 100 * (teacher_test - accuracy),
@@ -309,7 +320,8 @@ def main() -> None:
         }
         results.append(row)
         print(
-            f"{chip.chip_id:18s} {importance:10s} {name:28s} start {start_accuracy:7.2%}  "
+            f"{chip.chip_id:18s} {importance:10s} {name:28s} feat {weight:<5g} "
+            f"start {start_accuracy:7.2%}  "
             f"test {accuracy:7.2%}  gap "
             f"{row['gap_points']:5.2f} pt  {seconds:5.1f} s  {note}",
             flush=True,

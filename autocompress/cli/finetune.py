@@ -53,6 +53,14 @@ def _recovery_epochs_text() -> str:
     ),
 )
 @click.option(
+    "--feature-weight",
+    type=float,
+    help=(
+        "Weight of feature distillation: each kept convolution learns the teacher's output "
+        f"at its channels (default {RECOVERY_RECIPE.feature_weight:g}; 0: logits only)."
+    ),
+)
+@click.option(
     "--compile/--no-compile",
     default=None,
     help="torch.compile the student (default: off; on a GPU the step replays CUDA graphs).",
@@ -72,6 +80,7 @@ def command(
     device: str,
     batch_size: int | None,
     lr: float | None,
+    feature_weight: float | None,
     compile: bool | None,
     seed: int,
     trust_model_code: bool,
@@ -83,8 +92,9 @@ def command(
     start), then distilled with the recovery recipe: LSQ learned step sizes
     for <= 4-bit weights, learned activation clipping, augmentation with the
     teacher run on every augmented batch, AdamW 1e-3 (5e-4 for students with
-    <= 4-bit weights) with warm-up and cosine decay, KD T=4. A diverging run
-    is retried once at a tenth of the LR.
+    <= 4-bit weights) with warm-up and cosine decay, KD T=4 on the logits plus
+    feature distillation (every kept convolution learns the teacher's output at
+    its channels). A diverging run is retried once at a tenth of the LR.
     Killed? Run the same command again: it resumes from the last epoch.
     `autocompress export` then uses the recovered weights.
 
@@ -109,6 +119,7 @@ def command(
             device=device,
             batch_size=batch_size,
             lr=lr,
+            feature_weight=feature_weight,
             compile=compile,
             seed=seed,
             trust_model_code=trust_model_code,

@@ -39,6 +39,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -240,12 +241,23 @@ class InferenceGraph:
             self.reason = f"capture failed ({_CAPTURE_BROKEN[-1]})"
 
     @torch.no_grad()
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor) -> Any:
         if not self.active or tuple(x.shape) != self._shape:
             return self.model(x)
         self._input.copy_(x)
         self._graph.replay()
-        return self._output.clone()
+        return _cloned(self._output)
+
+
+def _cloned(output: object) -> object:
+    """A fresh copy of a replayed graph's output: a tensor, or a tuple / list of them."""
+    if isinstance(output, torch.Tensor):
+        return output.clone()
+    if isinstance(output, tuple) and hasattr(output, "_fields"):  # a named tuple
+        return type(output)(*(_cloned(item) for item in output))
+    if isinstance(output, tuple | list):
+        return type(output)(_cloned(item) for item in output)
+    return output
 
 
 @contextlib.contextmanager

@@ -58,6 +58,9 @@ class Recipe:
             64 px or more), with the teacher run on every augmented batch.
         learned_steps: LSQ step sizes for <= 4-bit weights and learned activation clipping.
         kd_temperature / kd_alpha: override the trial's KD settings when set.
+        feature_weight: weight of the feature loss: every convolution the student kept
+            learns the teacher's output at its kept channels
+            (:mod:`~autocompress.compress.feature_kd`); 0 distills the logits only.
     """
 
     optimizer: str = "adamw"
@@ -70,6 +73,7 @@ class Recipe:
     learned_steps: bool = True
     kd_temperature: float | None = 4.0
     kd_alpha: float | None = 0.9
+    feature_weight: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -321,12 +321,16 @@ class _Graph:
                     ChannelGroup(name, (name,), _out_channels(module), False, reason=_LOCAL_REASON)
                 )
 
-    def prune(self, group: ChannelGroup, keep: int) -> None:
-        """Prune ``group`` down to its ``keep`` most important channels."""
+    def prune(self, group: ChannelGroup, keep: int) -> dict[str, list[int]]:
+        """Prune ``group`` down to its ``keep`` most important channels.
+
+        Returns, for every conv/linear layer whose output channels this removed, the
+        indices (in that layer's unpruned outputs) of the channels it keeps.
+        """
         module = self.model.get_submodule(group.name)
         channels = _out_channels(module)
         if keep >= channels:
-            return
+            return {}
         fn = _pruning_fn(module)
         graph = self.local.get(group.name, self.graph)
         full = graph.get_pruning_group(module, fn, idxs=list(range(channels)))
@@ -347,7 +351,21 @@ class _Graph:
         else:
             order = torch.argsort(scores, descending=True, stable=True)
             remove = sorted(order[keep:].tolist())
-        graph.get_pruning_group(module, fn, idxs=remove).prune()
+        pruning = graph.get_pruning_group(module, fn, idxs=remove)
+        kept: dict[str, list[int]] = {}
+        for dep, idxs in pruning:
+            target = dep.target.module
+            if (
+                isinstance(target, nn.Conv2d | nn.Linear)
+                and graph.is_out_channel_pruning_fn(dep.handler)
+                and target in self.names
+            ):
+                removed = {int(i) for i in idxs}
+                kept[self.names[target]] = [
+                    i for i in range(_out_channels(target)) if i not in removed
+                ]
+        pruning.prune()
+        return kept
 
 
 def _first_line(exc: BaseException) -> str:
@@ -371,11 +389,15 @@ def slim(
     channel_alignment: int,
     protect: Sequence[str] = (),
     keep_channels: Mapping[str, int] | None = None,
+    kept_indices: dict[str, list[int]] | None = None,
 ) -> dict[str, int]:
     """Prune ``model`` in place; returns representative layer name -> channels kept.
 
     ``keep_channels`` (representative name -> count), when given, sets the
     counts directly (used to rebuild a saved student's structure).
+    ``kept_indices``, when given, is filled with layer name -> the indices of the
+    unpruned model's output channels that layer keeps, for every conv/linear layer
+    whose outputs were pruned (feature distillation pairs them with the teacher's).
 
     A prunable group with ``C`` channels keeps ``C · width_multiplier ·
     (1 - ratio)`` channels rounded to ``channel_alignment``, where ``ratio`` is
@@ -397,9 +419,12 @@ def slim(
             f"teacher; prunable layers are: {', '.join(g.name for g in graph.groups if g.prunable)}"
         )
     targets = _targets(graph, width_multiplier, prune_ratios, channel_alignment, keep_channels)
+    kept_now: dict[str, list[int]] = {}
     for group, keep in targets:
-        graph.prune(group, keep)
+        kept_now.update(graph.prune(group, keep))
     if _runs(model, example_input):
+        if kept_indices is not None:
+            kept_indices.update(kept_now)
         return {group.name: keep for group, keep in targets}
     # Some group breaks the forward pass when pruned (a reshape to a hard-coded width,
     # e.g. ViT's hidden size): prune group by group, keeping the ones that run.
@@ -411,9 +436,11 @@ def slim(
             kept[group.name] = keep
             continue
         snapshot = copy.deepcopy(model)
-        current.prune(group, keep)
+        indices = current.prune(group, keep)
         if _runs(model, example_input):
             kept[group.name] = keep
+            if kept_indices is not None:
+                kept_indices.update(indices)
         else:
             _restore(model, snapshot)
             current = _Graph(model, example_input, protect)

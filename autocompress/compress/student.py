@@ -30,6 +30,12 @@ from autocompress.compress.attention import route_attention
 from autocompress.compress.cuda_graphs import InferenceGraph
 from autocompress.compress.distill import kd_loss, teacher_logits
 from autocompress.compress.evaluate import evaluate
+from autocompress.compress.feature_kd import (
+    feature_loss,
+    feature_pairs,
+    remember_teacher_channels,
+    tap_pair,
+)
 from autocompress.compress.fold import fold_batch_norms
 from autocompress.compress.model_output import main_logits
 from autocompress.compress.quantize import (
@@ -141,6 +147,7 @@ def _build(
     input_shape: Sequence[int],
     protect: Sequence[str],
     keep_channels: Mapping[str, int] | None = None,
+    kept_indices: dict[str, list[int]] | None = None,
 ) -> nn.Module:
     _check_config(teacher, config)
     was_training = teacher.training
@@ -161,6 +168,7 @@ def _build(
         channel_alignment=channel_alignment,
         protect=protect,
         keep_channels=keep_channels,
+        kept_indices=kept_indices,
     )
     fake_quantize(student, scheme, config.weight_bits, config.activation_bits)
     route_attention(student)  # nn.MultiheadAttention computes through its quantized layers
@@ -195,7 +203,8 @@ def build_student(
     Raises:
         ConfigError: the config names an unknown layer or an invalid value.
     """
-    return _build(
+    kept: dict[str, list[int]] = {}
+    student = _build(
         teacher,
         config,
         channel_alignment=chip.channel_alignment,
@@ -203,7 +212,10 @@ def build_student(
         sparsity_patterns=chip.sparsity_patterns,
         input_shape=input_shape,
         protect=protect,
+        kept_indices=kept,
     )
+    remember_teacher_channels(student, kept)
+    return student
 
 
 def calibrate(student: nn.Module, images: torch.Tensor, *, batch_size: int = 256) -> None:
@@ -257,6 +269,7 @@ def finetune(
     on_epoch: Callable[[EpochEnd], None] | None = None,
     resume: Mapping[str, Any] | None = None,
     on_calibrated: Callable[[nn.Module], None] | None = None,
+    feature_weight: float = 0.0,
 ) -> dict[str, float]:
     """Distill ``teacher`` into ``student`` on ``data.train`` (in place).
 
@@ -288,14 +301,21 @@ def finetune(
     :func:`~autocompress.compress.training.train` (checkpoint and resume).
     A non-finite loss raises :class:`~autocompress.compress.training.TrainingDiverged`.
 
+    ``feature_weight`` > 0 adds that times the feature loss
+    (:mod:`~autocompress.compress.feature_kd`): every convolution the student kept learns
+    the teacher's output of the same layer at the kept channels. The teacher then runs on
+    every batch, augmented or not. A student without a record of its kept channels (one
+    not made by :func:`build_student`) trains on the logits alone.
+
     Returns ``seconds``, ``steps``, ``epochs``, ``images_per_s``, ``final_loss``.
     """
     dev = resolve_device(device)
     teacher.eval().to(dev)
     student.to(dev)
     train_images = data.train.images.to(dev)
+    pairs = feature_pairs(teacher, student, train_images[:2]) if feature_weight > 0 else []
     cached: torch.Tensor | None = None
-    if not augment:
+    if not augment and not pairs:
         cached = (
             teacher_logits
             if teacher_logits is not None
@@ -314,17 +334,31 @@ def finetune(
     if on_calibrated is not None:
         on_calibrated(student)
     temperature, alpha = config.kd_temperature, config.kd_alpha
-    fresh_teacher: Callable[[torch.Tensor], torch.Tensor] = teacher
+    teacher_tap, student_tap = tap_pair(teacher, student, pairs) if pairs else (None, None)
+    trained: nn.Module = student_tap if student_tap is not None else student
+    fresh_teacher: Callable[[torch.Tensor], Any] = teacher_tap or teacher
     if cached is None and dev.type == "cuda":  # the teacher's forward on every batch: replayed
         step_batch = min(batch_size, len(train_images))
         sample = train_images[:step_batch].contiguous(memory_format=torch.channels_last)
-        fresh_teacher = InferenceGraph(teacher, sample)
+        fresh_teacher = InferenceGraph(teacher_tap or teacher, sample)
 
     def loss_fn(
         model: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor
     ) -> torch.Tensor:
         if cached is not None:
             target = cached[idx]
+        elif pairs:
+            with torch.no_grad():
+                target, *teacher_features = fresh_teacher(x)
+            output, *student_features = model(x)
+            loss = kd_loss(
+                main_logits(output),
+                main_logits(target),
+                y,
+                temperature=temperature,
+                alpha=alpha,
+            )
+            return loss + feature_weight * feature_loss(student_features, teacher_features)
         else:
             with torch.no_grad():
                 target = main_logits(fresh_teacher(x))
@@ -342,18 +376,23 @@ def finetune(
         seed=seed,
     )
     split = dataclasses.replace(data.train, images=train_images)
-    model = torch.compile(student, dynamic=False) if compile else student
-    return train(
-        model,
-        split,
-        loss_fn,
-        schedule,
-        device=dev,
-        progress=progress,
-        stage="finetune",
-        on_epoch=on_epoch,
-        resume=resume,
-    )
+    model = torch.compile(trained, dynamic=False) if compile else trained
+    try:
+        return train(
+            model,
+            split,
+            loss_fn,
+            schedule,
+            device=dev,
+            progress=progress,
+            stage="finetune",
+            on_epoch=on_epoch,
+            resume=resume,
+        )
+    finally:
+        for tap in (teacher_tap, student_tap):
+            if tap is not None:
+                tap.close()
 
 
 _teacher_logits = (

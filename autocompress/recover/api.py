@@ -117,6 +117,7 @@ def recover(
     device: str = "auto",
     batch_size: int | None = None,
     lr: float | None = None,
+    feature_weight: float | None = None,
     compile: bool | None = None,
     seed: int = 0,
     progress: Progress | None = None,
@@ -134,6 +135,7 @@ def recover(
         batch_size / compile: override the device's fast path
             (:func:`~autocompress.compress.fastpath.choose_fast_path`).
         lr: override the recipe's peak learning rate.
+        feature_weight: override the recipe's feature-distillation weight (0: logits only).
         seed: batch order and augmentation.
         progress: ``progress(stage, fraction)`` (fraction of the whole run).
         is_cuda: the device decision (tests pass a fake one).
@@ -165,6 +167,10 @@ def recover(
         if lr is None
         else dataclasses.replace(RECOVERY_RECIPE, lr=lr, low_bit_lr=None)
     )
+    if feature_weight is not None:
+        if not feature_weight >= 0:
+            raise ConfigError(f"the feature weight must be 0 or more, got {feature_weight:g}")
+        recipe = dataclasses.replace(recipe, feature_weight=float(feature_weight))
     fast = choose_fast_path(
         dev,
         epochs=epochs,
@@ -231,6 +237,7 @@ def recover(
             augment=recipe.augment,
             augment_flip=flip,
             learned_steps=recipe.learned_steps,
+            feature_weight=recipe.feature_weight,
             compile=fast.compile,
             seed=seed,
         )

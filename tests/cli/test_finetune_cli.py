@@ -54,6 +54,7 @@ def test_finetune_records_recovered_accuracy_and_export_and_report_use_it(run_di
     info = json.loads((model_dir / "recovered.json").read_text())
     assert 0 < info["test_accuracy"] <= 1 and 0 < info["accuracy"] <= 1
     assert info["recipe"]["learned_steps"] and info["recipe"]["augment"]
+    assert info["recipe"]["feature_weight"] == 1.0  # feature distillation is on by default
     # an int8 student (rv1126): the recipe's LR, not the one for learned 4-bit steps
     assert info["recipe"]["lr_used"] == info["recipe"]["lr"] != info["recipe"]["low_bit_lr"]
     assert not (model_dir / "recovery-state.pt").exists()  # removed when complete
@@ -141,6 +142,15 @@ def test_finetune_that_diverges_is_retried_then_reported(run_dir, capsys):
     assert f"recovery training of trial {number} failed" in message
     assert "(lr 1e+06, adamw); retried at lr 100000:" in message
     assert not (run_dir / "models" / f"trial-{number:04d}" / "recovered.pt").exists()
+
+
+def test_a_negative_feature_weight_is_refused_before_any_training(run_dir, capsys):
+    number = _best_trial(run_dir)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["finetune", str(run_dir), "--trial", str(number), "--feature-weight", "-1"])
+    assert exit_info.value.code == 2
+    assert "the feature weight must be 0 or more, got -1" in capsys.readouterr().err
+    assert not (run_dir / "models" / f"trial-{number:04d}" / "recovery-state.pt").exists()
 
 
 def test_a_diverging_search_trial_is_failed_with_the_reason_not_a_result(tmp_path):
