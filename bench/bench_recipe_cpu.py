@@ -73,6 +73,7 @@ RECIPES: dict[str, dict] = {
     "adamw1e-4 +lsq +aug": dict(optimizer="adamw", lr=1e-4, learned_steps=True, augment=True),
     "adamw1e-3 +lsq T=2": dict(optimizer="adamw", lr=1e-3, learned_steps=True, kd_temperature=2.0),
     "adamw1e-3 +aug": dict(optimizer="adamw", lr=1e-3, augment=True),
+    "adamw2e-3 +aug": dict(optimizer="adamw", lr=2e-3, augment=True),
     "adamw2e-3 +lsq +aug": dict(optimizer="adamw", lr=2e-3, learned_steps=True, augment=True),
     "sgd1e-2 +lsq +aug": dict(optimizer="sgd", lr=1e-2, learned_steps=True, augment=True),
     "adamw1e-3 +aug alpha=1": dict(optimizer="adamw", lr=1e-3, augment=True, kd_alpha=1.0),

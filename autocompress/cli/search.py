@@ -190,6 +190,13 @@ def _summary_dict(result: Any) -> dict[str, Any]:
     help=f"Fine-tune epochs of every trained trial, the first rung (default {_DEFAULT['epochs']}).",
 )
 @click.option(
+    "--feature-weight",
+    type=float,
+    help="Feature distillation in every trial: each kept convolution also learns the "
+    "teacher's output at its channels, with this weight (default 0: logits only). It helps "
+    "short fine-tunes of low-bit students; the teacher then runs on every batch.",
+)
+@click.option(
     "--teacher-epochs",
     type=int,
     help=f"Teacher training epochs when none is given (default {_DEFAULT['teacher_epochs']}).",

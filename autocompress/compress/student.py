@@ -345,24 +345,24 @@ def finetune(
     def loss_fn(
         model: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor
     ) -> torch.Tensor:
+        student_features: list[torch.Tensor] = []
+        teacher_features: list[torch.Tensor] = []
         if cached is not None:
             target = cached[idx]
-        elif pairs:
-            with torch.no_grad():
-                target, *teacher_features = fresh_teacher(x)
-            output, *student_features = model(x)
-            loss = kd_loss(
-                main_logits(output),
-                main_logits(target),
-                y,
-                temperature=temperature,
-                alpha=alpha,
-            )
-            return loss + feature_weight * feature_loss(student_features, teacher_features)
+            output = model(x)
         else:
             with torch.no_grad():
-                target = main_logits(fresh_teacher(x))
-        return kd_loss(main_logits(model(x)), target, y, temperature=temperature, alpha=alpha)
+                target = fresh_teacher(x)
+            output = model(x)
+            if pairs:  # the taps return (output, *features)
+                target, *teacher_features = target
+                output, *student_features = output
+        loss = kd_loss(
+            main_logits(output), main_logits(target), y, temperature=temperature, alpha=alpha
+        )
+        if pairs:
+            loss = loss + feature_weight * feature_loss(student_features, teacher_features)
+        return loss
 
     schedule = TrainingSchedule(
         epochs=epochs,

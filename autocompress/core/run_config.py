@@ -278,9 +278,15 @@ class FinetuneSettings:
     batch_size: int | None = None
     lr: float = 1e-3
     device: str = "auto"
+    #: Weight of the feature distillation of every trial (0: logits only; then not written,
+    #: so run.yaml files of runs without it read and write back unchanged).
+    feature_weight: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if not self.feature_weight:
+            del out["feature_weight"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -562,6 +568,7 @@ class RunConfig:
             batch_size=finetune_f.get("batch_size", _int, "an integer", None),
             lr=finetune_f.get("lr", _float, "a learning rate", 1e-3),
             device=finetune_f.get("device", _str, "auto, cpu or cuda[:N]", "auto"),
+            feature_weight=finetune_f.get("feature_weight", _float, "a weight", 0.0),
         )
         promotion_f = f.sub("promotion", required=False)
         promotion = PromotionRecord(

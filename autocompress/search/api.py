@@ -202,6 +202,7 @@ def search(
     epochs: float | None = None,
     batch_size: int | None = None,
     lr: float | None = None,
+    feature_weight: float | None = None,
     device: str | None = None,
     small_input: bool | None = None,
     model_args: dict[str, Any] | None = None,
@@ -252,6 +253,9 @@ def search(
         teacher: a checkpoint from ``autocompress train``, or a state dict of ``model``
             (plain, or under state_dict / model / model_state_dict); else trained once.
         epochs: fine-tune epochs per trial; teacher_epochs: teacher training epochs.
+        feature_weight: feature distillation in every trial (each kept convolution learns
+            the teacher's output at its channels); 0 (default): the logits only. The
+            teacher then runs on every batch (about 1.5x an epoch on a GPU).
         rungs: promotion rungs as factors of ``epochs`` (default 1, 3, 9; 1, 3 on the
             digits): the best third of each rung is fine-tuned again for the next rung's
             epochs, then the front; ``[1]`` switches promotion off.
@@ -297,6 +301,7 @@ def search(
         "epochs": epochs,
         "batch_size": batch_size,
         "lr": lr,
+        "feature_weight": feature_weight,
         "device": device,
         "small_input": small_input,
         "model_args": dict(model_args) if model_args else None,

@@ -207,6 +207,7 @@ def train_built(
                 compile=fast.compile,
                 lr=ft.lr,
                 device=ctx.device,
+                feature_weight=ft.feature_weight,
                 teacher_logits=ctx.train_logits,
                 val_logits=ctx.val_logits,
                 progress=lambda what, fraction: notify(

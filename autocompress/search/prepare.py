@@ -447,6 +447,7 @@ def run_yaml_content(
             batch_size=settings.batch_size,
             lr=finetune_lr(settings, prepared.device_type),
             device=settings.device,
+            feature_weight=settings.feature_weight,
         ),
         teacher=TeacherEntry(epochs=teacher_epochs(settings)),
         backend=settings.backend,

@@ -108,6 +108,10 @@ def _recorded(config: RunConfig) -> dict[str, tuple[Any, Callable[[Any], bool]]]
         "epochs": (finetune.epochs, lambda g: _same_number(g, finetune.epochs)),
         "batch_size": (finetune.batch_size, lambda g: g == finetune.batch_size),
         "lr": (finetune.lr, lambda g: _same_number(g, finetune.lr)),
+        "feature_weight": (
+            finetune.feature_weight,
+            lambda g: _same_number(g, finetune.feature_weight),
+        ),
         "name": (config.name, lambda g: str(g) == config.name),
         "rungs": (rungs, lambda g: [float(x) for x in g] == rungs),
         "anchors": (config.anchors, lambda g: bool(g) == config.anchors),

@@ -93,6 +93,8 @@ class SearchSettings:
     epochs: float | None = None  # fine-tune epochs per trial; None: per dataset
     batch_size: int | None = None  # None: per device (128 on the CPU, 512 on a GPU; fastpath)
     lr: float | None = None  # AdamW peak LR of a trial; None: per device (prepare.finetune_lr)
+    # Weight of the trials' feature distillation (compress/feature_kd.py); 0: logits only.
+    feature_weight: float = 0.0
     device: str = "auto"
     embedded_default: bool = False
     # Promotion rungs, factors of ``epochs``; (1,) = off; None: per dataset (prepare.py).
@@ -128,6 +130,8 @@ class SearchSettings:
             raise ConfigError("resources per trial must be positive (cpus) / non-negative (gpus)")
         if self.epochs is not None and self.epochs <= 0:
             raise ConfigError(f"epochs must be positive, got {self.epochs}")
+        if not self.feature_weight >= 0:  # NaN too
+            raise ConfigError(f"the feature weight must be 0 or more, got {self.feature_weight:g}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
         allowed = [m.name for m in objective_metrics()]
@@ -288,6 +292,7 @@ def settings_of_run(config: RunConfig) -> dict[str, Any]:
         "epochs": finetune.epochs,
         "batch_size": finetune.batch_size,
         "lr": finetune.lr,
+        "feature_weight": finetune.feature_weight,
         "device": finetune.device,
         "rungs": tuple(config.promotion.rungs),
         "anchors": config.anchors,
@@ -410,16 +415,20 @@ def settings_from_file(path: str | Path) -> dict[str, Any]:
                 out["sampler"] = str(value)
             elif key == "finetune":
                 if not isinstance(value, dict):
-                    raise fail(key, "expected a mapping {epochs, batch_size, lr, device}")
-                for sub_key, cast, target in (
+                    raise fail(
+                        key, "expected a mapping {epochs, batch_size, lr, feature_weight, device}"
+                    )
+                fields_ = (
                     ("epochs", float, "epochs"),
                     ("batch_size", int, "batch_size"),
                     ("lr", float, "lr"),
+                    ("feature_weight", float, "feature_weight"),
                     ("device", str, "device"),
-                ):
+                )
+                for sub_key, cast, target in fields_:
                     if value.get(sub_key) is not None:
                         out[target] = cast(value[sub_key])
-                unknown = set(value) - {"epochs", "batch_size", "lr", "device"}
+                unknown = set(value) - {sub_key for sub_key, _cast, _target in fields_}
                 if unknown:
                     raise fail(sorted(unknown)[0], "unknown field", sub=value)
             elif key == "teacher":

@@ -75,6 +75,12 @@ def test_bad_budget_value_is_a_clear_error(tmp_path, run_cli):
     assert code == 2 and "budget memory_kb must be a number or a percentage" in output
 
 
+def test_negative_feature_weight_is_refused_before_any_run_directory(tmp_path, run_cli):
+    code, output = run_cli(["search", "--feature-weight", "-1", "--out", str(tmp_path / "r")])
+    assert code == 2 and "the feature weight must be 0 or more, got -1" in output
+    assert "Traceback" not in output and not (tmp_path / "r").exists()
+
+
 def test_unknown_chip_is_a_clear_error(tmp_path, run_cli):
     code, output = run_cli(["search", "--chip", "rockchip/rv1162", "--out", str(tmp_path / "r")])
     assert code == 2 and "unknown chip 'rockchip/rv1162'" in output and "Traceback" not in output

@@ -5,12 +5,26 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
+from autocompress.core.errors import ConfigError
 from autocompress.core.workspace import RunDirectory
 from autocompress.search.api import _settings_from_arguments, search
 from autocompress.search.settings import SearchSettings
 
 
-def test_settings_from_run_yaml_are_the_settings_that_made_the_run(tmp_path):
+def test_settings_from_run_yaml_are_the_settings_that_made_the_run(tmp_path, monkeypatch):
+    from autocompress.compress import student
+
+    feature_losses = []  # the trials distil features too (feature_weight > 0)
+    real_feature_loss = student.feature_loss
+
+    def counted(*args):
+        loss = real_feature_loss(*args)
+        feature_losses.append(float(loss))
+        return loss
+
+    monkeypatch.setattr(student, "feature_loss", counted)
     settings = SearchSettings(
         model="small_cnn",
         small_input=False,
@@ -22,6 +36,7 @@ def test_settings_from_run_yaml_are_the_settings_that_made_the_run(tmp_path):
         teacher_epochs=1,
         rungs=(1.0,),
         lr=1e-3,  # like epochs and rungs: run.yaml gives back the resolved value
+        feature_weight=0.5,
         device="cpu",
         seed=0,
         name="round-trip",
@@ -34,6 +49,10 @@ def test_settings_from_run_yaml_are_the_settings_that_made_the_run(tmp_path):
 
     recorded = RunDirectory(result.run_dir).read_run_config()
     assert recorded.status == "complete" and recorded.finished_utc  # written when the call ends
+    assert recorded.finetune.feature_weight == 0.5
+    assert feature_losses and all(loss > 0 for loss in feature_losses)
+    with pytest.raises(ConfigError, match=r"--feature-weight 2\.0 differs from the run.s recorded"):
+        search(out=result.run_dir, resume=True, feature_weight=2.0)
     again = _settings_from_arguments(result.run_dir / "run.yaml", {})
     assert dataclasses.replace(again, out=settings.out) == settings
     # keyword arguments still override what the file says
