@@ -7,7 +7,13 @@ from pathlib import Path
 import click
 
 from autocompress.cli.console import fraction_progress, print_json, stdout
-from autocompress.compress.recipe import RECOVERY_RECIPE, default_recovery_epochs
+from autocompress.compress.recipe import (
+    RECOVERY_RECIPE,
+    SHORT_RUN_EPOCHS,
+    SHORT_RUN_FEATURE_WEIGHT,
+    SHORT_RUN_MAX_BATCH_SIZE,
+    default_recovery_epochs,
+)
 
 DEVICE_CHOICES = click.Choice(["auto", "cpu", "cuda"])
 
@@ -42,7 +48,8 @@ def _recovery_epochs_text() -> str:
 @click.option(
     "--batch-size",
     type=int,
-    help="Images per step (default: 512 on a GPU, 128 on the CPU).",
+    help=f"Images per step (default: 512 on a GPU, {SHORT_RUN_MAX_BATCH_SIZE} for runs of "
+    f"{SHORT_RUN_EPOCHS:g} epochs or fewer; 128 on the CPU).",
 )
 @click.option(
     "--lr",
@@ -57,7 +64,9 @@ def _recovery_epochs_text() -> str:
     type=float,
     help=(
         "Weight of feature distillation: each kept convolution learns the teacher's output "
-        f"at its channels (default {RECOVERY_RECIPE.feature_weight:g}; 0: logits only)."
+        f"at its channels (default {RECOVERY_RECIPE.feature_weight:g}, "
+        f"{SHORT_RUN_FEATURE_WEIGHT:g} for runs of {SHORT_RUN_EPOCHS:g} epochs or fewer; "
+        "0: logits only)."
     ),
 )
 @click.option(

@@ -22,6 +22,7 @@ epochs resumes from it, and the file is removed when the run completes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -162,23 +163,26 @@ def recover(
         teacher, spec, _ = load_checkpoint(directory.teacher_pt)
     teacher = teacher.to(dev).eval()
     chip = get_chip(run.main_chip)
-    recipe = (  # an --lr given is the peak LR for every student
-        RECOVERY_RECIPE
-        if lr is None
-        else dataclasses.replace(RECOVERY_RECIPE, lr=lr, low_bit_lr=None)
-    )
+    recipe = RECOVERY_RECIPE.for_epochs(epochs)  # a short run has its own settings
+    if lr is not None:  # an --lr given is the peak LR for every student
+        recipe = dataclasses.replace(recipe, lr=lr, low_bit_lr=None)
     if feature_weight is not None:
         if not feature_weight >= 0:
             raise ConfigError(f"the feature weight must be 0 or more, got {feature_weight:g}")
         recipe = dataclasses.replace(recipe, feature_weight=float(feature_weight))
-    fast = choose_fast_path(
+    requested = batch_size if batch_size is not None else recipe.batch_size
+    device_path = functools.partial(
+        choose_fast_path,
         dev,
         epochs=epochs,
         train_images=len(data.train),
-        batch_size=batch_size if batch_size is not None else recipe.batch_size,
         compile=compile,
         **({"is_cuda": is_cuda} if is_cuda is not None else {}),
     )
+    fast = device_path(batch_size=requested)
+    cap = recipe.max_batch_size
+    if requested is None and cap is not None and fast.batch_size > cap:  # the default, capped
+        fast = device_path(batch_size=cap)
     config = recipe.trial_config(RunData.trial_config(record))
     student = build_student(teacher, config, chip, run.input_shape, protect=run.protect)
 

@@ -17,6 +17,7 @@ import torch
 from click.testing import CliRunner
 
 from autocompress.cli import cli, main
+from autocompress.compress.recipe import SHORT_RUN_FEATURE_WEIGHT, SHORT_RUN_MAX_BATCH_SIZE
 from autocompress.compress.student import load_student
 
 _spec = importlib.util.spec_from_file_location(
@@ -54,7 +55,8 @@ def test_finetune_records_recovered_accuracy_and_export_and_report_use_it(run_di
     info = json.loads((model_dir / "recovered.json").read_text())
     assert 0 < info["test_accuracy"] <= 1 and 0 < info["accuracy"] <= 1
     assert info["recipe"]["learned_steps"] and info["recipe"]["augment"]
-    assert info["recipe"]["feature_weight"] == 1.0  # feature distillation is on by default
+    # feature distillation is on by default; 4 epochs is a short run: its weight is higher
+    assert info["recipe"]["feature_weight"] == SHORT_RUN_FEATURE_WEIGHT
     # an int8 student (rv1126): the recipe's LR, not the one for learned 4-bit steps
     assert info["recipe"]["lr_used"] == info["recipe"]["lr"] != info["recipe"]["low_bit_lr"]
     assert not (model_dir / "recovery-state.pt").exists()  # removed when complete
@@ -142,6 +144,19 @@ def test_finetune_that_diverges_is_retried_then_reported(run_dir, capsys):
     assert f"recovery training of trial {number} failed" in message
     assert "(lr 1e+06, adamw); retried at lr 100000:" in message
     assert not (run_dir / "models" / f"trial-{number:04d}" / "recovered.pt").exists()
+
+
+def test_a_short_recovery_caps_the_devices_default_batch_but_not_a_given_one(run_dir):
+    from autocompress.recover.api import recover
+
+    torch.set_num_threads(1)
+    number = _best_trial(run_dir)
+    gpu = lambda _device: True  # noqa: E731 — the GPU's default batch (512), trained on the CPU
+    short = recover(run_dir, trial=number, epochs=0.5, device="cpu", is_cuda=gpu).info
+    assert short["fast_path"]["batch_size"] == SHORT_RUN_MAX_BATCH_SIZE < 512
+    assert short["recipe"]["feature_weight"] == SHORT_RUN_FEATURE_WEIGHT
+    given = recover(run_dir, trial=number, epochs=0.5, device="cpu", is_cuda=gpu, batch_size=300)
+    assert given.info["fast_path"]["batch_size"] == 300
 
 
 def test_a_negative_feature_weight_is_refused_before_any_training(run_dir, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -197,6 +198,29 @@ def test_recovery_lr_is_lower_for_students_with_learned_4_bit_steps():
     assert Recipe(low_bit_lr=None).peak_lr(w4a8) == recipe.lr
     # recorded in recovered.json: the round trip keeps it
     assert Recipe.from_dict(recipe.to_dict()) == recipe
+
+
+def test_a_short_run_distills_features_harder_with_smaller_batches_a_long_one_is_unchanged():
+    from autocompress.compress.recipe import (
+        RECOVERY_RECIPE,
+        SHORT_RUN_EPOCHS,
+        SHORT_RUN_FEATURE_WEIGHT,
+        SHORT_RUN_MAX_BATCH_SIZE,
+    )
+
+    assert RECOVERY_RECIPE.for_epochs(30) == RECOVERY_RECIPE
+    assert RECOVERY_RECIPE.for_epochs(SHORT_RUN_EPOCHS + 0.5) == RECOVERY_RECIPE
+    assert (RECOVERY_RECIPE.feature_weight, RECOVERY_RECIPE.max_batch_size) == (1.0, None)
+    short = RECOVERY_RECIPE.for_epochs(5)
+    assert short == RECOVERY_RECIPE.for_epochs(SHORT_RUN_EPOCHS)
+    assert (short.feature_weight, short.max_batch_size) == (
+        SHORT_RUN_FEATURE_WEIGHT, SHORT_RUN_MAX_BATCH_SIZE
+    )  # fmt: skip
+    assert (short.lr, short.low_bit_lr, short.learned_steps) == (
+        RECOVERY_RECIPE.lr, RECOVERY_RECIPE.low_bit_lr, RECOVERY_RECIPE.learned_steps
+    )  # fmt: skip
+    tighter = dataclasses.replace(RECOVERY_RECIPE, max_batch_size=64).for_epochs(5)
+    assert tighter.max_batch_size == 64  # a recipe's own cap stays when it is smaller
 
 
 def test_default_recovery_epochs_depend_on_dataset_and_device():
