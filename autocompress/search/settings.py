@@ -418,17 +418,17 @@ def settings_from_file(path: str | Path) -> dict[str, Any]:
                     raise fail(
                         key, "expected a mapping {epochs, batch_size, lr, feature_weight, device}"
                     )
-                fields_ = (
+                finetune_fields = (
                     ("epochs", float, "epochs"),
                     ("batch_size", int, "batch_size"),
                     ("lr", float, "lr"),
                     ("feature_weight", float, "feature_weight"),
                     ("device", str, "device"),
                 )
-                for sub_key, cast, target in fields_:
+                for sub_key, cast, target in finetune_fields:
                     if value.get(sub_key) is not None:
                         out[target] = cast(value[sub_key])
-                unknown = set(value) - {sub_key for sub_key, _cast, _target in fields_}
+                unknown = set(value) - {sub_key for sub_key, _cast, _target in finetune_fields}
                 if unknown:
                     raise fail(sorted(unknown)[0], "unknown field", sub=value)
             elif key == "teacher":
