@@ -255,7 +255,8 @@ def search(
         epochs: fine-tune epochs per trial; teacher_epochs: teacher training epochs.
         feature_weight: feature distillation in every trial (each kept convolution learns
             the teacher's output at its channels); 0 (default): the logits only. The
-            teacher then runs on every batch (about 1.5x an epoch on a GPU).
+            teacher then runs on every batch instead of its cached logits (slower; not
+            measured inside trials).
         rungs: promotion rungs as factors of ``epochs`` (default 1, 3, 9; 1, 3 on the
             digits): the best third of each rung is fine-tuned again for the next rung's
             epochs, then the front; ``[1]`` switches promotion off.
