@@ -57,16 +57,23 @@ def choose_fast_path(
     batch_size: int | None = None,
     compile: bool | None = None,
     is_cuda: Callable[[str | torch.device], bool] = _is_cuda,
+    default_batch_cap: int | None = None,
 ) -> FastPath:
     """The batch size, CUDA-graph and compile decision for a fine-tune of ``epochs`` on ``device``.
 
     ``batch_size`` / ``compile`` given by the user win; otherwise CUDA gets
     :data:`DEFAULT_BATCH_SIZE` ``["cuda"]`` with CUDA graphs, the CPU batch 128
-    in eager mode. ``epochs`` only enters the reason (steps per run).
+    in eager mode; ``default_batch_cap`` lowers that default (never a given
+    ``batch_size``). ``epochs`` only enters the reason (steps per run).
     """
     cuda = bool(is_cuda(device))
     kind = "cuda" if cuda else "cpu"
-    batch = int(batch_size) if batch_size is not None else DEFAULT_BATCH_SIZE[kind]
+    if batch_size is not None:
+        batch = int(batch_size)
+    else:
+        batch = DEFAULT_BATCH_SIZE[kind]
+        if default_batch_cap is not None:
+            batch = min(batch, int(default_batch_cap))
     batch = max(1, min(batch, max(1, int(train_images))))
     steps = int(epochs * max(1, int(train_images) // batch))
     use_compile = bool(compile)

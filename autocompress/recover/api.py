@@ -22,7 +22,6 @@ epochs resumes from it, and the file is removed when the run completes.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import time
 from collections.abc import Callable
@@ -170,19 +169,15 @@ def recover(
         if not feature_weight >= 0:
             raise ConfigError(f"the feature weight must be 0 or more, got {feature_weight:g}")
         recipe = dataclasses.replace(recipe, feature_weight=float(feature_weight))
-    requested = batch_size if batch_size is not None else recipe.batch_size
-    device_path = functools.partial(
-        choose_fast_path,
+    fast = choose_fast_path(
         dev,
         epochs=epochs,
         train_images=len(data.train),
+        batch_size=batch_size if batch_size is not None else recipe.batch_size,
+        default_batch_cap=recipe.max_batch_size,  # a short run's smaller default batch
         compile=compile,
         **({"is_cuda": is_cuda} if is_cuda is not None else {}),
     )
-    fast = device_path(batch_size=requested)
-    cap = recipe.max_batch_size
-    if requested is None and cap is not None and fast.batch_size > cap:  # the default, capped
-        fast = device_path(batch_size=cap)
     config = recipe.trial_config(RunData.trial_config(record))
     student = build_student(teacher, config, chip, run.input_shape, protect=run.protect)
 
