@@ -116,10 +116,10 @@ class TestCliOnRay:
     def test_cli_ray_ctrl_c_exits_130_and_resume_retries_the_trial_a_killed_driver_left_running(
         self, tmp_path, ray_cluster
     ):
-        """One CLI run on its own local Ray runtime (the default): Ctrl-C, then a resume on the
-        class's `ray start` cluster that also retries a trial a SIGKILLed driver would have left
-        RUNNING (two CLI runs instead of four, and one Ray start-up fewer: each costs ~15 s on two
-        cores)."""
+        """One CLI run on its own local Ray runtime (the default): Ctrl-C, then a resume that
+        joins the class's `ray start` cluster with two workers and also retries a trial a
+        SIGKILLed driver would have left RUNNING (two CLI runs instead of five, and one Ray
+        start-up fewer: each costs ~15 s on two cores)."""
         out = tmp_path / "ray-cli"
         process = subprocess.Popen(
             [
@@ -157,10 +157,12 @@ class TestCliOnRay:
         orphan = study.ask(fixed_distributions=template.distributions)
         params = dict(orphan.params)
 
-        # --trials counts trained trials, as with the Optuna backend: one more is the retry
+        # A search that joins an existing cluster (--address) with two workers. --trials counts
+        # trained trials, as with the Optuna backend: two more are the retry and one new trial,
+        # two pending at once (one training, one being built), and not one trial more.
         resumed = _search(
-            "--resume", "--out", str(out), "--trials", str(finished + 1), "--no-progress",
-            "--address", ray_cluster,
+            "--resume", "--out", str(out), "--trials", str(finished + 2), "--no-progress",
+            "--address", ray_cluster, "--workers", "2",
         )  # fmt: skip
         assert resumed.returncode == 0, resumed.stderr
         assert not WARNING_TEXT.search(resumed.stdout + resumed.stderr), resumed.stderr
@@ -171,21 +173,10 @@ class TestCliOnRay:
         (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == orphan.number]
         assert retry.params == params and retry.state == optuna.trial.TrialState.COMPLETE
         records = {r.number: r for r in run.read_trials()}
-        assert _trained(run) == finished + 1 and retry.number in records
+        assert _trained(run) == finished + 2 and retry.number in records
+        assert _running(run) == []
         assert {r.backend for r in records.values()} == {"ray"}
-
-    def test_cli_ray_search_joins_an_existing_cluster(self, tmp_path, ray_cluster):
-        out = tmp_path / "on-cluster"
-        result = _search(
-            "--backend", "ray", "--address", ray_cluster, "--workers", "2", "--trials", "2",
-            "--out", str(out), "--teacher-epochs", "3", "--epochs", "1", "--latency-ms", "1000%",
-            "--no-anchors", "--rungs", "1", "--no-progress", *SMALLER_DEFAULT_MODEL,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr
-        assert not WARNING_TEXT.search(result.stdout + result.stderr), result.stderr
-        run = RunDirectory(out)
-        assert _trained(run) == 2 and _running(run) == []
-        assert {r.backend for r in run.read_trials()} == {"ray"}
+        assert yaml.safe_load(run.run_yaml.read_text())["workers"] == 2
 
 
 def test_cli_ray_runtime_that_cannot_start_is_a_clear_error(tmp_path):
@@ -218,7 +209,7 @@ def test_ray_backend_writes_the_same_run_directory_format(
     result = search(
         out=tmp_path / "ray",
         backend="ray",
-        workers=1,  # two workers: test_cli_ray_search_joins_an_existing_cluster, duplicates
+        workers=1,  # two workers: the CLI resume on the `ray start` cluster
         trials=4,
         chip=["rockchip/rv1126", "rockchip/rk3588"],
         latency_ms="97%",
