@@ -350,7 +350,7 @@ def test_one_long_lived_worker_prepares_the_next_trial_while_one_trains_and_a_fa
 
 
 def test_duplicates_are_not_retrained_and_the_proposal_cap_ends_the_run(
-    local_ray, tmp_path, halves_space
+    local_ray, tmp_path, halves_space, teacher_checkpoint
 ):
     """Same configuration or same student: trained once. Of the 8 configurations (2 widths x 2
     prune ratios of small_cnn's 2 unprotected groups), width 1.0 with both groups halved builds
@@ -368,7 +368,7 @@ def test_duplicates_are_not_retrained_and_the_proposal_cap_ends_the_run(
         trials=8,
         rungs=[1],
         latency_ms="1000%",
-        teacher_epochs=3,
+        teacher=teacher_checkpoint,  # small_cnn's: the shared run's teacher, not trained again
         epochs=1.0,
         batch_size=128,
     )
