@@ -302,53 +302,6 @@ def test_a_failure_inside_ray_is_a_clear_error_and_leaves_no_running_trial(
     assert _running(run) == []  # the trials it had asked are failed, not left RUNNING
 
 
-def test_one_long_lived_worker_prepares_the_next_trial_while_one_trains_and_a_failed_tell_fails(
-    local_ray, tmp_path, teacher_checkpoint, monkeypatch
-):
-    """One worker holds two trials: the next is built and costed (in its builder process) while
-    one trains. A result whose tell raises leaves its trial FAIL, not RUNNING."""
-    from autocompress.search.api import search
-    from autocompress.search.ray_driver import TELL_ERROR_ATTR
-
-    real_tell = optuna.study.Study.tell
-    refused: list[int] = []
-
-    def tell(self, trial, values=None, state=None, **kwargs):
-        number = trial if isinstance(trial, int) else trial.number
-        if values is not None and not refused:  # the first result with values: storage error
-            refused.append(number)
-            raise RuntimeError("database is locked")
-        return real_tell(self, trial, values, state, **kwargs)
-
-    monkeypatch.setattr(optuna.study.Study, "tell", tell)
-    result = search(
-        out=tmp_path / "one-worker",
-        backend="ray",
-        workers=1,
-        trials=3,
-        latency_ms="1000%",  # every proposal is trained
-        rungs=[1],
-        teacher=teacher_checkpoint,
-        epochs=1.0,
-    )
-    run = RunDirectory(result.run_dir)
-    assert _running(run) == []
-    study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
-    (failed,) = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
-    assert failed.number == refused[0]
-    assert "database is locked" in failed.user_attrs[TELL_ERROR_ATTR]
-    records = run.read_trials()
-    assert _trained(run) == 3 and len(records) == 3  # the refused one was trained: it counts
-    assert {record.number for record in records} == {0, 1, 2}
-    # one long-lived worker: the next student was built and costed (in the builder) while one
-    # trained, so it was ready before the worker was free
-    later = [r for r in records if "worker_idle" in r.timings_s]
-    assert len(later) == 2  # every trial but the worker's first
-    for record in later:
-        assert record.timings_s["built_ahead"] > 0, record.timings_s
-        assert record.timings_s["worker_idle"] >= 0
-
-
 def test_duplicates_are_not_retrained_and_the_proposal_cap_ends_the_run(
     local_ray, tmp_path, halves_space, teacher_checkpoint
 ):
@@ -416,13 +369,18 @@ def _own_ray_process(title: str) -> int | None:
     return None
 
 
-def test_a_worker_that_dies_is_a_clear_error_and_its_trial_runs_again_on_resume(
-    local_ray, tmp_path, teacher_checkpoint
+def test_a_worker_that_dies_is_a_clear_error_and_the_resume_on_one_worker_reruns_its_trial(
+    local_ray, tmp_path, teacher_checkpoint, monkeypatch
 ):
+    """A worker killed mid-trial: a clear error, its trials queued again with their parameters.
+    The resume runs them on one long-lived worker that holds two trials (the next is built and
+    costed in its builder process while one trains), and a result whose tell raises leaves its
+    trial FAIL, not RUNNING."""
     import threading
 
     from autocompress.search.api import search
     from autocompress.search.ray_backend import RayBackendError
+    from autocompress.search.ray_driver import TELL_ERROR_ATTR
 
     killed: list[int] = []
 
@@ -455,11 +413,38 @@ def test_a_worker_that_dies_is_a_clear_error_and_its_trial_runs_again_on_resume(
     ]
     assert waiting  # the killed trial (and the one built for it next) are queued again
     lost = {t.system_attrs["failed_trial"] for t in waiting}
+    retries = {t.number for t in waiting}
+    earlier = {r.number for r in run.read_trials()}
+
+    # the resume: the first result of a new trial (not a retry) with values meets a storage error
+    real_tell = optuna.study.Study.tell
+    refused: list[int] = []
+
+    def tell(self, trial, values=None, state=None, **kwargs):
+        number = trial if isinstance(trial, int) else trial.number
+        if values is not None and not refused and number not in retries:
+            refused.append(number)
+            raise RuntimeError("database is locked")
+        return real_tell(self, trial, values, state, **kwargs)
+
+    monkeypatch.setattr(optuna.study.Study, "tell", tell)
     result = search(out=out, resume=True)
-    assert _trained(run) == 3 and _running(run) == []
+    assert _trained(run) == 3 and _running(run) == []  # the refused one was trained: it counts
     study = optuna.load_study(study_name="autocompress", storage=run.storage_url)
     by_number = {t.number: t for t in study.trials}
     for t in waiting:  # the retries ran, with the lost trials' parameters
         assert by_number[t.number].state == optuna.trial.TrialState.COMPLETE
         assert by_number[t.number].params == by_number[t.system_attrs["failed_trial"]].params
     assert lost.isdisjoint(r.number for r in result.trials)
+    (failed,) = [t for t in study.trials if TELL_ERROR_ATTR in t.user_attrs]
+    assert failed.number == refused[0] and failed.state == optuna.trial.TrialState.FAIL
+    assert "database is locked" in failed.user_attrs[TELL_ERROR_ATTR]
+    records = [r for r in run.read_trials() if r.number not in earlier]  # this session's
+    assert refused[0] in {r.number for r in records}  # recorded before it was told
+    # one long-lived worker: the next student was built and costed (in the builder) while one
+    # trained, so it was ready before the worker was free
+    later = [r for r in records if "worker_idle" in r.timings_s]
+    assert len(later) == len(records) - 1 >= 1  # every trial but the worker's first
+    for record in later:
+        assert record.timings_s["built_ahead"] > 0, record.timings_s
+        assert record.timings_s["worker_idle"] >= 0
