@@ -40,6 +40,12 @@ def _memory_temproot() -> Path | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # One xdist worker per core: each worker's torch (and every CLI process it starts) gets
+    # its share of the cores, not all of them. Two workers training at once with two OpenMP
+    # threads each oversubscribe a 2-core machine, and OpenMP's spin-waits burn the rest.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
     # tmp_path and friends on tmpfs where there is one (pytest's documented temp-root variable;
     # --basetemp or a PYTEST_DEBUG_TEMPROOT of the user's own still win).
     memory = _memory_temproot()
@@ -98,7 +104,15 @@ def progress_run(runs_root: Path) -> Path:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The Ray tests first. Under ``--dist loadfile`` one worker runs their whole file (about
-    200 s on 2 cores); collected last, as the directory order has it, that file starts when
-    the other worker is nearly done and alone sets the suite's wall time."""
-    items.sort(key=lambda item: item.get_closest_marker("ray") is None)  # stable: order kept
+    """The Ray tests first, then the slow (training) ones. Under ``--dist loadfile`` one
+    worker runs a whole file (the Ray file is about 170 s of work on 2 cores); a long file
+    that starts when the other worker is nearly done alone sets the suite's wall time.
+    xdist hands out files in this order only with ``--no-loadscope-reorder`` (addopts): by
+    default it sorts them by their number of tests, which put the Ray file 38th (CI: 338 s)."""
+
+    def weight(item: pytest.Item) -> int:
+        if item.get_closest_marker("ray") is not None:
+            return 0
+        return 1 if item.get_closest_marker("slow") is not None else 2
+
+    items.sort(key=weight)  # stable: the order within a weight is kept
