@@ -62,6 +62,7 @@ from autocompress.search.study import (
     open_study,
     proposal_cap,
     proposals,
+    record_first_heartbeat,
     retry_orphaned_trials,
     suggest_config,
     trained_complete,
@@ -238,7 +239,7 @@ def _make_objective(
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
         started.append(trial.number)
         gate.raise_if_pending()  # a Ctrl-C while Optuna asked for this trial
-        _first_heartbeat(trial)
+        record_first_heartbeat(trial)
         config = suggest_config(trial, ctx.space, numeric=numeric)
         key = config_key(config)
         trial.set_user_attr(KEY_ATTR, key)
@@ -274,22 +275,6 @@ def _make_objective(
         return outcome.objective_values
 
     return objective
-
-
-def _first_heartbeat(trial: optuna.Trial) -> None:
-    """Record the trial's heartbeat now, before any of its parameters is written.
-
-    Optuna's heartbeat thread records the first beat concurrently with the objective; on
-    a busy machine the parameters can reach study.db first. A process killed in that
-    window leaves a RUNNING trial with parameters and no heartbeat, which Optuna never
-    finds stale: the resume would train new trials first and retry this one only when the
-    run ends (measured in CI: the retry was left WAITING). With a beat on record, the
-    resume fails it after the grace period and retries it first.
-    """
-    storage = trial.study._storage  # RDBStorage, in Optuna's cache wrapper: both beat
-    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
-    if interval:
-        storage.record_heartbeat(trial._trial_id)
 
 
 def _progress_callback(

@@ -21,8 +21,9 @@ Per proposal, exactly as the Optuna backend (:mod:`.optuna_backend`):
 - every result is appended to ``trials.jsonl`` (and kept in ``study.db``) before
   it is told, with its constraint values and state attributes; a tell that
   raises marks the trial failed (never left RUNNING).
-- while a trial runs the driver beats its heartbeat in ``study.db``, so a run
-  resumed with the Optuna backend after the driver was killed retries it too.
+- while a trial runs the driver beats its heartbeat in ``study.db`` (the first
+  beat as it is asked), so a run resumed with the Optuna backend after the
+  driver was killed retries it too.
 
 Ctrl-C: running trials are failed (dropped, as the Optuna backend does),
 finished ones stay; a worker that dies leaves its trial failed and re-enqueued
@@ -61,6 +62,7 @@ from autocompress.search.study import (
     TRAINED_ATTR,
     proposal_cap,
     proposals,
+    record_first_heartbeat,
     retry_orphaned_trials,
     suggest_config,
     trained_complete,
@@ -190,6 +192,7 @@ class AskTellDriver:
         """Ask until every ready worker has ``per_worker`` trials (or nothing more may be asked)."""
         while self._free_worker(per_worker) is not None and self._may_ask():
             trial = self.study.ask()
+            record_first_heartbeat(trial)
             config = suggest_config(trial, self.space, numeric=self.numeric)
             key = config_key(config)
             item = _Pending(trial, config, key)

@@ -58,6 +58,22 @@ def _retry_callback() -> Any:
         return cls(max_retry=MAX_RETRY)
 
 
+def record_first_heartbeat(trial: optuna.Trial) -> None:
+    """Record a newly asked trial's heartbeat now, before any of its parameters is written.
+
+    Optuna's heartbeat thread (and the Ray driver's loop) beat after the trial has started;
+    on a busy machine its parameters can reach study.db first. A process killed in that
+    window leaves a RUNNING trial with parameters and no heartbeat, which Optuna never finds
+    stale: a resume would train new trials first and retry this one only when the run ends
+    (seen in CI: the retry was left WAITING). With a beat on record, the resume fails it
+    after the grace period and retries it first. A storage without heartbeats is left alone.
+    """
+    storage = trial.study._storage  # RDBStorage, inside Optuna's cache wrapper: both beat
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    if interval:
+        storage.record_heartbeat(trial._trial_id)
+
+
 def make_storage(run: RunDirectory) -> optuna.storages.RDBStorage:
     """RDB storage on the run's study.db with heartbeats and stale-trial retries."""
     kwargs: dict[str, Any] = {
